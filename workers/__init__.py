@@ -1,0 +1,1 @@
+"""StashQ workers: the Celery app, its steps, and the engine and storage adapters."""

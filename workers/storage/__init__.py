@@ -1,0 +1,1 @@
+"""Repository backends behind one small protocol (see ``base.Storage``)."""

@@ -1,0 +1,1 @@
+"""StashQ's resource model: pure parsing, validation and planning (no I/O)."""

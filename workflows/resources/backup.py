@@ -1,0 +1,95 @@
+"""BackupConfiguration (what to back up, when, where, how long to keep) and
+BackupSession (one run of it)."""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar, Literal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from croniter import croniter
+from pydantic import Field, field_validator
+
+from workflows.resources.base import LocalRef, Model, Name, Resource, TargetRef, TaskRef
+
+
+class RetentionPolicy(Model):
+    """restic ``forget --keep-*`` semantics: a snapshot survives if any rule keeps it."""
+
+    name: str = "keep"
+    keep_last: int | None = Field(default=None, ge=0)
+    keep_hourly: int | None = Field(default=None, ge=0)
+    keep_daily: int | None = Field(default=None, ge=0)
+    keep_weekly: int | None = Field(default=None, ge=0)
+    keep_monthly: int | None = Field(default=None, ge=0)
+    keep_yearly: int | None = Field(default=None, ge=0)
+    keep_tags: tuple[str, ...] = ()
+    prune: bool = False
+    dry_run: bool = False
+
+
+class BackupTarget(Model):
+    ref: TargetRef
+    replicas: int | None = Field(default=None, ge=1)
+    args: tuple[str, ...] = ()
+
+
+class RetryConfig(Model):
+    max_retry: int = Field(default=0, ge=0, le=20)
+    delay: str = "1m"
+
+
+class BackupConfigurationSpec(Model):
+    schedule: str | None = None
+    time_zone: str = "UTC"
+    paused: bool = False
+    repository: LocalRef
+    target: BackupTarget
+    task: TaskRef = TaskRef()
+    retention_policy: RetentionPolicy | None = None
+    hooks: dict[str, Any] = Field(default_factory=dict)
+    backup_history_limit: int = Field(default=1, ge=0)
+    time_out: str | None = None
+    retry_config: RetryConfig | None = None
+    # Accepted for compatibility with Stash manifests; Kubernetes-only.
+    runtime_settings: dict[str, Any] = Field(default_factory=dict)
+    temp_dir: dict[str, Any] = Field(default_factory=dict)
+    interim_volume_template: dict[str, Any] = Field(default_factory=dict)
+
+    @field_validator("schedule")
+    @classmethod
+    def _cron(cls, value: str | None) -> str | None:
+        if value is not None and not croniter.is_valid(value):
+            raise ValueError(f'"{value}" is not a cron expression')
+        return value
+
+    @field_validator("time_zone")
+    @classmethod
+    def _zone(cls, value: str) -> str:
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError(f'"{value}" is not a known time zone') from None
+        return value
+
+
+class BackupConfiguration(Resource):
+    KIND: ClassVar[str] = "BackupConfiguration"
+    kind: Literal["BackupConfiguration"]
+    spec: BackupConfigurationSpec
+
+
+class Invoker(Model):
+    api_group: str = "stashq.io"
+    kind: Literal["BackupConfiguration"] = "BackupConfiguration"
+    name: Name
+
+
+class BackupSessionSpec(Model):
+    invoker: Invoker
+    retry_left: int | None = Field(default=None, ge=0)
+
+
+class BackupSession(Resource):
+    KIND: ClassVar[str] = "BackupSession"
+    kind: Literal["BackupSession"]
+    spec: BackupSessionSpec

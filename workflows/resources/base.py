@@ -1,0 +1,97 @@
+"""Shared building blocks of the resource models.
+
+Field names are spelled as Stash spells them (camelCase on the wire, snake_case in
+Python), so users port manifests by changing ``apiVersion``. Models are frozen and
+reject unknown fields inside ``spec``: a typo is an error with its path, not a
+silently ignored setting.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, ClassVar
+
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints
+from pydantic.alias_generators import to_camel
+
+#: Kubernetes object names: RFC 1123 subdomain (lowercase, digits, '-', '.').
+Name = Annotated[
+    str,
+    StringConstraints(
+        min_length=1, max_length=253, pattern=r"^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$"
+    ),
+]
+
+API_GROUP = "stashq.io"
+API_VERSION = f"{API_GROUP}/v1alpha1"
+#: Stash's own groups: accepted so that ported manifests parse unchanged.
+STASH_API_VERSIONS = frozenset(
+    {"stash.appscode.com/v1alpha1", "stash.appscode.com/v1beta1"}
+)
+
+
+class Model(BaseModel):
+    """A frozen model that reads camelCase and refuses unknown fields."""
+
+    model_config = ConfigDict(
+        frozen=True, extra="forbid", alias_generator=to_camel, populate_by_name=True
+    )
+
+
+class Metadata(BaseModel):
+    """Object metadata; extra keys Kubernetes adds (uid, managedFields, ...) are kept."""
+
+    model_config = ConfigDict(frozen=True, extra="allow", alias_generator=to_camel,
+                              populate_by_name=True)
+
+    name: Name
+    namespace: Name = "default"
+    labels: dict[str, str] = Field(default_factory=dict)
+    annotations: dict[str, str] = Field(default_factory=dict)
+    resource_version: str | None = None
+
+
+class LocalRef(Model):
+    """A reference by name to an object in the same (or a given) namespace."""
+
+    name: Name
+    namespace: Name | None = None
+
+
+class TargetRef(Model):
+    api_version: str = "appcatalog.appscode.com/v1alpha1"
+    kind: str = "AppBinding"
+    name: Name
+    namespace: Name | None = None
+
+
+class Param(Model):
+    name: str = Field(min_length=1, max_length=128)
+    value: str = Field(max_length=4096)
+
+
+class TaskRef(Model):
+    name: Name | None = None
+    params: tuple[Param, ...] = ()
+
+    def param_map(self) -> dict[str, str]:
+        return {p.name: p.value for p in self.params}
+
+
+class Resource(Model):
+    """Base of every top-level kind: apiVersion, kind, metadata, and a spec."""
+
+    KIND: ClassVar[str] = ""
+    API_VERSIONS: ClassVar[frozenset[str]] = frozenset({API_VERSION}) | STASH_API_VERSIONS
+
+    api_version: str
+    kind: str
+    metadata: Metadata
+    status: dict[str, Any] = Field(default_factory=dict)
+
+    @property
+    def name(self) -> str:
+        return self.metadata.name
+
+    @property
+    def namespace(self) -> str:
+        return self.metadata.namespace

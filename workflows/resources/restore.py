@@ -1,0 +1,46 @@
+"""RestoreSession: put a snapshot (``latest`` or an id) back into a target."""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar, Literal
+
+from pydantic import Field
+
+from workflows.resources.base import LocalRef, Model, Resource, TargetRef, TaskRef
+
+LATEST = "latest"
+
+
+class RestoreRule(Model):
+    source_host: str | None = None
+    target_hosts: tuple[str, ...] = ()
+    snapshots: tuple[str, ...] = (LATEST,)
+    paths: tuple[str, ...] = ()
+
+
+class RestoreTarget(Model):
+    ref: TargetRef
+    replicas: int | None = Field(default=None, ge=1)
+    rules: tuple[RestoreRule, ...] = (RestoreRule(),)
+    volume_claim_templates: tuple[dict[str, Any], ...] = ()
+    args: tuple[str, ...] = ()
+
+
+class RestoreSessionSpec(Model):
+    repository: LocalRef
+    target: RestoreTarget
+    task: TaskRef = TaskRef()
+    hooks: dict[str, Any] = Field(default_factory=dict)
+    time_out: str | None = None
+    runtime_settings: dict[str, Any] = Field(default_factory=dict)
+
+
+class RestoreSession(Resource):
+    KIND: ClassVar[str] = "RestoreSession"
+    kind: Literal["RestoreSession"]
+    spec: RestoreSessionSpec
+
+    @property
+    def snapshot(self) -> str:
+        """The one snapshot this session restores (``latest`` or an id)."""
+        return self.spec.target.rules[0].snapshots[0]
