@@ -1,0 +1,192 @@
+"""``stashq``: apply resources, trigger backups and restores, inspect, run a worker.
+
+One handler turns every StashQError into ``error: <message>`` on stderr and the
+error's exit code; anything else is a bug and keeps its traceback.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, TypeVar
+
+import click
+
+from beat import apply as applying
+from beat.dispatch import dispatch, new_backup_session
+from beat.progress import wait_for
+from workers.context import SessionRef
+from workers.state.redis import RedisStore
+from workflows.errors import StashQError
+from workflows.resources import BackupConfiguration, BackupSession, Repository, RestoreSession
+from workflows.resources.base import API_VERSION, Metadata
+from workflows.settings import Settings
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+class Env:
+    """What every command needs, built once from the environment."""
+
+    def __init__(self, namespace: str | None) -> None:
+        self.settings = Settings.from_env(os.environ)
+        self.namespace = namespace or self.settings.namespace
+        self.store = RedisStore.from_url(self.settings.redis_url)
+
+    @functools.cached_property
+    def app(self) -> Any:
+        from workers.app import create_app
+
+        return create_app(self.settings)
+
+
+def reports_errors(fn: F) -> F:
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return fn(*args, **kwargs)
+        except StashQError as e:
+            click.echo(f"error: {e}", err=True)
+            sys.exit(e.exit_code)
+
+    return wrapper  # type: ignore[return-value]
+
+
+namespace_option = click.option("-n", "--namespace", default=None,
+                                help="Namespace (default: STASHQ_NAMESPACE or 'default').")
+
+
+@click.group()
+def main() -> None:
+    """StashQ: backup and restore for MySQL, MariaDB and Percona XtraDB."""
+
+
+@main.command()
+@click.option("-f", "--filename", "paths", multiple=True, required=True,
+              type=click.Path(path_type=Path), help="File or folder of YAML manifests.")
+@namespace_option
+@reports_errors
+def apply(paths: tuple[Path, ...], namespace: str | None) -> None:
+    """Validate every resource, then apply them all (nothing is applied if one is bad)."""
+    env = Env(namespace)
+    for line in applying.apply_paths(env.store, paths, env.namespace,
+                                     dispatch=lambda ref: dispatch(env.app, env.store,
+                                                                   env.settings, ref)):
+        click.echo(line)
+
+
+@main.command()
+@click.argument("config")
+@click.option("--wait/--no-wait", default=False, help="Wait for the session to finish.")
+@click.option("--timeout", "timeout_s", default=24 * 3600, help="Seconds to wait at most.")
+@namespace_option
+@reports_errors
+def backup(config: str, wait: bool, timeout_s: int, namespace: str | None) -> None:
+    """Back up CONFIG now: create a BackupSession and queue it."""
+    env = Env(namespace)
+    env.store.get(BackupConfiguration, config, env.namespace)
+    now = int(time.time())
+    session = None
+    while session is None:  # two triggers in one second get consecutive names
+        session = new_backup_session(env.store, config, env.namespace, now)
+        now += 1
+    ref = SessionRef("BackupSession", env.namespace, session.name)
+    dispatch(env.app, env.store, env.settings, ref)
+    click.echo(f"BackupSession/{session.name} created")
+    if wait:
+        wait_for(env.store, ref, timeout_s)
+
+
+@main.command()
+@click.option("--repository", required=True, help="Repository holding the snapshot.")
+@click.option("--target", required=True, help="AppBinding to restore into.")
+@click.option("--snapshot", default="latest", show_default=True, help="Snapshot id or latest.")
+@click.option("--database", default="", help="Restore a one-database snapshot under this name.")
+@click.option("--task", "task_name", default=None, help="Restore Task (default: by engine).")
+@click.option("--wait/--no-wait", default=False)
+@click.option("--timeout", "timeout_s", default=24 * 3600)
+@namespace_option
+@reports_errors
+def restore(repository: str, target: str, snapshot: str, database: str, task_name: str | None,
+            wait: bool, timeout_s: int, namespace: str | None) -> None:
+    """Restore a snapshot: create a RestoreSession and queue it."""
+    env = Env(namespace)
+    name = f"restore-{target}-{int(time.time())}"
+    params = [{"name": "database", "value": database}] if database else []
+    session = RestoreSession(
+        api_version=API_VERSION, kind="RestoreSession",
+        metadata=Metadata(name=name, namespace=env.namespace),
+        spec={"repository": {"name": repository},  # type: ignore[arg-type]
+              "target": {"ref": {"name": target}, "rules": [{"snapshots": [snapshot]}]},
+              "task": {"name": task_name, "params": params}},
+        status={"phase": "Pending"})
+    if not env.store.create(session):
+        raise StashQError(f"RestoreSession {name} already exists; try again")
+    ref = SessionRef("RestoreSession", env.namespace, name)
+    dispatch(env.app, env.store, env.settings, ref)
+    click.echo(f"RestoreSession/{name} created")
+    if wait:
+        wait_for(env.store, ref, timeout_s)
+
+
+@main.command()
+@namespace_option
+@reports_errors
+def sessions(namespace: str | None) -> None:
+    """List backup and restore sessions with their phase and reason."""
+    env = Env(namespace)
+    rows = [(s.kind, s.name, s.status.get("phase", "Unknown"), s.status.get("sessionDuration", ""),
+             s.status.get("reason", "")) for cls in (BackupSession, RestoreSession)
+            for s in env.store.list(cls, env.namespace)]
+    _table(("KIND", "NAME", "PHASE", "DURATION", "REASON"), rows)
+
+
+@main.command()
+@click.argument("repository")
+@namespace_option
+@reports_errors
+def snapshots(repository: str, namespace: str | None) -> None:
+    """List the snapshots in REPOSITORY (manifests only: unfinished data never shows)."""
+    from workers.snapshots import list_snapshots
+    from workers.storage import open_storage
+    from workflows.resources import Secret
+
+    env = Env(namespace)
+    repo = env.store.get(Repository, repository, env.namespace)
+    name = repo.spec.backend.storage_secret_name
+    secret = env.store.get(Secret, name, repo.namespace) if name else None
+    rows = [(s.id, s.finished_at.strftime("%Y-%m-%d %H:%M:%S"), s.engine, _size(s.raw_bytes),
+             _size(s.size_bytes), ",".join(s.databases))
+            for s in list_snapshots(open_storage(repo, secret, env.settings))]
+    _table(("ID", "TIME (UTC)", "ENGINE", "DUMP", "STORED", "DATABASES"), rows)
+
+
+@main.command(context_settings={"ignore_unknown_options": True})
+@click.option("--concurrency", "-c", default=2, show_default=True, help="Parallel steps.")
+@click.option("--queues", "-Q", default="stashq.data,stashq.control", show_default=True)
+@click.option("--loglevel", "-l", default="INFO")
+@click.argument("celery_args", nargs=-1, type=click.UNPROCESSED)
+def worker(concurrency: int, queues: str, loglevel: str, celery_args: tuple[str, ...]) -> None:
+    """Run a worker of the Celery pool (extra arguments go to ``celery worker``)."""
+    env = Env(None)
+    env.app.worker_main(["worker", f"--concurrency={concurrency}", f"--queues={queues}",
+                         f"--loglevel={loglevel}", "-E", *celery_args])
+
+
+def _size(n: int) -> str:
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if n < 1024 or unit == "GiB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1024  # type: ignore[assignment]
+    return str(n)
+
+
+def _table(header: tuple[str, ...], rows: list[tuple[Any, ...]]) -> None:
+    cells = [tuple(str(c) for c in r) for r in [header, *rows]]
+    widths = [max(len(r[i]) for r in cells) for i in range(len(header))]
+    for row in cells:
+        click.echo("  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip())

@@ -1,0 +1,55 @@
+"""Queue a session: resolve its Task into a chain and send it. Shared by every source.
+
+A session whose Task cannot be resolved (unknown Task, missing Function, bad params,
+dangling reference) is marked Failed with the reason instead of being queued.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from celery import Celery
+
+from workers.chains import build_chain
+from workers.context import SessionRef, StepContext
+from workers.state.base import ResourceStore
+from workers.steps.session import now_iso
+from workflows.errors import StashQError
+from workflows.resources import BackupSession, RestoreSession
+from workflows.resources.backup import Invoker
+from workflows.resources.base import API_VERSION, Metadata
+from workflows.schedule import session_name
+from workflows.settings import Settings
+
+log = logging.getLogger(__name__)
+
+
+def dispatch(app: Celery, store: ResourceStore, settings: Settings, ref: SessionRef) -> str:
+    """Send the session's chain; return the Celery id of its first step."""
+    ctx = StepContext(settings, store, ref)
+    try:
+        signature = build_chain(app, ctx.plan, str(ref))
+    except StashQError as e:
+        store.patch_status(ref.cls, ref.name, ref.namespace,
+                           {"phase": "Failed", "reason": e.reason, "completionTime": now_iso()})
+        raise
+    result = signature.apply_async()
+    store.patch_status(ref.cls, ref.name, ref.namespace,
+                       {"phase": "Pending", "queuedAt": now_iso(), "taskId": result.id})
+    log.info("queued %s (%s)", ref, ctx.plan.task)
+    return str(result.id)
+
+
+def new_backup_session(store: ResourceStore, config: str, namespace: str,
+                       slot_unix: int) -> BackupSession | None:
+    """Create BackupSession ``<config>-<slot>``; None if it already exists."""
+    session = BackupSession(
+        api_version=API_VERSION, kind="BackupSession",
+        metadata=Metadata(name=session_name(config, slot_unix), namespace=namespace),
+        spec={"invoker": Invoker(name=config)},  # type: ignore[arg-type]
+        status={"phase": "Pending"})
+    return session if store.create(session) else None
+
+
+def create_restore_session(store: ResourceStore, session: RestoreSession) -> bool:
+    return store.create(session.model_copy(update={"status": {"phase": "Pending"}}))

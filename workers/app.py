@@ -1,0 +1,48 @@
+"""The Celery app, configured for long jobs that must not be lost.
+
+- ``task_acks_late`` + ``task_reject_on_worker_lost``: a message is acknowledged only
+  when its step finished; a worker killed mid-backup leaves it on the queue for another.
+- ``worker_prefetch_multiplier = 1``: a worker holds one long job, not a backlog.
+- ``visibility_timeout`` above the longest backup, or Redis redelivers a running task.
+- task events on, for Flower; separate queues for data-moving and control steps.
+"""
+
+from __future__ import annotations
+
+from celery import Celery
+
+from workers import logs
+from workers.steps.session import CONTROL_QUEUE, DATA_QUEUE
+from workflows.settings import Settings
+
+
+def create_app(settings: Settings) -> Celery:
+    app = Celery("stashq", broker=settings.broker_url, backend=settings.broker_url,
+                 set_as_current=True)
+    app.conf.update(
+        task_acks_late=True,
+        task_reject_on_worker_lost=True,
+        worker_prefetch_multiplier=1,
+        broker_transport_options={"visibility_timeout": settings.visibility_timeout_s},
+        result_backend_transport_options={"visibility_timeout": settings.visibility_timeout_s},
+        broker_connection_retry_on_startup=True,
+        task_send_sent_event=True,
+        worker_send_task_events=True,
+        task_track_started=True,
+        task_serializer="json",
+        result_serializer="json",
+        accept_content=["json"],
+        result_expires=7 * 24 * 3600,
+        task_default_queue=CONTROL_QUEUE,
+        task_queues=None,
+        task_create_missing_queues=True,
+        worker_hijack_root_logger=False,
+    )
+    app.stashq_settings = settings  # type: ignore[attr-defined]
+    import workers.steps  # noqa: F401 - registers the steps with this app
+
+    logs.install()
+    return app
+
+
+QUEUES = (DATA_QUEUE, CONTROL_QUEUE)

@@ -1,0 +1,157 @@
+"""Session reference → the models and adapters a step needs.
+
+Messages carry only a reference (``BackupSession/<namespace>/<name>``); every step
+rebuilds its context from the store, so a redelivered message sees current state and
+no model or secret ever travels through the broker. Each lookup failure names the
+resource and the field that pointed at it.
+"""
+
+from __future__ import annotations
+
+import functools
+from dataclasses import dataclass
+from typing import Any
+
+from workers.engines import ConnectionInfo, EngineAdapter, engine_for
+from workers.state.base import ResourceStore
+from workers.storage import open_storage
+from workers.storage.base import Storage
+from workflows.catalog import DEFAULT_TASKS, builtin_functions, builtin_tasks
+from workflows.errors import InvalidResource, NotFound
+from workflows.plan import Plan, resolve_task
+from workflows.resources import (
+    AppBinding,
+    BackupConfiguration,
+    BackupSession,
+    Function,
+    Repository,
+    RestoreSession,
+    Secret,
+    Task,
+)
+from workflows.resources.base import Resource, TaskRef
+from workflows.settings import Settings
+
+SESSION_KINDS: dict[str, type[BackupSession] | type[RestoreSession]] = {
+    "BackupSession": BackupSession, "RestoreSession": RestoreSession,
+}
+
+
+@dataclass(frozen=True)
+class SessionRef:
+    kind: str
+    namespace: str
+    name: str
+
+    def __str__(self) -> str:
+        return f"{self.kind}/{self.namespace}/{self.name}"
+
+    @classmethod
+    def parse(cls, text: str) -> SessionRef:
+        kind, namespace, name = text.split("/", 2)
+        if kind not in SESSION_KINDS:
+            raise InvalidResource(f'"{kind}" is not a session kind', source=text)
+        return cls(kind, namespace, name)
+
+    @property
+    def cls(self) -> type[BackupSession] | type[RestoreSession]:
+        return SESSION_KINDS[self.kind]
+
+
+class StepContext:
+    """Lazily resolved view of one session; cached per step execution."""
+
+    def __init__(self, settings: Settings, store: ResourceStore, ref: SessionRef) -> None:
+        self.settings, self.store, self.ref = settings, store, ref
+
+    @functools.cached_property
+    def session(self) -> BackupSession | RestoreSession:
+        return self.store.get(self.ref.cls, self.ref.name, self.ref.namespace)
+
+    @property
+    def is_backup(self) -> bool:
+        return self.ref.kind == "BackupSession"
+
+    @functools.cached_property
+    def config(self) -> BackupConfiguration | None:
+        session = self.session
+        if not isinstance(session, BackupSession):
+            return None
+        return self._get(BackupConfiguration, session.spec.invoker.name, "spec.invoker.name")
+
+    @functools.cached_property
+    def repository(self) -> Repository:
+        spec = self.config.spec if self.config is not None else self.session.spec
+        return self._get(Repository, spec.repository.name, "spec.repository.name",  # type: ignore[union-attr]
+                         spec.repository.namespace)  # type: ignore[union-attr]
+
+    @functools.cached_property
+    def appbinding(self) -> AppBinding:
+        spec = self.config.spec if self.config is not None else self.session.spec
+        ref = spec.target.ref  # type: ignore[union-attr]
+        if ref.kind != "AppBinding":
+            raise InvalidResource(f'target kind "{ref.kind}" is not supported (AppBinding only)',
+                                  path="spec.target.ref.kind")
+        return self._get(AppBinding, ref.name, "spec.target.ref.name", ref.namespace)
+
+    @functools.cached_property
+    def storage(self) -> Storage:
+        backend = self.repository.spec.backend
+        secret = None
+        if backend.storage_secret_name:
+            secret = self._secret(backend.storage_secret_name, self.repository,
+                                  "spec.backend.storageSecretName")
+        return open_storage(self.repository, secret, self.settings)
+
+    @functools.cached_property
+    def engine(self) -> EngineAdapter:
+        return engine_for(self.appbinding.engine)
+
+    @functools.cached_property
+    def connection(self) -> ConnectionInfo:
+        binding = self.appbinding
+        secret = self._secret(binding.spec.secret.name, binding, "spec.secret.name")
+        host, port = binding.address()
+        return ConnectionInfo(host=host, port=port, user=secret.require("username"),
+                              password=secret.require("password"),
+                              ca_bundle=binding.spec.client_config.ca_bundle)
+
+    @functools.cached_property
+    def plan(self) -> Plan:
+        kind = "backup" if self.is_backup else "restore"
+        task_ref: TaskRef = (self.config.spec.task if self.config is not None
+                             else self.session.spec.task)  # type: ignore[union-attr]
+        name = task_ref.name or DEFAULT_TASKS[(self.appbinding.engine, kind)]
+        return resolve_task(lookup_task(self.store, name, self.ref.namespace),
+                            functions(self.store, self.ref.namespace), task_ref.param_map())
+
+    def _get(self, cls: type[Any], name: str, field: str, namespace: str | None = None) -> Any:
+        namespace = namespace or self.ref.namespace
+        try:
+            return self.store.get(cls, name, namespace)
+        except NotFound:
+            raise NotFound(f'{cls.KIND} "{name}" (named by {self.ref.kind} "{self.ref.name}" '
+                           f'{field}) not found in namespace "{namespace}"') from None
+
+    def _secret(self, name: str, owner: Resource, field: str) -> Secret:
+        try:
+            return self.store.get(Secret, name, owner.namespace)
+        except NotFound:
+            raise NotFound(f'Secret "{name}" (named by {owner.kind} "{owner.name}" {field}) '
+                           f'not found in namespace "{owner.namespace}"') from None
+
+
+def lookup_task(store: ResourceStore, name: str, namespace: str) -> Task:
+    """A user-applied Task wins over a built-in one of the same name."""
+    try:
+        return store.get(Task, name, namespace)
+    except NotFound:
+        pass
+    builtin = builtin_tasks()
+    if name not in builtin:
+        raise NotFound(f'Task "{name}" does not exist (built-in: {", ".join(sorted(builtin))})')
+    return builtin[name]
+
+
+def functions(store: ResourceStore, namespace: str) -> dict[str, Function]:
+    return builtin_functions() | {f.name: f for f in store.list(Function, namespace)}

@@ -1,0 +1,93 @@
+"""What an engine adapter is, and how credentials reach its clients.
+
+Credentials go to the dump and restore clients through a 0600 option file named by
+``--defaults-file`` (first argument), never through argv or the environment, where
+``ps`` and ``/proc/<pid>/environ`` would show them.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import tempfile
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Protocol
+
+from workflows.resources import Engine
+
+
+@dataclass(frozen=True)
+class ConnectionInfo:
+    host: str
+    port: int
+    user: str
+    password: str = field(repr=False)
+    ca_bundle: str | None = field(default=None, repr=False)
+
+    def __str__(self) -> str:
+        return f"{self.user}@{self.host}:{self.port}"
+
+
+@dataclass(frozen=True)
+class ServerInfo:
+    """What pre-check learned about the server."""
+
+    flavor: Engine
+    version: str          #: e.g. "10.11.19" (numeric part only)
+    version_string: str   #: as the server reports it, e.g. "10.11.19-MariaDB-0+deb12u1"
+
+
+class EngineAdapter(Protocol):
+    engine: Engine
+
+    def dump_client(self) -> str:
+        """Path of the dump client binary; ``PrecheckFailed`` if none is installed."""
+
+    def restore_client(self) -> str:
+        """Path of the SQL client used for restores; ``PrecheckFailed`` if missing."""
+
+    def dump_args(self, defaults_file: Path, databases: Sequence[str],
+                  extra: Sequence[str]) -> list[str]:
+        """Full argv of a consistent logical dump of ``databases`` to stdout."""
+
+    def restore_args(self, defaults_file: Path, database: str | None,
+                     extra: Sequence[str]) -> list[str]:
+        """Full argv of the client that reads SQL on stdin (into ``database`` if given)."""
+
+    def accepts(self, server: ServerInfo) -> bool:
+        """Whether this adapter's clients can work with that server flavor."""
+
+
+def _quote(value: str) -> str:
+    """Quote an option-file value; the clients unescape \\\\ and \\" inside quotes."""
+    return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+def render_defaults(conn: ConnectionInfo, ca_path: Path | None) -> str:
+    lines = ["[client]", f"user={_quote(conn.user)}", f"password={_quote(conn.password)}",
+             f"host={_quote(conn.host)}", f"port={conn.port}", "protocol=TCP"]
+    if ca_path is not None:
+        lines += [f"ssl-ca={_quote(str(ca_path))}", "ssl-verify-server-cert"]
+    return "\n".join(lines) + "\n"
+
+
+@contextlib.contextmanager
+def defaults_file(conn: ConnectionInfo) -> Iterator[Path]:
+    """A private directory with a 0600 option file (and CA file), removed afterwards."""
+    with tempfile.TemporaryDirectory(prefix="stashq-") as tmp:
+        os.chmod(tmp, 0o700)
+        ca_path = None
+        if conn.ca_bundle:
+            ca_path = Path(tmp, "ca.pem")
+            _write_private(ca_path, conn.ca_bundle)
+        path = Path(tmp, "client.cnf")
+        _write_private(path, render_defaults(conn, ca_path))
+        yield path
+
+
+def _write_private(path: Path, text: str) -> None:
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w", encoding="utf-8") as f:
+        f.write(text)

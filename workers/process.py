@@ -1,0 +1,97 @@
+"""Child processes at either end of a stream: the dump client and the SQL client.
+
+A dump counts as good only if the client exited 0 and printed no error line
+(Stash issue #1064 reported success while the tool had errors). stderr is drained by
+a thread into a bounded buffer so a chatty client can never block on a full pipe.
+"""
+
+from __future__ import annotations
+
+import collections
+import io
+import logging
+import os
+import re
+import subprocess
+import threading
+from collections.abc import Iterable, Iterator, Sequence
+
+from workers.streaming import enlarge_pipe, read_chunks
+from workflows.errors import DumpFailed
+
+log = logging.getLogger(__name__)
+
+#: stderr lines kept for the failure message.
+STDERR_LINES = 40
+#: Seconds to wait for a client to exit after its stream ended.
+EXIT_TIMEOUT_S = 120
+ERROR_LINE = re.compile(r"error|couldn't|can't|failed|denied|unknown|lost connection",
+                        re.IGNORECASE)
+
+
+class ClientProcess:
+    """A client started with a closed or piped stdin and stderr collected."""
+
+    def __init__(self, argv: Sequence[str], *, stdin_pipe: bool = False) -> None:
+        self.name = os.path.basename(argv[0])
+        self._proc = subprocess.Popen(
+            list(argv), stdin=subprocess.PIPE if stdin_pipe else subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL if stdin_pipe else subprocess.PIPE,
+            stderr=subprocess.PIPE, bufsize=0, close_fds=True)
+        self.stderr_lines: collections.deque[str] = collections.deque(maxlen=STDERR_LINES)
+        self._drain = threading.Thread(target=self._read_stderr, daemon=True,
+                                       name=f"stashq-{self.name}-stderr")
+        self._drain.start()
+
+    @property
+    def pid(self) -> int:
+        return self._proc.pid
+
+    def _read_stderr(self) -> None:
+        assert self._proc.stderr is not None
+        for raw in self._proc.stderr:
+            line = raw.decode("utf-8", "replace").rstrip()
+            if line:
+                self.stderr_lines.append(line)
+                log.warning("%s: %s", self.name, line)
+
+    def error_lines(self) -> list[str]:
+        return [line for line in self.stderr_lines if ERROR_LINE.search(line)]
+
+    def finish(self) -> None:
+        """Wait for exit; raise ``DumpFailed`` on a non-zero exit or an error line."""
+        code = self._proc.wait(timeout=EXIT_TIMEOUT_S)
+        self._drain.join(timeout=5)
+        errors = self.error_lines()
+        if code != 0 or errors:
+            detail = (errors or list(self.stderr_lines) or ["no message"])[-1]
+            raise DumpFailed(f"{self.name} exited with code {code}: {detail}")
+
+    def stop(self) -> None:
+        """Kill the client if it is still running (idempotent)."""
+        if self._proc.poll() is None:
+            self._proc.kill()
+            self._proc.wait()
+        self._drain.join(timeout=5)
+
+
+    def chunks(self, chunk_bytes: int) -> Iterator[bytes]:
+        """stdout in ``chunk_bytes`` chunks, then the exit check (which may raise)."""
+        assert self._proc.stdout is not None
+        enlarge_pipe(self._proc.stdout)
+        reader = io.BufferedReader(self._proc.stdout, buffer_size=chunk_bytes)  # type: ignore[arg-type]
+        yield from read_chunks(reader, chunk_bytes)
+        self.finish()
+
+    def feed(self, chunks: Iterable[bytes]) -> None:
+        """Write ``chunks`` to stdin; a client that dies early is reported with its error."""
+        stdin = self._proc.stdin
+        assert stdin is not None
+        try:
+            for chunk in chunks:
+                stdin.write(chunk)
+            stdin.close()
+        except BrokenPipeError:
+            self.finish()  # raises with the client's own message
+            raise DumpFailed(f"{self.name} closed its input early") from None
+        self.finish()

@@ -1,0 +1,1 @@
+"""Where resources and session status live: Redis without Kubernetes (``redis.py``)."""

@@ -1,0 +1,36 @@
+"""The ResourceStore protocol: read resources, create sessions once, patch status.
+
+Implementations: ``RedisStore`` (local mode; resources applied with ``stashq apply``)
+and, on Kubernetes, a store over the API server. Status is kept apart from spec and
+changed only through ``patch_status`` (a JSON merge patch, RFC 7386), as with the
+Kubernetes status subresource.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Protocol, TypeVar
+
+from workflows.resources import Resource
+
+R = TypeVar("R", bound=Resource)
+
+
+class ResourceStore(Protocol):
+    def get(self, cls: type[R], name: str, namespace: str) -> R:
+        """The resource with its current status; ``NotFound`` names kind and name."""
+
+    def list(self, cls: type[R], namespace: str | None = None) -> list[R]:
+        """All resources of a kind (every namespace when ``namespace`` is None)."""
+
+    def apply(self, resource: Resource) -> None:
+        """Create or replace spec and metadata; an existing status is kept."""
+
+    def create(self, resource: Resource) -> bool:
+        """Create only if absent; False if the name is taken (the exactly-once arbiter)."""
+
+    def patch_status(self, cls: type[Resource], name: str, namespace: str,
+                     patch: dict[str, Any]) -> dict[str, Any]:
+        """Merge ``patch`` into the status atomically; return the new status."""
+
+    def delete(self, cls: type[Resource], name: str, namespace: str) -> None:
+        """Remove the resource and its status; a missing one is not an error."""

@@ -1,0 +1,9 @@
+"""The worker steps a Task resolves to; importing this package registers them.
+
+Each module holds a plain function that does the work and a thin Celery task around
+it, registered under an explicit name (the name is the wire contract).
+"""
+
+from workers.steps import dump_upload, precheck, push_metrics, restore, update_status
+
+__all__ = ["dump_upload", "precheck", "push_metrics", "restore", "update_status"]

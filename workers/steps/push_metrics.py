@@ -1,0 +1,42 @@
+"""push-metrics: the session's and the repository's numbers to the Pushgateway."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from typing import Any
+
+from workers import metrics
+from workers.context import StepContext
+from workers.steps.session import session_step
+from workflows.resources import Repository
+
+log = logging.getLogger(__name__)
+
+
+def session_facts(ctx: StepContext, status: Mapping[str, Any]) -> metrics.SessionFacts:
+    config = ctx.config
+    invoker_kind, invoker_name = (("BackupConfiguration", config.name) if config is not None
+                                  else (ctx.ref.kind, ctx.ref.name))
+    repository = ctx.repository
+    fresh = ctx.store.get(Repository, repository.name, repository.namespace)
+    return metrics.SessionFacts(
+        session_kind=ctx.ref.kind, invoker_kind=invoker_kind, invoker_name=invoker_name,
+        namespace=ctx.ref.namespace, repository=repository.name, target_kind="AppBinding",
+        target_name=ctx.appbinding.name, status=status, repository_status=fresh.status)
+
+
+def push_session_metrics(ctx: StepContext, status: Mapping[str, Any]) -> None:
+    if not ctx.settings.pushgateway_url:
+        log.info("no Pushgateway configured (STASHQ_PUSHGATEWAY_URL): metrics not pushed")
+        return
+    metrics.push(ctx.settings.pushgateway_url, session_facts(ctx, status))
+
+
+@session_step("stashq.push_metrics")
+def push_metrics(ctx: StepContext, params: Mapping[str, str]) -> None:
+    """Push metrics, then record that they were pushed."""
+    push_session_metrics(ctx, ctx.session.status)
+    if ctx.settings.pushgateway_url:
+        ctx.store.patch_status(ctx.ref.cls, ctx.ref.name, ctx.ref.namespace,
+                               {"conditions": {"RepositoryMetricsPushed": "True"}})

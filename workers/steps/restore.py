@@ -1,0 +1,84 @@
+"""restore: repository → sha256 + zstd checksum → the SQL client, as one stream.
+
+A one-database snapshot (dumped without CREATE DATABASE / USE) can be restored under
+another name (param ``database``); a multi-database snapshot recreates its databases
+by their own names. A sha256 mismatch kills the client before its input is closed and
+fails the session naming the snapshot.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Iterable, Iterator, Mapping
+
+from workers import database
+from workers.context import StepContext
+from workers.engines.base import defaults_file
+from workers.process import ClientProcess
+from workers.snapshots import resolve_snapshot
+from workers.steps.dump_upload import report_progress
+from workers.steps.session import DATA_QUEUE, session_step, set_status
+from workers.streaming import StreamStats, decompress, prefetch, with_progress
+from workflows.errors import IntegrityError, InvalidResource
+from workflows.snapshots import Snapshot, Stream
+
+
+def quote_identifier(name: str) -> str:
+    return "`" + name.replace("`", "``") + "`"
+
+
+def target_database(snapshot: Snapshot, params: Mapping[str, str]) -> str | None:
+    wanted = params.get("database", "").strip()
+    if len(snapshot.databases) == 1:
+        return wanted or snapshot.databases[0]
+    if wanted:
+        raise InvalidResource(f'snapshot "{snapshot.id}" holds {len(snapshot.databases)} '
+                              "databases; it cannot be restored under one new name",
+                              path="spec.task.params.database")
+    return None
+
+
+def verified(chunks: Iterable[bytes], stats: StreamStats, stream: Stream,
+             snapshot: Snapshot, client: ClientProcess) -> Iterator[bytes]:
+    yield from chunks
+    if stats.stored_bytes != stream.size_bytes or stats.digest != stream.sha256:
+        client.stop()  # before stdin closes: the client never sees a clean end
+        raise IntegrityError(f'snapshot "{snapshot.id}" stream {stream.name} is corrupt: '
+                             f"expected {stream.size_bytes} bytes with sha256 "
+                             f"{stream.sha256[:16]}…, read {stats.stored_bytes} bytes with "
+                             f"{stats.digest[:16]}…")
+
+
+def restore_snapshot(ctx: StepContext, params: Mapping[str, str]) -> Snapshot:
+    snapshot = resolve_snapshot(ctx.storage, ctx.repository.name,
+                                ctx.session.snapshot)  # type: ignore[union-attr]
+    db = target_database(snapshot, params)
+    if db is not None:
+        what = f'AppBinding "{ctx.appbinding.name}"'
+        with database.connect(ctx.connection, what=what) as c, c.cursor() as cursor:
+            cursor.execute(f"CREATE DATABASE IF NOT EXISTS {quote_identifier(db)}")
+    set_status(ctx, {"snapshot": {"name": snapshot.id, "database": db}})
+    started = time.monotonic()
+    with defaults_file(ctx.connection) as cnf:
+        for stream in snapshot.streams:
+            stats = StreamStats()
+            client = ClientProcess(ctx.engine.restore_args(cnf, db, params.get("args", "").split()),
+                                   stdin_pipe=True)
+            try:
+                raw = decompress(prefetch(ctx.storage.get_stream(stream.key)), stats)
+                checked = verified(raw, stats, stream, snapshot, client)
+                client.feed(with_progress(checked, stats, report_progress(ctx, started)))  # type: ignore[arg-type]
+            finally:
+                client.stop()
+    return snapshot
+
+
+@session_step("stashq.restore_stream", queue=DATA_QUEUE)
+def restore(ctx: StepContext, params: Mapping[str, str]) -> None:
+    """Restore the session's snapshot into its target."""
+    started = time.monotonic()
+    snapshot = restore_snapshot(ctx, params)
+    set_status(ctx, {"snapshot": {"name": snapshot.id, "totalSize": snapshot.size_bytes,
+                                  "processingTimeSeconds": round(time.monotonic() - started, 3)}})
+    logging.getLogger(__name__).info("restored snapshot %s", snapshot.id)

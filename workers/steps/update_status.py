@@ -1,0 +1,56 @@
+"""update-status: the session's final phase and the repository's statistics.
+
+Runs after the data step succeeded. A session that already failed is never turned
+into a success, and a backup is Succeeded only if its snapshot is recorded.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from datetime import UTC, datetime
+
+from workers.context import StepContext
+from workers.snapshots import list_snapshots, repository_stats
+from workers.steps.session import now_iso, session_step, set_status
+from workflows.errors import StashQError
+from workflows.resources import Repository
+
+
+def session_seconds(status: Mapping[str, object]) -> float:
+    start = status.get("startTime")
+    if not isinstance(start, str):
+        return 0.0
+    begun = datetime.fromisoformat(start.replace("Z", "+00:00"))
+    return round((datetime.now(UTC) - begun).total_seconds(), 3)
+
+
+def stash_targets(ctx: StepContext, status: Mapping[str, object], seconds: float) -> list[object]:
+    """Per-target stats in Stash's shape, so existing tooling can read them."""
+    snapshot = status.get("snapshot") or {}
+    assert isinstance(snapshot, dict)
+    processing = f"{snapshot.get('processingTimeSeconds')}s"
+    return [{"ref": {"kind": "AppBinding", "name": ctx.appbinding.name}, "phase": "Succeeded",
+             "stats": [{"hostname": "host-0", "phase": "Succeeded", "duration": f"{seconds}s",
+                        "snapshots": [{"name": snapshot.get("name"),
+                                       "totalSize": snapshot.get("totalSize"),
+                                       "uploaded": snapshot.get("uploaded"),
+                                       "processingTime": processing}]}]}]
+
+
+@session_step("stashq.update_status")
+def update_status(ctx: StepContext, params: Mapping[str, str]) -> None:
+    """Mark the session Succeeded with its duration and stats; refresh the Repository."""
+    status = ctx.session.status
+    if status.get("phase") == "Failed":
+        raise StashQError(f"session already Failed: {status.get('reason', 'no reason')}")
+    if ctx.is_backup and not (status.get("snapshot") or {}).get("name"):
+        raise StashQError("the data step recorded no snapshot; refusing to report success")
+    repo = ctx.repository
+    ctx.store.patch_status(Repository, repo.name, repo.namespace,
+                           repository_stats(list_snapshots(ctx.storage)))
+    seconds = session_seconds(status)
+    set_status(ctx, {"phase": "Succeeded", "reason": None, "progress": None,
+                     "sessionDuration": f"{seconds}s", "sessionDurationSeconds": seconds,
+                     "completionTime": now_iso(),
+                     "completionTimestamp": datetime.now(UTC).timestamp(),
+                     "targets": stash_targets(ctx, status, seconds) if ctx.is_backup else None})

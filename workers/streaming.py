@@ -1,0 +1,137 @@
+"""Bytes in motion: read a child's stdout in large chunks, compress, hash, and back.
+
+The hard part is keeping every stage busy on two cores without letting memory grow
+with the database. Reading runs in its own thread (``prefetch``) with a bounded queue,
+so the dump client never waits for compression; zstd compresses with its own worker
+threads (``threads=-1``); the hash runs over the compressed bytes. Memory is bounded by
+``PREFETCH_DEPTH`` chunks + zstd's window + the uploader's parts, whatever the size.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import hashlib
+import queue
+import threading
+import time
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass, field
+from typing import IO
+
+import zstandard
+
+#: Chunks read ahead of the compressor: enough to ride out a slow upload part.
+PREFETCH_DEPTH = 4
+#: A bigger pipe means fewer, larger reads (Linux default is 64 KiB).
+PIPE_BYTES = 1 * 2**20
+#: Bytes of the raw stream's end kept to check the dump's completion line.
+TAIL_BYTES = 4096
+#: Seconds between progress callbacks.
+PROGRESS_INTERVAL_S = 1.0
+
+_END = object()
+
+
+@dataclass
+class StreamStats:
+    """Counters filled while a stream passes; final once the stream is exhausted."""
+
+    raw_bytes: int = 0
+    stored_bytes: int = 0
+    sha256: hashlib._Hash = field(default_factory=hashlib.sha256)
+    tail: bytes = b""
+    started: float = field(default_factory=time.monotonic)
+
+    @property
+    def digest(self) -> str:
+        return self.sha256.hexdigest()
+
+
+def enlarge_pipe(stream: IO[bytes]) -> None:
+    """Raise a pipe's capacity (best effort: not every fd is a pipe)."""
+    with contextlib.suppress(OSError, AttributeError):
+        fcntl.fcntl(stream.fileno(), fcntl.F_SETPIPE_SZ, PIPE_BYTES)
+
+
+def read_chunks(stream: IO[bytes], chunk_bytes: int) -> Iterator[bytes]:
+    """Yield full ``chunk_bytes`` chunks (the last may be shorter) until EOF."""
+    while chunk := stream.read(chunk_bytes):
+        yield chunk
+
+
+def prefetch(source: Iterable[bytes], depth: int = PREFETCH_DEPTH) -> Iterator[bytes]:
+    """Run ``source`` in a thread, ``depth`` items ahead; its errors re-raise here."""
+    items: queue.Queue[object] = queue.Queue(maxsize=depth)
+    stop = threading.Event()
+
+    def put(item: object) -> bool:
+        while not stop.is_set():
+            try:
+                items.put(item, timeout=0.2)
+                return True
+            except queue.Full:
+                continue
+        return False  # the consumer is gone
+
+    def pump() -> None:
+        try:
+            for item in source:
+                if not put(item):
+                    return
+            put(_END)
+        except BaseException as e:  # handed to the consumer, re-raised there
+            put(e)
+
+    thread = threading.Thread(target=pump, name="stashq-prefetch", daemon=True)
+    thread.start()
+    try:
+        while (item := items.get()) is not _END:
+            if isinstance(item, BaseException):
+                raise item
+            yield item  # type: ignore[misc]
+    finally:
+        stop.set()
+
+
+def compress(chunks: Iterable[bytes], stats: StreamStats, level: int) -> Iterator[bytes]:
+    """zstd-compress ``chunks`` (one frame with a content checksum), counting and hashing."""
+    compressor = zstandard.ZstdCompressor(level=level, threads=-1, write_checksum=True)
+    cobj = compressor.compressobj()
+    for chunk in chunks:
+        stats.raw_bytes += len(chunk)
+        stats.tail = (stats.tail + chunk[-TAIL_BYTES:])[-TAIL_BYTES:]
+        if out := cobj.compress(chunk):
+            yield _counted(out, stats)
+    if out := cobj.flush():
+        yield _counted(out, stats)
+
+
+def _counted(out: bytes, stats: StreamStats) -> bytes:
+    stats.stored_bytes += len(out)
+    stats.sha256.update(out)
+    return out
+
+
+def decompress(chunks: Iterable[bytes], stats: StreamStats) -> Iterator[bytes]:
+    """Hash the stored bytes and yield them decompressed (zstd verifies its checksum)."""
+    dobj = zstandard.ZstdDecompressor().decompressobj(read_across_frames=True)
+    for chunk in chunks:
+        stats.stored_bytes += len(chunk)
+        stats.sha256.update(chunk)
+        if out := dobj.decompress(chunk):
+            stats.raw_bytes += len(out)
+            yield out
+
+
+def with_progress(chunks: Iterable[bytes], stats: StreamStats,
+                  report: Callable[[StreamStats], None],
+                  interval_s: float = PROGRESS_INTERVAL_S) -> Iterator[bytes]:
+    """Pass chunks through, calling ``report(stats)`` at most every ``interval_s``."""
+    last = time.monotonic()
+    for chunk in chunks:
+        yield chunk
+        now = time.monotonic()
+        if now - last >= interval_s:
+            last = now
+            report(stats)
