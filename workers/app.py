@@ -12,7 +12,7 @@ from __future__ import annotations
 from celery import Celery
 
 from workers import logs
-from workers.steps.session import CONTROL_QUEUE, DATA_QUEUE
+from workers.steps.session import CONTROL_QUEUE, DATA_QUEUE, ROUTES
 from workflows.settings import Settings
 
 
@@ -40,6 +40,8 @@ def create_app(settings: Settings) -> Celery:
     )
     app.stashq_settings = settings  # type: ignore[attr-defined]
     import workers.steps  # noqa: F401 - registers the steps with this app
+
+    app.conf.task_routes = dict(ROUTES)
 
     logs.install()
     return app

@@ -15,6 +15,5 @@ def build_chain(app: Celery, plan: Plan, ref: str) -> Signature:
     if unknown:
         raise NotFound(f'Task "{plan.task}" uses step(s) no worker implements: '
                        f"{', '.join(unknown)}")
-    return chain(*(app.signature(s.step, args=(ref, dict(s.params)), immutable=True,
-                                 queue=app.tasks[s.step].queue)
+    return chain(*(app.signature(s.step, args=(ref, dict(s.params)), immutable=True)
                    for s in plan.steps))

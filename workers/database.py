@@ -31,8 +31,9 @@ def connect(conn: ConnectionInfo, *, what: str, wait_s: float = 0) -> Iterator[p
     deadline = time.monotonic() + wait_s
     while True:
         try:
+            # bytes: pymysql would encode a str password as latin-1, the clients use UTF-8
             connection = pymysql.connect(host=conn.host, port=conn.port, user=conn.user,
-                                         password=conn.password, connect_timeout=10,
+                                         password=conn.password.encode(), connect_timeout=10,
                                          charset="utf8mb4")
             break
         except pymysql.err.OperationalError as e:

@@ -65,7 +65,8 @@ class ClientProcess:
         errors = self.error_lines()
         if code != 0 or errors:
             detail = (errors or list(self.stderr_lines) or ["no message"])[-1]
-            raise DumpFailed(f"{self.name} exited with code {code}: {detail}")
+            how = f"was killed by signal {-code}" if code < 0 else f"exited with code {code}"
+            raise DumpFailed(f"{self.name} {how}: {detail}")
 
     def stop(self) -> None:
         """Kill the client if it is still running (idempotent)."""

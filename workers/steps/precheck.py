@@ -20,7 +20,7 @@ from workers.context import StepContext
 from workers.engines import ServerInfo
 from workers.snapshots import resolve_snapshot
 from workers.steps.session import FINAL_PHASES, now_iso, session_step, set_status
-from workflows.errors import PrecheckFailed
+from workflows.errors import PrecheckFailed, StorageError
 
 log = logging.getLogger(__name__)
 
@@ -49,12 +49,15 @@ def run_precheck(ctx: StepContext) -> ServerInfo:
     with database.connect(ctx.connection, what=what, wait_s=ctx.settings.db_wait_s) as conn:
         server = database.server_info(conn)
     check_server(ctx, server)
-    if ctx.is_backup:
-        ctx.engine.dump_client()
-        ctx.storage.check_writable()
-    else:
-        ctx.engine.restore_client()
-        resolve_snapshot(ctx.storage, ctx.repository.name, ctx.session.snapshot)  # type: ignore[union-attr]
+    try:
+        if ctx.is_backup:
+            ctx.engine.dump_client()
+            ctx.storage.check_writable()
+        else:
+            ctx.engine.restore_client()
+            resolve_snapshot(ctx.storage, ctx.repository.name, ctx.session.snapshot)  # type: ignore[union-attr]
+    except StorageError as e:
+        raise type(e)(f'Repository "{ctx.repository.name}": {e}') from e
     return server
 
 

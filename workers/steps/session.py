@@ -28,6 +28,9 @@ FINAL_PHASES = frozenset({"Succeeded", "Failed", "Skipped"})
 DATA_QUEUE = "stashq.data"
 CONTROL_QUEUE = "stashq.control"
 
+#: Celery task name → queue, filled as steps register; becomes ``task_routes``.
+ROUTES: dict[str, dict[str, str]] = {}
+
 StepFunction = Callable[[StepContext, Mapping[str, str]], None]
 
 
@@ -38,8 +41,10 @@ def now_iso() -> str:
 def session_step(name: str, *, queue: str = CONTROL_QUEUE) -> Callable[[StepFunction], Any]:
     """Register ``fn(ctx, params)`` as the Celery task ``name``."""
 
+    ROUTES[name] = {"queue": queue}
+
     def register(fn: StepFunction) -> Any:
-        @shared_task(name=name, bind=True, queue=queue, acks_late=True,
+        @shared_task(name=name, bind=True, acks_late=True,
                      reject_on_worker_lost=True)
         def step(self: Any, ref: str, params: Mapping[str, str]) -> None:
             ctx = StepContext(self.app.stashq_settings, _store(self.app), SessionRef.parse(ref))

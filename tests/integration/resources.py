@@ -1,0 +1,69 @@
+"""YAML for a user's resources, written the way the README tells users to write them."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from tests.servers import MariaDBServer, S3Server
+
+
+def secret(name: str, **values: str) -> str:
+    lines = "".join(f"  {k}: {json.dumps(v)}\n" for k, v in values.items())
+    return f"apiVersion: v1\nkind: Secret\nmetadata: {{name: {name}}}\nstringData:\n{lines}"
+
+
+def appbinding(name: str, mariadb: MariaDBServer, secret_name: str,
+               engine: str = "mariadb") -> str:
+    return f"""apiVersion: appcatalog.appscode.com/v1alpha1
+kind: AppBinding
+metadata: {{name: {name}}}
+spec:
+  type: kubedb.com/{engine}
+  version: "10.11"
+  clientConfig: {{url: "tcp(127.0.0.1:{mariadb.port})/"}}
+  secret: {{name: {secret_name}}}
+"""
+
+
+def s3_repository(name: str, s3: S3Server, bucket: str, secret_name: str,
+                  prefix: str = "backups/demo") -> str:
+    return f"""apiVersion: stashq.io/v1alpha1
+kind: Repository
+metadata: {{name: {name}}}
+spec:
+  backend:
+    s3: {{endpoint: "{s3.endpoint}", bucket: {bucket}, prefix: {prefix}, region: us-east-1}}
+    storageSecretName: {secret_name}
+"""
+
+
+def backup_configuration(name: str, repository: str, target: str, databases: str,
+                         task: str | None = None) -> str:
+    task_line = f"  task:\n    name: {task}\n" if task else "  task:\n"
+    return f"""apiVersion: stashq.io/v1alpha1
+kind: BackupConfiguration
+metadata: {{name: {name}}}
+spec:
+  schedule: "0 3 * * *"
+  repository: {{name: {repository}}}
+  target:
+    ref: {{apiVersion: appcatalog.appscode.com/v1alpha1, kind: AppBinding, name: {target}}}
+{task_line}    params:
+      - {{name: databases, value: "{databases}"}}
+"""
+
+
+def standard_setup(path: Path, s3: S3Server, mariadb: MariaDBServer, bucket: str,
+                   database: str, *, db_password: str = "", s3_secret: str | None = None) -> Path:
+    """Secrets, AppBinding "db", Repository "repo" on S3, BackupConfiguration "nightly"."""
+    docs = [
+        secret("db-auth", username="root", password=db_password),
+        secret("s3-auth", AWS_ACCESS_KEY_ID=s3.access_key,
+               AWS_SECRET_ACCESS_KEY=s3_secret or s3.secret_key),
+        appbinding("db", mariadb, "db-auth"),
+        s3_repository("repo", s3, bucket, "s3-auth"),
+        backup_configuration("nightly", "repo", "db", database),
+    ]
+    path.write_text("---\n".join(docs))
+    return path
