@@ -7,6 +7,7 @@ error's exit code; anything else is a bug and keeps its traceback.
 from __future__ import annotations
 
 import functools
+import logging
 import os
 import sys
 import time
@@ -61,8 +62,10 @@ namespace_option = click.option("-n", "--namespace", default=None,
 
 
 @click.group()
-def main() -> None:
+@click.option("-v", "--verbose", is_flag=True, help="Log what the CLI does.")
+def main(verbose: bool) -> None:
     """StashQ: backup and restore for MySQL, MariaDB and Percona XtraDB."""
+    logging.basicConfig(level=logging.INFO if verbose else logging.WARNING)
 
 
 @main.command()

@@ -38,7 +38,7 @@ def create_app(settings: Settings) -> Celery:
         task_create_missing_queues=True,
         worker_hijack_root_logger=False,
     )
-    app.stashq_settings = settings  # type: ignore[attr-defined]
+    app.stashq_settings = settings
     import workers.steps  # noqa: F401 - registers the steps with this app
 
     app.conf.task_routes = dict(ROUTES)

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import functools
 from dataclasses import dataclass
-from typing import Any
+from typing import TypeVar
 
 from workers.engines import ConnectionInfo, EngineAdapter, engine_for
 from workers.state.base import ResourceStore
@@ -31,6 +31,8 @@ from workflows.resources import (
 )
 from workflows.resources.base import Resource, TaskRef
 from workflows.settings import Settings
+
+R = TypeVar("R", bound=Resource)
 
 SESSION_KINDS: dict[str, type[BackupSession] | type[RestoreSession]] = {
     "BackupSession": BackupSession, "RestoreSession": RestoreSession,
@@ -125,7 +127,7 @@ class StepContext:
         return resolve_task(lookup_task(self.store, name, self.ref.namespace),
                             functions(self.store, self.ref.namespace), task_ref.param_map())
 
-    def _get(self, cls: type[Any], name: str, field: str, namespace: str | None = None) -> Any:
+    def _get(self, cls: type[R], name: str, field: str, namespace: str | None = None) -> R:
         namespace = namespace or self.ref.namespace
         try:
             return self.store.get(cls, name, namespace)

@@ -15,6 +15,7 @@ import re
 import subprocess
 import threading
 from collections.abc import Iterable, Iterator, Sequence
+from typing import cast
 
 from workers.streaming import enlarge_pipe, read_chunks
 from workflows.errors import DumpFailed
@@ -80,7 +81,8 @@ class ClientProcess:
         """stdout in ``chunk_bytes`` chunks, then the exit check (which may raise)."""
         assert self._proc.stdout is not None
         enlarge_pipe(self._proc.stdout)
-        reader = io.BufferedReader(self._proc.stdout, buffer_size=chunk_bytes)  # type: ignore[arg-type]
+        raw = cast(io.RawIOBase, self._proc.stdout)  # bufsize=0: an unbuffered FileIO
+        reader = io.BufferedReader(raw, buffer_size=chunk_bytes)
         yield from read_chunks(reader, chunk_bytes)
         self.finish()
 

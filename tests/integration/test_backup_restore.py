@@ -53,6 +53,8 @@ def test_round_trip_through_the_queue(stack: Stack, namespace: str, database: st
     assert store.get(RestoreSession, restore_name, namespace).status["phase"] == "Succeeded"
     with stack.mariadb.connect() as conn:
         assert differences(conn, database, restored) == []
+        conn.cursor().execute(f"UPDATE `{restored}`.attachments SET payload = 'x' LIMIT 1")
+        assert differences(conn, database, restored) != []  # the comparison can tell
         conn.cursor().execute(f"DROP DATABASE `{restored}`")
 
     with urllib.request.urlopen(f"{stack.pushgateway.url}/metrics") as response:

@@ -13,7 +13,7 @@ import tempfile
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Protocol
+from typing import ClassVar, Protocol
 
 from workflows.resources import Engine
 
@@ -40,7 +40,7 @@ class ServerInfo:
 
 
 class EngineAdapter(Protocol):
-    engine: Engine
+    engine: ClassVar[Engine]
 
     def dump_client(self) -> str:
         """Path of the dump client binary; ``PrecheckFailed`` if none is installed."""

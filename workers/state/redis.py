@@ -56,7 +56,8 @@ class RedisStore:
         return _load(cls, raw, status)
 
     def list(self, cls: type[R], namespace: str | None = None) -> list[R]:
-        members = sorted(m.decode() for m in self._redis.smembers(_index(cls.KIND)))
+        members = sorted(m.decode() if isinstance(m, bytes) else m
+                         for m in self._redis.smembers(_index(cls.KIND)))
         refs = [m.split("/", 1) for m in members]
         refs = [r for r in refs if namespace is None or r[0] == namespace]
         if not refs:
@@ -124,7 +125,7 @@ def _dump(resource: Resource) -> str:
     return resource.model_dump_json(by_alias=True, exclude={"status"}, exclude_none=True)
 
 
-def _load(cls: type[R], raw: bytes, status: bytes | None) -> R:
+def _load(cls: type[R], raw: bytes | str, status: bytes | str | None) -> R:
     data = json.loads(raw)
     data["status"] = json.loads(status) if status else {}
     return cls.model_validate(data)

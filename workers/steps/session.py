@@ -44,7 +44,7 @@ def session_step(name: str, *, queue: str = CONTROL_QUEUE) -> Callable[[StepFunc
     ROUTES[name] = {"queue": queue}
 
     def register(fn: StepFunction) -> Any:
-        @shared_task(name=name, bind=True, acks_late=True,
+        @shared_task(name=name, bind=True, acks_late=True,  # type: ignore[untyped-decorator]
                      reject_on_worker_lost=True)
         def step(self: Any, ref: str, params: Mapping[str, str]) -> None:
             ctx = StepContext(self.app.stashq_settings, _store(self.app), SessionRef.parse(ref))
