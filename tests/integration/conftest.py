@@ -78,7 +78,8 @@ class Stack:
 
 @pytest.fixture(scope="session")
 def stack(redis_server: RedisServer, s3_server: S3Server, pushgateway: Pushgateway,
-          mariadb_server: MariaDBServer, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
+          mariadb_server: MariaDBServer,
+          tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     base = tmp_path_factory.mktemp("stashq")
     env = {k: v for k, v in os.environ.items() if not k.startswith("STASHQ_")}
     env |= {"STASHQ_BROKER_URL": redis_server.url_for(0),

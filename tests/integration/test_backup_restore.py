@@ -62,7 +62,7 @@ def test_round_trip_through_the_queue(stack: Stack, namespace: str, database: st
     job = f'job="stashq-backupconfiguration-{namespace}-nightly"'
     assert any(line.startswith("stashq_backupsession_success{") and job in line
                and line.endswith(" 1") for line in metrics.splitlines())
-    assert f'stashq_restoresession_success{{' in metrics
+    assert 'stashq_restoresession_success{' in metrics
 
 
 def test_backing_up_the_same_session_again_takes_no_second_snapshot(

@@ -160,7 +160,10 @@ def test_malformed_file_applies_nothing(stack: Stack, namespace: str, tmp_path: 
     assert RedisStore.from_url(stack.redis_url).list(Repository, namespace) == []
 
     dangling = tmp_path / "dangling.yaml"
-    dangling.write_text(good.read_text().replace("name: repo}", "name: nowhere}"))
+    dangling.write_text(good.read_text().replace("repository: {name: repo}",
+                                                 "repository: {name: nowhere}"))
     result = stack.cli("apply", "-f", str(dangling), namespace=namespace)
     assert result.returncode == 2
-    assert 'spec.repository.name: Repository "repo" does not exist' in result.stderr
+    assert ('BackupConfiguration "nightly": spec.repository.name: Repository "nowhere" does '
+            "not exist") in result.stderr
+    assert RedisStore.from_url(stack.redis_url).list(Repository, namespace) == []
