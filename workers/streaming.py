@@ -21,6 +21,8 @@ from typing import IO
 
 import zstandard
 
+from workflows.errors import IntegrityError
+
 #: Chunks read ahead of the compressor: enough to ride out a slow upload part.
 PREFETCH_DEPTH = 4
 #: A bigger pipe means fewer, larger reads (Linux default is 64 KiB).
@@ -119,7 +121,12 @@ def decompress(chunks: Iterable[bytes], stats: StreamStats) -> Iterator[bytes]:
     for chunk in chunks:
         stats.stored_bytes += len(chunk)
         stats.sha256.update(chunk)
-        if out := dobj.decompress(chunk):
+        try:
+            out = dobj.decompress(chunk)
+        except zstandard.ZstdError as e:
+            raise IntegrityError(f"zstd refused the data at stored byte "
+                                 f"{stats.stored_bytes}: {e}") from e
+        if out:
             stats.raw_bytes += len(out)
             yield out
 

@@ -87,3 +87,31 @@ def test_backing_up_the_same_session_again_takes_no_second_snapshot(
     keys = [o["Key"] for o in stack.s3.client().list_objects_v2(Bucket=bucket).get("Contents", [])]
     assert sum(k.endswith(".json") and "/snapshots/" in k for k in keys) == 1
     assert "already complete" in stack.worker.log()
+
+
+def test_a_user_defined_task_runs_its_own_steps(stack: Stack, namespace: str, database: str,
+                                                bucket: str, tmp_path: Path) -> None:
+    with stack.mariadb.connect() as conn:
+        conn.cursor().execute(f"CREATE TABLE `{database}`.t (id INT PRIMARY KEY)")
+    resources = standard_setup(tmp_path / "setup.yaml", stack.s3, stack.mariadb, bucket,
+                               database)
+    task = tmp_path / "task.yaml"
+    task.write_text("""apiVersion: stashq.io/v1alpha1
+kind: Task
+metadata: {name: quick-backup}
+spec:
+  engine: mariadb
+  steps:
+    - {name: precheck}
+    - name: logical-backup
+      params: [{name: zstdLevel, value: "1"}]
+    - {name: update-status}
+""")
+    resources.write_text(resources.read_text().replace("  task:\n",
+                                                       "  task:\n    name: quick-backup\n"))
+    stack.cli("apply", "-f", str(task), "-f", str(resources), namespace=namespace, check=True)
+    name = created(stack.cli("backup", "nightly", "--wait", namespace=namespace,
+                             check=True).stdout)
+    status = RedisStore.from_url(stack.redis_url).get(BackupSession, name, namespace).status
+    assert status["phase"] == "Succeeded"
+    assert "RepositoryMetricsPushed" not in status.get("conditions", {})  # no metrics step

@@ -167,3 +167,46 @@ def test_malformed_file_applies_nothing(stack: Stack, namespace: str, tmp_path: 
     assert ('BackupConfiguration "nightly": spec.repository.name: Repository "nowhere" does '
             "not exist") in result.stderr
     assert RedisStore.from_url(stack.redis_url).list(Repository, namespace) == []
+
+
+def corrupt_object(stack: Stack, bucket: str, key: str, offset: int) -> None:
+    client = stack.s3.client()
+    data = bytearray(client.get_object(Bucket=bucket, Key=key)["Body"].read())
+    data[offset] ^= 0xFF
+    client.put_object(Bucket=bucket, Key=key, Body=bytes(data))
+
+
+@pytest.mark.parametrize("where", ["middle", "last byte"])
+def test_corrupt_snapshot_fails_restore_naming_it(stack: Stack, namespace: str, database: str,
+                                                  bucket: str, tmp_path: Path,
+                                                  where: str) -> None:
+    from tests.support.sample import create_sample
+
+    with stack.mariadb.connect() as conn:
+        conn.cursor().execute(f"DROP DATABASE `{database}`")
+        create_sample(conn, database, customers=300)
+    resources = standard_setup(tmp_path / "s.yaml", stack.s3, stack.mariadb, bucket, database)
+    stack.cli("apply", "-f", str(resources), namespace=namespace, check=True)
+    name = created(stack.cli("backup", "nightly", "--wait", namespace=namespace,
+                             check=True).stdout)
+    objects = stack.s3.client().list_objects_v2(Bucket=bucket)["Contents"]
+    (data,) = [o for o in objects if o["Key"].endswith("dump.sql.zst")]
+    offset = data["Size"] // 2 if where == "middle" else data["Size"] - 1
+    corrupt_object(stack, bucket, data["Key"], offset)
+
+    result = stack.cli("restore", "--repository", "repo", "--target", "db", "--database",
+                       f"{database}_r", "--wait", namespace=namespace)
+    assert result.returncode == 8
+    assert f'snapshot "{name}" stream dump.sql.zst is corrupt' in result.stderr
+
+
+def test_task_for_another_engine_fails_precheck(stack: Stack, namespace: str, database: str,
+                                                bucket: str, tmp_path: Path) -> None:
+    resources = standard_setup(tmp_path / "s.yaml", stack.s3, stack.mariadb, bucket, database)
+    resources.write_text(resources.read_text().replace("  task:\n",
+                                                       "  task:\n    name: mysql-backup-8.0\n"))
+    stack.cli("apply", "-f", str(resources), namespace=namespace, check=True)
+    result = stack.cli("backup", "nightly", "--wait", namespace=namespace)
+    assert result.returncode == 8
+    assert 'Task "mysql-backup-8.0" is for mysql, but AppBinding "db" is mariadb' in result.stderr
+    assert snapshot_keys(stack, bucket) == []

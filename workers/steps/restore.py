@@ -44,8 +44,7 @@ def verified(chunks: Iterable[bytes], stats: StreamStats, stream: Stream,
     yield from chunks
     if stats.stored_bytes != stream.size_bytes or stats.digest != stream.sha256:
         client.stop()  # before stdin closes: the client never sees a clean end
-        raise IntegrityError(f'snapshot "{snapshot.id}" stream {stream.name} is corrupt: '
-                             f"expected {stream.size_bytes} bytes with sha256 "
+        raise IntegrityError(f"expected {stream.size_bytes} bytes with sha256 "
                              f"{stream.sha256[:16]}…, read {stats.stored_bytes} bytes with "
                              f"{stats.digest[:16]}…")
 
@@ -69,6 +68,10 @@ def restore_snapshot(ctx: StepContext, params: Mapping[str, str]) -> Snapshot:
                 raw = decompress(prefetch(ctx.storage.get_stream(stream.key)), stats)
                 checked = verified(raw, stats, stream, snapshot, client)
                 client.feed(with_progress(checked, stats, report_progress(ctx, started)))  # type: ignore[arg-type]
+            except IntegrityError as e:
+                client.stop()
+                raise IntegrityError(f'snapshot "{snapshot.id}" stream {stream.name} is '
+                                     f"corrupt: {e}") from e
             finally:
                 client.stop()
     return snapshot

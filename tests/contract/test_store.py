@@ -1,0 +1,89 @@
+"""One contract for every ResourceStore: the Redis store now, the Kubernetes one later."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+
+import pytest
+
+from workers.state.base import ResourceStore
+from workers.state.redis import RedisStore
+from workflows.errors import NotFound
+from workflows.parsing import parse_resource
+from workflows.resources import BackupSession, Repository, Resource
+
+
+@pytest.fixture(params=["redis"])
+def store(request: pytest.FixtureRequest, redis_url: str) -> Iterator[ResourceStore]:
+    yield RedisStore.from_url(redis_url)
+
+
+def session(name: str, namespace: str = "default") -> Resource:
+    return parse_resource({"apiVersion": "stashq.io/v1alpha1", "kind": "BackupSession",
+                           "metadata": {"name": name, "namespace": namespace},
+                           "spec": {"invoker": {"name": "nightly"}}})
+
+
+def repository(name: str, path: str) -> Resource:
+    return parse_resource({"apiVersion": "stashq.io/v1alpha1", "kind": "Repository",
+                           "metadata": {"name": name},
+                           "spec": {"backend": {"local": {"mountPath": path}}}})
+
+
+def test_create_is_exactly_once(store: ResourceStore) -> None:
+    assert store.create(session("nightly-100"))
+    assert not store.create(session("nightly-100"))
+    assert store.create(session("nightly-100", namespace="other"))
+
+
+def test_concurrent_creates_have_one_winner(store: ResourceStore) -> None:
+    wins: list[bool] = []
+    threads = [threading.Thread(target=lambda: wins.append(store.create(session("race-1"))))
+               for _ in range(16)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert wins.count(True) == 1
+
+
+def test_get_missing_names_kind_name_and_namespace(store: ResourceStore) -> None:
+    with pytest.raises(NotFound, match='Repository "nope" not found in namespace "default"'):
+        store.get(Repository, "nope", "default")
+
+
+def test_apply_keeps_status_and_replaces_spec(store: ResourceStore) -> None:
+    store.apply(repository("r", "/a"))
+    store.patch_status(Repository, "r", "default", {"snapshotCount": 3})
+    store.apply(repository("r", "/b"))
+    repo = store.get(Repository, "r", "default")
+    assert repo.spec.backend.local is not None and repo.spec.backend.local.mount_path == "/b"
+    assert repo.status == {"snapshotCount": 3}
+
+
+def test_concurrent_status_patches_lose_nothing(store: ResourceStore) -> None:
+    store.create(session("s-1"))
+
+    def patch(i: int) -> None:
+        for j in range(10):
+            store.patch_status(BackupSession, "s-1", "default", {"steps": {f"{i}-{j}": "ok"}})
+
+    threads = [threading.Thread(target=patch, args=(i,)) for i in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert len(store.get(BackupSession, "s-1", "default").status["steps"]) == 80
+
+
+def test_list_by_namespace_and_delete(store: ResourceStore) -> None:
+    store.create(session("a-1"))
+    store.create(session("b-1", namespace="team"))
+    assert [s.name for s in store.list(BackupSession)] == ["a-1", "b-1"]
+    assert [s.name for s in store.list(BackupSession, "team")] == ["b-1"]
+    store.delete(BackupSession, "a-1", "default")
+    store.delete(BackupSession, "a-1", "default")
+    assert [s.name for s in store.list(BackupSession)] == ["b-1"]
+    with pytest.raises(NotFound):
+        store.get(BackupSession, "a-1", "default")
