@@ -12,6 +12,7 @@ from dataclasses import dataclass, fields
 from workflows.errors import InvalidResource
 
 PREFIX = "STASHQ_"
+STORES = ("redis", "kubernetes")
 
 
 @dataclass(frozen=True)
@@ -22,6 +23,10 @@ class Settings:
     redis_url: str = "redis://127.0.0.1:6379/1"
     #: Prometheus Pushgateway; empty disables the metrics step (it logs that it skipped).
     pushgateway_url: str = ""
+    #: Where resources and session status live: "redis" (local mode) or "kubernetes".
+    store: str = "redis"
+    #: kubeconfig file for the "kubernetes" store; empty = in-cluster, then ~/.kube/config.
+    kubeconfig: str = ""
     #: Namespace of resources that name none, as kubectl does.
     namespace: str = "default"
     #: Above the longest backup, or Redis redelivers a task that is still running.
@@ -57,4 +62,8 @@ class Settings:
                 values[f.name] = raw
         if "redis_url" not in values and "broker_url" in values:
             values["redis_url"] = values["broker_url"]
+        if values.get("store", "redis") not in STORES:
+            raise InvalidResource(f'"{values["store"]}" is not a store (expected '
+                                  f'{" or ".join(STORES)})', source="environment",
+                                  path=PREFIX + "STORE")
         return cls(**values)  # type: ignore[arg-type]
