@@ -50,7 +50,7 @@ spec:
   target:
     ref: {{apiVersion: appcatalog.appscode.com/v1alpha1, kind: AppBinding, name: {target}}}
 {task_line}    params:
-      - {{name: databases, value: "{databases}"}}
+      - {{name: databases, value: {json.dumps(databases)}}}
 """
 
 

@@ -14,9 +14,10 @@ def describe(connection: Any, database: str) -> dict[str, Any]:
         tables = [t for (t,) in cur.fetchall()]
         checksums = {}
         for table in tables:
-            cur.execute(f"CHECKSUM TABLE `{database}`.`{table}` EXTENDED")
+            name = f"{quote(database)}.{quote(table)}"
+            cur.execute(f"CHECKSUM TABLE {name} EXTENDED")
             checksums[table] = cur.fetchone()[1]
-            cur.execute(f"SELECT COUNT(*) FROM `{database}`.`{table}`")
+            cur.execute(f"SELECT COUNT(*) FROM {name}")
             checksums[table] = (checksums[table], cur.fetchone()[0])
         result: dict[str, Any] = {"tables": checksums}
         for key, sql in QUERIES.items():
@@ -38,8 +39,12 @@ QUERIES = {
 }
 
 
+def quote(identifier: str) -> str:
+    return "`" + identifier.replace("`", "``") + "`"
+
+
 def _strip(value: Any, database: str) -> Any:
-    return value.replace(f"`{database}`.", "") if isinstance(value, str) else value
+    return value.replace(f"{quote(database)}.", "") if isinstance(value, str) else value
 
 
 def differences(connection: Any, source: str, restored: str) -> list[str]:
