@@ -22,9 +22,10 @@ from beat.dispatch import dispatch, new_backup_session
 from beat.progress import wait_for
 from workers.context import SessionRef
 from workers.state.redis import RedisStore
-from workflows.errors import StashQError
+from workflows.errors import IntegrityError, StashQError
 from workflows.resources import BackupConfiguration, BackupSession, Repository, RestoreSession
 from workflows.resources.base import API_VERSION, Metadata
+from workflows.schedule import STARTING_DEADLINE_S
 from workflows.settings import Settings
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -155,17 +156,34 @@ def sessions(namespace: str | None) -> None:
 def snapshots(repository: str, namespace: str | None) -> None:
     """List the snapshots in REPOSITORY (manifests only: unfinished data never shows)."""
     from workers.snapshots import list_snapshots
-    from workers.storage import open_storage
-    from workflows.resources import Secret
 
     env = Env(namespace)
-    repo = env.store.get(Repository, repository, env.namespace)
-    name = repo.spec.backend.storage_secret_name
-    secret = env.store.get(Secret, name, repo.namespace) if name else None
     rows = [(s.id, s.finished_at.strftime("%Y-%m-%d %H:%M:%S"), s.engine, _size(s.raw_bytes),
              _size(s.size_bytes), ",".join(s.databases))
-            for s in list_snapshots(open_storage(repo, secret, env.settings))]
+            for s in list_snapshots(open_repository(env, repository))]
     _table(("ID", "TIME (UTC)", "ENGINE", "DUMP", "STORED", "DATABASES"), rows)
+
+
+@main.command()
+@click.argument("repository")
+@click.option("--read-data", is_flag=True, help="Read every stream and verify its sha256.")
+@namespace_option
+@reports_errors
+def check(repository: str, read_data: bool, namespace: str | None) -> None:
+    """Verify every snapshot of REPOSITORY; exit 7 if anything is wrong."""
+    from workers.check import check_repository
+
+    env = Env(namespace)
+    report = check_repository(open_repository(env, repository), read_data=read_data)
+    for problem in report.problems:
+        click.echo(f"problem: {problem}")
+    for orphan in report.orphans:
+        click.echo(f"orphan: {orphan} (no manifest; prune removes it)")
+    verdict = "ok" if report.ok else f"{len(report.problems)} problem(s)"
+    click.echo(f"{report.snapshots} snapshot(s), {report.streams} stream(s), "
+               f"{_size(report.bytes_read)} read: {verdict}")
+    if not report.ok:
+        raise IntegrityError(f'Repository "{repository}" failed its check')
 
 
 @main.command(context_settings={"ignore_unknown_options": True})
@@ -178,6 +196,57 @@ def worker(concurrency: int, queues: str, loglevel: str, celery_args: tuple[str,
     env = Env(None)
     env.app.worker_main(["worker", f"--concurrency={concurrency}", f"--queues={queues}",
                          f"--loglevel={loglevel}", "-E", *celery_args])
+
+
+@main.command("beat")
+@click.option("-n", "--namespace", default=None,
+              help="Schedule only this namespace (default: every namespace).")
+@click.option("--starting-deadline", "starting_deadline_s", type=float,
+              default=STARTING_DEADLINE_S, show_default=True,
+              help="Seconds late a missed slot may still start; older ones are only counted.")
+@click.option("--clock-origin", type=float, default=None, hidden=True,
+              help="Test clock: the unix time it shows at --clock-anchor.")
+@click.option("--clock-anchor", type=float, default=None, hidden=True,
+              help="Test clock: the real unix time at which it shows --clock-origin.")
+@click.option("--clock-rate", type=float, default=1.0, hidden=True,
+              help="Test clock: how many times faster than real time it runs.")
+@reports_errors
+def run_beat(namespace: str | None, starting_deadline_s: float, clock_origin: float | None,
+             clock_anchor: float | None, clock_rate: float) -> None:
+    """Run the scheduler: one BackupSession per cron slot of every BackupConfiguration.
+
+    Any number may run side by side: each slot's session is created once.
+    """
+    import signal
+
+    from beat.scheduler import ScaledClock, Scheduler
+    from workers import logs
+
+    env = Env(namespace)
+    logging.getLogger().setLevel(logging.INFO)
+    logs.install()
+    env.store.ping()
+    clock = None
+    if clock_origin is not None:
+        clock = ScaledClock(clock_origin, clock_anchor or time.time(), clock_rate)
+    scheduler = Scheduler(env.store, lambda ref: dispatch(env.app, env.store, env.settings, ref),
+                          clock=clock, namespace=namespace,
+                          starting_deadline_s=starting_deadline_s,
+                          orphan_after_s=env.settings.heartbeat_timeout_s)
+    signal.signal(signal.SIGTERM, lambda *_: scheduler.stop())
+    signal.signal(signal.SIGINT, lambda *_: scheduler.stop())
+    scheduler.run()
+
+
+def open_repository(env: Env, name: str) -> Any:
+    """The storage of Repository ``name``, with the credentials its Secret holds."""
+    from workers.storage import open_storage
+    from workflows.resources import Secret
+
+    repo = env.store.get(Repository, name, env.namespace)
+    secret_name = repo.spec.backend.storage_secret_name
+    secret = env.store.get(Secret, secret_name, repo.namespace) if secret_name else None
+    return open_storage(repo, secret, env.settings)
 
 
 def _size(n: int) -> str:

@@ -191,8 +191,14 @@ def test_corrupt_snapshot_fails_restore_naming_it(stack: Stack, namespace: str, 
                              check=True).stdout)
     objects = stack.s3.client().list_objects_v2(Bucket=bucket)["Contents"]
     (data,) = [o for o in objects if o["Key"].endswith("dump.sql.zst")]
+    check = stack.cli("check", "repo", "--read-data", namespace=namespace)
+    assert check.returncode == 0 and "1 snapshot(s), 1 stream(s)" in check.stdout
     offset = data["Size"] // 2 if where == "middle" else data["Size"] - 1
     corrupt_object(stack, bucket, data["Key"], offset)
+    assert stack.cli("check", "repo", namespace=namespace).returncode == 0  # sizes still match
+    check = stack.cli("check", "repo", "--read-data", namespace=namespace)
+    assert check.returncode == 7
+    assert f'problem: snapshot "{name}" stream dump.sql.zst: sha256 is' in check.stdout
 
     result = stack.cli("restore", "--repository", "repo", "--target", "db", "--database",
                        f"{database}_r", "--wait", namespace=namespace)
