@@ -14,6 +14,7 @@ appears in a message or a log line.
 
 from __future__ import annotations
 
+import functools
 import io
 import logging
 import re
@@ -39,6 +40,7 @@ MAX_PARTS = 10_000  #: S3's limit on parts in one multipart upload
 PARTS_IN_FLIGHT = 2  #: parts uploading at once; each holds ``part_bytes`` in memory
 CONNECT_TIMEOUT_S = 10.0  #: seconds to open a connection before retrying
 READ_TIMEOUT_S = 120.0  #: seconds without a byte on an open connection (a slow 16 MiB part)
+CLIENT_CACHE_SIZE = 32  #: distinct S3 client configurations kept per process
 MAX_ATTEMPTS = 4  #: botocore "standard" retry mode attempts per request, the first included
 
 #: S3 error codes that mean the credentials were refused, and what each means to a user.
@@ -145,6 +147,31 @@ class _PartWindow:
         self._slots.release()
 
 
+@functools.lru_cache(maxsize=CLIENT_CACHE_SIZE)
+def _client(endpoint: str | None, region: str, access_key: str, secret_key: str,
+            path_style: bool, insecure_tls: bool, connect_timeout_s: float,
+            read_timeout_s: float, max_attempts: int, pool: int) -> Any:
+    """A client per distinct configuration, kept for the process: creating one loads
+    botocore's service model (~0.2 s), which every step of every session would repeat."""
+    config = Config(
+        region_name=region or None,
+        connect_timeout=connect_timeout_s,
+        read_timeout=read_timeout_s,
+        retries={"mode": "standard", "max_attempts": max_attempts},
+        s3={"addressing_style": "path" if path_style else "virtual"},
+        max_pool_connections=pool,
+        # botocore ≥ 1.36 adds CRC checksum headers that many S3-compatible servers
+        # reject (boto/boto3#4392); the manifest's sha256 guards integrity instead.
+        request_checksum_calculation="when_required",
+        response_checksum_validation="when_required",
+    )
+    # An own session: boto3's default session is not thread-safe; clients are.
+    return boto3.session.Session().client(
+        "s3", endpoint_url=endpoint or None, verify=not insecure_tls, config=config,
+        aws_access_key_id=access_key or None,  # empty: botocore's default chain (IRSA…)
+        aws_secret_access_key=secret_key or None)
+
+
 class S3Storage:
     """A repository under ``prefix`` in an S3 bucket (AWS or a compatible server)."""
 
@@ -164,23 +191,9 @@ class S3Storage:
         self._root = f"{join_key(prefix)}/".lstrip("/")  # "" or "<prefix>/"
         self._part_bytes = part_bytes
         self._parts_in_flight = parts_in_flight
-        config = Config(
-            region_name=region or None,
-            connect_timeout=connect_timeout_s,
-            read_timeout=read_timeout_s,
-            retries={"mode": "standard", "max_attempts": max_attempts},
-            s3={"addressing_style": "path" if path_style else "virtual"},
-            max_pool_connections=max(10, parts_in_flight + 2),
-            # botocore ≥ 1.36 adds CRC checksum headers that many S3-compatible servers
-            # reject (boto/boto3#4392); the manifest's sha256 guards integrity instead.
-            request_checksum_calculation="when_required",
-            response_checksum_validation="when_required",
-        )
-        # An own session: boto3's default session is not thread-safe; clients are.
-        self._client: Any = boto3.session.Session().client(
-            "s3", endpoint_url=endpoint or None, verify=not insecure_tls, config=config,
-            aws_access_key_id=access_key or None,  # empty: botocore's default chain (IRSA…)
-            aws_secret_access_key=secret_key or None)
+        self._client: Any = _client(endpoint, region, access_key, secret_key, path_style,
+                                    insecure_tls, connect_timeout_s, read_timeout_s,
+                                    max_attempts, max(10, parts_in_flight + 2))
 
     def __repr__(self) -> str:
         return f"S3Storage(bucket={self.bucket!r}, prefix={self._root!r}, where={self.where!r})"
