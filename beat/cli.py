@@ -21,11 +21,10 @@ from beat import apply as applying
 from beat.dispatch import dispatch, new_backup_session
 from beat.progress import wait_for
 from workers.context import SessionRef
-from workers.state.redis import RedisStore
+from workers.state import open_store
 from workflows.errors import IntegrityError, StashQError
 from workflows.resources import BackupConfiguration, BackupSession, Repository, RestoreSession
 from workflows.resources.base import API_VERSION, Metadata
-from workflows.schedule import STARTING_DEADLINE_S
 from workflows.settings import Settings
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -37,13 +36,19 @@ class Env:
     def __init__(self, namespace: str | None) -> None:
         self.settings = Settings.from_env(os.environ)
         self.namespace = namespace or self.settings.namespace
-        self.store = RedisStore.from_url(self.settings.redis_url)
+        self.store = open_store(self.settings)
 
     @functools.cached_property
     def app(self) -> Any:
         from workers.app import create_app
 
         return create_app(self.settings)
+
+    def queue(self, ref: SessionRef) -> None:
+        """Queue a session just created. On Kubernetes the watcher queues every new
+        session (one path, claimed once), so commands and beat only create it there."""
+        if self.settings.store != "kubernetes":
+            dispatch(self.app, self.store, self.settings, ref)
 
 
 def reports_errors(fn: F) -> F:
@@ -77,9 +82,7 @@ def main(verbose: bool) -> None:
 def apply(paths: tuple[Path, ...], namespace: str | None) -> None:
     """Validate every resource, then apply them all (nothing is applied if one is bad)."""
     env = Env(namespace)
-    for line in applying.apply_paths(env.store, paths, env.namespace,
-                                     dispatch=lambda ref: dispatch(env.app, env.store,
-                                                                   env.settings, ref)):
+    for line in applying.apply_paths(env.store, paths, env.namespace, dispatch=env.queue):
         click.echo(line)
 
 
@@ -99,7 +102,7 @@ def backup(config: str, wait: bool, timeout_s: int, namespace: str | None) -> No
         session = new_backup_session(env.store, config, env.namespace, now)
         now += 1
     ref = SessionRef("BackupSession", env.namespace, session.name)
-    dispatch(env.app, env.store, env.settings, ref)
+    env.queue(ref)
     click.echo(f"BackupSession/{session.name} created")
     if wait:
         wait_for(env.store, ref, timeout_s)
@@ -131,7 +134,7 @@ def restore(repository: str, target: str, snapshot: str, database: str, task_nam
     if not env.store.create(session):
         raise StashQError(f"RestoreSession {name} already exists; try again")
     ref = SessionRef("RestoreSession", env.namespace, name)
-    dispatch(env.app, env.store, env.settings, ref)
+    env.queue(ref)
     click.echo(f"RestoreSession/{name} created")
     if wait:
         wait_for(env.store, ref, timeout_s)
@@ -201,9 +204,9 @@ def worker(concurrency: int, queues: str, loglevel: str, celery_args: tuple[str,
 @main.command("beat")
 @click.option("-n", "--namespace", default=None,
               help="Schedule only this namespace (default: every namespace).")
-@click.option("--starting-deadline", "starting_deadline_s", type=float,
-              default=STARTING_DEADLINE_S, show_default=True,
-              help="Seconds late a missed slot may still start; older ones are only counted.")
+@click.option("--starting-deadline", "starting_deadline_s", type=float, default=None,
+              help="Seconds late a missed slot may still start; older ones are only counted "
+                   "(default: STASHQ_STARTING_DEADLINE_S, 300).")
 @click.option("--clock-origin", type=float, default=None, hidden=True,
               help="Test clock: the unix time it shows at --clock-anchor.")
 @click.option("--clock-anchor", type=float, default=None, hidden=True,
@@ -211,7 +214,7 @@ def worker(concurrency: int, queues: str, loglevel: str, celery_args: tuple[str,
 @click.option("--clock-rate", type=float, default=1.0, hidden=True,
               help="Test clock: how many times faster than real time it runs.")
 @reports_errors
-def run_beat(namespace: str | None, starting_deadline_s: float, clock_origin: float | None,
+def run_beat(namespace: str | None, starting_deadline_s: float | None, clock_origin: float | None,
              clock_anchor: float | None, clock_rate: float) -> None:
     """Run the scheduler: one BackupSession per cron slot of every BackupConfiguration.
 
@@ -219,7 +222,8 @@ def run_beat(namespace: str | None, starting_deadline_s: float, clock_origin: fl
     """
     import signal
 
-    from beat.scheduler import ScaledClock, Scheduler
+    from beat.clock import ScaledClock
+    from beat.scheduler import Scheduler
     from workers import logs
 
     env = Env(namespace)
@@ -229,9 +233,11 @@ def run_beat(namespace: str | None, starting_deadline_s: float, clock_origin: fl
     clock = None
     if clock_origin is not None:
         clock = ScaledClock(clock_origin, clock_anchor or time.time(), clock_rate)
-    scheduler = Scheduler(env.store, lambda ref: dispatch(env.app, env.store, env.settings, ref),
+    scheduler = Scheduler(env.store, env.queue,
                           clock=clock, namespace=namespace,
-                          starting_deadline_s=starting_deadline_s,
+                          starting_deadline_s=(env.settings.starting_deadline_s
+                                               if starting_deadline_s is None
+                                               else starting_deadline_s),
                           orphan_after_s=env.settings.heartbeat_timeout_s)
     signal.signal(signal.SIGTERM, lambda *_: scheduler.stop())
     signal.signal(signal.SIGINT, lambda *_: scheduler.stop())
@@ -262,3 +268,12 @@ def _table(header: tuple[str, ...], rows: list[tuple[Any, ...]]) -> None:
     widths = [max(len(r[i]) for r in cells) for i in range(len(header))]
     for row in cells:
         click.echo("  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip())
+
+
+from beat.cli_kube import register  # noqa: E402 - it builds on the group above
+
+register(main, backup)
+
+from beat.cli_flower import flower  # noqa: E402 - it builds on the group above
+
+main.add_command(flower)

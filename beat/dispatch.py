@@ -7,6 +7,7 @@ dangling reference) is marked Failed with the reason instead of being queued.
 from __future__ import annotations
 
 import logging
+from typing import Any
 
 from celery import Celery
 
@@ -40,14 +41,21 @@ def dispatch(app: Celery, store: ResourceStore, settings: Settings, ref: Session
     return str(result.id)
 
 
-def new_backup_session(store: ResourceStore, config: str, namespace: str,
-                       slot_unix: int) -> BackupSession | None:
-    """Create BackupSession ``<config>-<slot>``; None if it already exists."""
-    session = BackupSession(
+def backup_session(config: str, namespace: str, slot_unix: int,
+                   status: dict[str, Any] | None = None) -> BackupSession:
+    """BackupSession ``<config>-<slot>``, Pending unless ``status`` says otherwise (e.g.
+    Skipped with a reason)."""
+    return BackupSession(
         api_version=API_VERSION, kind="BackupSession",
         metadata=Metadata(name=session_name(config, slot_unix), namespace=namespace),
         spec={"invoker": Invoker(name=config)},  # type: ignore[arg-type]
-        status={"phase": "Pending"})
+        status=status or {"phase": "Pending"})
+
+
+def new_backup_session(store: ResourceStore, config: str, namespace: str, slot_unix: int,
+                       status: dict[str, Any] | None = None) -> BackupSession | None:
+    """Create ``backup_session(...)``; None if it already exists."""
+    session = backup_session(config, namespace, slot_unix, status)
     return session if store.create(session) else None
 
 

@@ -35,6 +35,7 @@ import uuid
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
+from operator import attrgetter
 from pathlib import Path
 from types import FrameType
 
@@ -50,6 +51,8 @@ from workflows.resources import BackupSession
 MIB = 2**20
 #: Dump sizes measured by default, MiB: a small and a large one, to see memory stay flat.
 DEFAULT_SIZES_MIB = (256, 1024)
+#: Runs of each pipeline per size: a median of 3 rides out a neighbour's burst of CPU.
+DEFAULT_RUNS = 3
 #: InnoDB tables the synthetic database is spread over.
 TABLES = 8
 #: Dump bytes per synthetic row (measured: 110,049,915 bytes for 500,000 rows).
@@ -115,6 +118,7 @@ class Run:
     wall_s: float
     cpu_s: float  #: dump client + compressor, or StashQ worker group + CLI
     db_cpu_s: float  #: mariadbd
+    s3_cpu_s: float  #: the S3 server (weed): it competes for the same cores
     stored_bytes: int = 0
     extra: dict[str, float] = field(default_factory=dict)
 
@@ -179,14 +183,28 @@ def peak_rss_mib(pgid: int) -> dict[int, float]:
     return peaks
 
 
-def clock(db_pid: int, worker_pgid: int | None = None) -> tuple[float, float, float]:
-    """Now: wall, client CPU (our reaped children + the worker group), mariadbd CPU; s."""
-    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
-    worker = 0.0
-    for pid in group_pids(worker_pgid) if worker_pgid else []:
-        with contextlib.suppress(FileNotFoundError, ProcessLookupError):
-            worker += proc_cpu_s(pid, reaped=True)
-    return time.perf_counter(), usage.ru_utime + usage.ru_stime + worker, proc_cpu_s(db_pid)
+@dataclass(frozen=True)
+class Meter:
+    """Reads the clocks a pipeline is judged by; `worker_pgid` adds a StashQ worker's CPU."""
+
+    db_pid: int
+    s3_pid: int
+    worker_pgid: int | None = None
+
+    def read(self) -> tuple[float, float, float, float]:
+        """Now: wall, client CPU (our reaped children + the worker), mariadbd, S3 server; s."""
+        usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+        worker = 0.0
+        for pid in group_pids(self.worker_pgid) if self.worker_pgid else []:
+            with contextlib.suppress(FileNotFoundError, ProcessLookupError):
+                worker += proc_cpu_s(pid, reaped=True)
+        return (time.perf_counter(), usage.ru_utime + usage.ru_stime + worker,
+                proc_cpu_s(self.db_pid), proc_cpu_s(self.s3_pid))
+
+    def run(self, pipeline: str, before: tuple[float, ...]) -> Run:
+        """The Run from `before` (an earlier `read()`) until now."""
+        wall, cpu, db, s3 = (now - then for now, then in zip(self.read(), before, strict=True))
+        return Run(pipeline, wall, cpu, db, s3)
 
 
 # --- setting up ----------------------------------------------------------------------
@@ -231,42 +249,54 @@ def load_database(mariadb: MariaDBServer, database: str, rows: int) -> float:
 # --- measuring -----------------------------------------------------------------------
 
 
-def run_baseline(pipeline: str, dump: str, out: Path, db_pid: int) -> Run:
+def run_shell(command: str, *, capture: bool = False) -> str:
+    """Run `command` in bash with pipefail, in a group of its own that an interruption kills."""
+    proc = subprocess.Popen(["bash", "-o", "pipefail", "-c", command], text=True,
+                            stdout=subprocess.PIPE if capture else None, start_new_session=True)
+    try:
+        out, _ = proc.communicate()
+    except BaseException:  # Ctrl-C, SIGTERM: every process of the pipeline, not just bash
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+        raise
+    if proc.returncode != 0:
+        raise subprocess.CalledProcessError(proc.returncode, command)
+    return out or ""
+
+
+def run_baseline(pipeline: str, dump: str, out: Path, meter: Meter) -> Run:
     """Time one shell pipeline; what it wrote to `out` is measured and removed."""
-    wall0, cpu0, db0 = clock(db_pid)
     command = BASELINES[pipeline].format(dump=dump, out=shlex.quote(str(out)))
-    subprocess.run(["bash", "-o", "pipefail", "-c", command], check=True)
-    wall1, cpu1, db1 = clock(db_pid)
-    stored = out.stat().st_size if out.exists() else 0
+    before = meter.read()
+    run_shell(command)
+    run = meter.run(pipeline, before)
+    run.stored_bytes = out.stat().st_size if out.exists() else 0
     out.unlink(missing_ok=True)
-    return Run(pipeline, wall1 - wall0, cpu1 - cpu0, db1 - db0, stored)
+    return run
 
 
-def run_stashq(stack: Stack, namespace: str, db_pid: int) -> Run:
+def run_stashq(stack: Stack, namespace: str, meter: Meter) -> Run:
     """One backup through the real worker; the session's own timings go into `extra`."""
-    assert stack.worker.proc is not None
-    pgid = stack.worker.proc.pid
-    wall0, cpu0, db0 = clock(db_pid, pgid)
+    before = meter.read()
     result = stack.cli("backup", "nightly", "--wait", namespace=namespace,
                        timeout=BACKUP_TIMEOUT_S)
-    wall1, cpu1, db1 = clock(db_pid, pgid)
+    run = meter.run("stashq", before)
     if result.returncode != 0:
         raise RuntimeError(f"stashq backup failed:\n{result.stdout}{result.stderr}\n"
                            f"worker log:\n{stack.worker.log()[-3000:]}")
     store = RedisStore.from_url(stack.redis_url)
     status = store.get(BackupSession, created(result.stdout), namespace).status
     snapshot = status["snapshot"]
-    return Run("stashq", wall1 - wall0, cpu1 - cpu0, db1 - db0, int(snapshot["totalSize"]),
-               {"session": float(status["sessionDurationSeconds"]),
-                "step": float(snapshot["processingTimeSeconds"]),
-                "raw_bytes": float(snapshot["rawSize"])})
+    run.stored_bytes = int(snapshot["totalSize"])
+    run.extra = {"session": float(status["sessionDurationSeconds"]),
+                 "step": float(snapshot["processingTimeSeconds"]),
+                 "raw_bytes": float(snapshot["rawSize"])}
+    return run
 
 
 def count_dump_bytes(dump: str) -> int:
     """Bytes of one dump, untimed (it also warms the buffer pool and page cache)."""
-    result = subprocess.run(["bash", "-o", "pipefail", "-c", f"{dump} | wc -c"], check=True,
-                            capture_output=True, text=True)
-    return int(result.stdout)
+    return int(run_shell(f"{dump} | wc -c", capture=True))
 
 
 def bench_size(size_mib: int, runs: int, stack: Stack, cnf: Path, root: Path,
@@ -288,12 +318,13 @@ def bench_size(size_mib: int, runs: int, stack: Stack, cnf: Path, root: Path,
                        database])
     dump_bytes = count_dump_bytes(dump)
     print(f"   loaded in {load_s:.1f} s; dump is {dump_bytes / MIB:,.0f} MiB", flush=True)
-    db_pid = stack.mariadb.running_pid() or -1
+    meter = Meter(stack.mariadb.running_pid() or -1, stack.s3.running_pid() or -1)
+    worker_meter = Meter(meter.db_pid, meter.s3_pid, stack.worker.proc.pid)
     order, timed = [*BASELINES, "stashq"], []
     for run in range(runs):
         for pipeline in order[run % len(order):] + order[:run % len(order)]:  # interleaved
-            timed.append(run_stashq(stack, namespace, db_pid) if pipeline == "stashq"
-                         else run_baseline(pipeline, dump, root / f"out.{pipeline}", db_pid))
+            timed.append(run_stashq(stack, namespace, worker_meter) if pipeline == "stashq"
+                         else run_baseline(pipeline, dump, root / f"out.{pipeline}", meter))
             print(f"   run {run + 1} {LABELS[pipeline]:<26} {timed[-1].wall_s:7.2f} s",
                   flush=True)
     peaks = peak_rss_mib(stack.worker.proc.pid)
@@ -328,9 +359,9 @@ def table_rows(r: SizeResult) -> list[tuple[str, float, str, str, str]]:
     """(label, wall s, CPU columns, stored columns, RSS column) per line of the table."""
     rows = []
     for pipeline in [*BASELINES, "stashq"]:
-        cpu = f"{r.median(pipeline, lambda x: x.cpu_s):6.1f} " \
-              f"{r.median(pipeline, lambda x: x.db_cpu_s):8.1f}"
-        stored = r.median(pipeline, lambda x: x.stored_bytes)
+        cpu = " ".join(f"{r.median(pipeline, attrgetter(key)):6.1f}"
+                       for key in ("cpu_s", "db_cpu_s", "s3_cpu_s"))
+        stored = r.median(pipeline, attrgetter("stored_bytes"))
         size = f"{stored / MIB:10.1f} {r.dump_bytes / stored:6.2f}x" if stored else ""
         rss = f"{r.peak_mib:6.0f} (idle {r.idle_rss_mib:.0f})" if pipeline == "stashq" else ""
         rows.append((LABELS[pipeline], r.median(pipeline), cpu, size, rss))
@@ -344,10 +375,10 @@ def print_size(r: SizeResult) -> None:
     print(f"\n{r.size_mib} MiB requested: dump {r.dump_bytes / MIB:,.0f} MiB "
           f"({TABLES} x {r.rows:,} rows), loaded in {r.load_s:.1f} s; "
           f"median of {len(r.runs) // (len(BASELINES) + 1)} run(s)")
-    print(f"{'pipeline':<26} {'wall s':>7} {'x raw':>6} {'CPU s':>6} {'DB CPU s':>8} "
+    print(f"{'pipeline':<26} {'wall s':>7} {'x raw':>6} {'CPU s':>6} {'DB s':>6} {'S3 s':>6} "
           f"{'stored MiB':>10} {'smaller':>7} {'peak RSS MiB':>12}")
     for label, wall, cpu, size, rss in table_rows(r):
-        print(f"{label:<26} {wall:7.2f} {wall / raw:6.2f} {cpu:15} {size:18} {rss}".rstrip())
+        print(f"{label:<26} {wall:7.2f} {wall / raw:6.2f} {cpu:20} {size:18} {rss}".rstrip())
 
 
 def report(results: list[SizeResult]) -> None:
@@ -378,7 +409,8 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     which.add_argument("--size-mib", type=int, help="one dump size, MiB")
     which.add_argument("--sizes", default=",".join(map(str, DEFAULT_SIZES_MIB)),
                        help="comma-separated dump sizes, MiB (default: %(default)s)")
-    parser.add_argument("--runs", type=int, default=1, help="runs of each pipeline per size")
+    parser.add_argument("--runs", type=int, default=DEFAULT_RUNS,
+                        help="runs of each pipeline per size; medians are shown (%(default)s)")
     args = parser.parse_args(argv)
     args.sizes = [args.size_mib] if args.size_mib else [int(s) for s in args.sizes.split(",")]
     return args

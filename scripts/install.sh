@@ -22,6 +22,16 @@ declare -A PACKAGE_OF=(
   [prometheus-pushgateway]=prometheus-pushgateway
   [zstd]=zstd
   [python3]=python3
+  # Galera cluster and physical backups (tests/servers/galera.py, workers/engines/galera.py)
+  [garbd]=galera-arbitrator-4
+  [mariadb-backup]=mariadb-backup
+  [mbstream]=mariadb-backup
+  [socat]=socat
+  [ss]=iproute2  # the SST scripts find listening ports with it
+)
+# file -> Debian package, for what ships no program
+declare -A PACKAGE_OF_FILE=(
+  [/usr/lib/galera/libgalera_smm.so]=galera-4
 )
 
 say() { printf 'install: %s\n' "$*"; }
@@ -30,6 +40,10 @@ missing_packages() {
   local program
   for program in "${!PACKAGE_OF[@]}"; do
     command -v "$program" >/dev/null 2>&1 || echo "${PACKAGE_OF[$program]}"
+  done
+  local file
+  for file in "${!PACKAGE_OF_FILE[@]}"; do
+    [[ -e "$file" ]] || echo "${PACKAGE_OF_FILE[$file]}"
   done
   # Debian's python3 cannot create a virtualenv without ensurepip (python3-venv).
   if [[ ! -x "$VENV/bin/python" ]] && ! python3 -c 'import ensurepip' >/dev/null 2>&1; then

@@ -18,6 +18,7 @@ from typing import TypeVar
 import pytest
 import redis
 
+from tests.kube import FakeKubeAPI, write_kubeconfig
 from tests.servers import (
     BinaryMissing,
     MariaDBServer,
@@ -130,3 +131,19 @@ def bucket(s3_server: S3Server) -> str:
 @pytest.fixture(scope="session")
 def pushgateway(servers_dir: Path) -> Iterator[Pushgateway]:
     yield from _running(Pushgateway(servers_dir / "pushgateway", free_port()))
+
+
+# --- Kubernetes API (a fake on loopback, tests/kube/server.py) -------------------------
+
+
+@pytest.fixture
+def kube_api() -> Iterator[FakeKubeAPI]:
+    """An empty fake API server of this test's own."""
+    with FakeKubeAPI() as api:
+        yield api
+
+
+@pytest.fixture
+def kubeconfig(kube_api: FakeKubeAPI, tmp_path: Path) -> Path:
+    """A kubeconfig file pointing the ``kubernetes`` client at ``kube_api``."""
+    return write_kubeconfig(tmp_path / "kubeconfig", kube_api)

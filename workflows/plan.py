@@ -13,12 +13,35 @@ from dataclasses import dataclass, field
 from workflows.errors import InvalidResource, NotFound
 from workflows.resources import Engine, Function, Task
 
+#: A step with this param runs as that many parallel copies (a Celery group), each
+#: told its index in param ``replica`` (e.g. one physical restore per cluster replica).
+REPLICAS_PARAM = "replicas"
+REPLICA_PARAM = "replica"
+#: More parallel copies than this is a typo, not a cluster.
+MAX_REPLICAS = 64
+
 
 @dataclass(frozen=True)
 class PlanStep:
     function: str
     step: str  #: Celery task name, e.g. "stashq.dump_upload"
     params: Mapping[str, str] = field(default_factory=dict)
+
+    @property
+    def replicas(self) -> int:
+        """Parallel copies of this step: param ``replicas`` (1 when absent or empty)."""
+        raw = self.params.get(REPLICAS_PARAM, "").strip()
+        if not raw:
+            return 1
+        if not raw.isdigit() or not 1 <= int(raw) <= MAX_REPLICAS:
+            raise InvalidResource(f'step "{self.function}": param "{REPLICAS_PARAM}" is '
+                                  f'"{raw}"; expected a number from 1 to {MAX_REPLICAS}',
+                                  path="spec.task.params")
+        return int(raw)
+
+    def replica_params(self) -> list[dict[str, str]]:
+        """The params of each parallel copy: this step's, plus its ``replica`` index."""
+        return [{**self.params, REPLICA_PARAM: str(i)} for i in range(self.replicas)]
 
 
 @dataclass(frozen=True)

@@ -41,6 +41,8 @@ class Settings:
     zstd_level: int = 3
     #: How long pre-check waits for the database to accept connections (Stash: 300 s).
     db_wait_s: int = 60
+    #: How late a missed cron slot may still start (CronJob's startingDeadlineSeconds).
+    starting_deadline_s: int = 300
     #: A Running session whose worker stopped reporting for this long is stale.
     heartbeat_timeout_s: int = 300
 

@@ -39,6 +39,23 @@ class Stream(_Wire):
     sha256: str = Field(pattern=r"^[0-9a-f]{64}$")  #: of the stored bytes
 
 
+class Position(_Wire):
+    """Where a physical snapshot's data stands, as far as the backup could tell.
+
+    A Galera SST donor keeps committing while mariadb-backup copies (BACKUP STAGE
+    BLOCK_COMMIT does not pause commits on a donor), so the data lies between
+    ``seqno`` (the donor's state when the SST began) and ``end_seqno`` (what
+    mariadb-backup reported at its end). The exact seqno is recovered from the
+    prepared data at restore time and written to ``grastate.dat``.
+    """
+
+    cluster_uuid: str | None = None   #: Galera state UUID
+    seqno: int | None = None          #: Galera seqno when the SST began (lower bound)
+    end_seqno: int | None = None      #: Galera seqno at the end of the copy (upper bound)
+    lsn: int | None = None            #: InnoDB LSN the backup reaches (xtrabackup_checkpoints)
+    gtid: str | None = None           #: binlog GTID of the copy, if the server logs binlogs
+
+
 class Snapshot(_Wire):
     format_version: int = FORMAT_VERSION
     id: str
@@ -53,6 +70,9 @@ class Snapshot(_Wire):
     started_at: datetime
     finished_at: datetime
     tags: tuple[str, ...] = ()
+    #: How a physical snapshot was taken: "galera-sst" or "mariabackup" (None: logical).
+    method: str | None = None
+    position: Position | None = None
 
     @property
     def size_bytes(self) -> int:

@@ -1,4 +1,5 @@
-"""One contract for every ResourceStore: the Redis store now, the Kubernetes one later."""
+"""One contract for every ResourceStore: Redis, and the Kubernetes API (the fake server
+of tests/kube, through the real ``kubernetes`` client and a kubeconfig file)."""
 
 from __future__ import annotations
 
@@ -8,15 +9,19 @@ from collections.abc import Iterator
 import pytest
 
 from workers.state.base import ResourceStore
+from workers.state.kube import KubeStore
 from workers.state.redis import RedisStore
 from workflows.errors import NotFound
 from workflows.parsing import parse_resource
 from workflows.resources import BackupSession, Repository, Resource
 
 
-@pytest.fixture(params=["redis"])
-def store(request: pytest.FixtureRequest, redis_url: str) -> Iterator[ResourceStore]:
-    yield RedisStore.from_url(redis_url)
+@pytest.fixture(params=["redis", "kube"])
+def store(request: pytest.FixtureRequest) -> Iterator[ResourceStore]:
+    if request.param == "redis":
+        yield RedisStore.from_url(request.getfixturevalue("redis_url"))
+    else:
+        yield KubeStore.from_kubeconfig(str(request.getfixturevalue("kubeconfig")))
 
 
 def session(name: str, namespace: str = "default") -> Resource:

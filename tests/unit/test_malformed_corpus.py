@@ -71,6 +71,7 @@ CASES: list[tuple[str, str, Any, str]] = [
     ("AppBinding", "spec.clientConfig.url", "tcp(host:notaport)/", "spec.clientConfig"),
     ("AppBinding", "spec.clientConfig.url", "mysql://:3306", "spec.clientConfig"),
     ("AppBinding", "spec.clientConfig", {}, "spec.clientConfig"),
+    ("AppBinding", "spec.clientConfig", {"caBundle": "x"}, "spec.clientConfig"),
     ("AppBinding", "spec.clientConfig.service", {"name": "db", "port": 70000},
      "spec.clientConfig.service.port"),
     ("AppBinding", "spec.secret", DELETE, "spec.secret"),

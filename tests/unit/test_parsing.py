@@ -89,8 +89,10 @@ def test_appbinding_reads_kubedb_urls_and_services() -> None:
     assert isinstance(binding, AppBinding)
     assert binding.address() == ("sample.demo.svc", 13306)
     raw["spec"]["clientConfig"] = {"service": {"name": "sample", "namespace": "demo",
-                                               "port": 3307}}
+                                               "port": 3307, "path": "/", "scheme": "tcp"}}
     assert parse_resource(raw).address() == ("sample.demo.svc", 3307)  # type: ignore[attr-defined]
+    raw["spec"]["clientConfig"]["url"] = "tcp(sample.demo.svc:3306)/"  # as KubeDB writes it
+    assert parse_resource(raw).address() == ("sample.demo.svc", 3306)  # type: ignore[attr-defined]
     raw["spec"]["type"] = "kubedb.com/postgres"
     with pytest.raises(InvalidResource, match='unknown database type "kubedb.com/postgres"'):
         parse_resource(raw)

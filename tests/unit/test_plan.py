@@ -26,10 +26,11 @@ def test_every_default_task_exists_and_resolves() -> None:
         assert plan.steps[-1].step == "stashq.push_metrics"
 
 
-def test_backup_chain_is_precheck_dump_status_metrics() -> None:
+def test_backup_chain_is_precheck_dump_retention_status_metrics() -> None:
     plan = resolve_task(builtin_tasks()["mysql-backup-8.0"], builtin_functions())
     assert [s.step for s in plan.steps] == ["stashq.precheck", "stashq.dump_upload",
-                                           "stashq.update_status", "stashq.push_metrics"]
+                                           "stashq.retention", "stashq.update_status",
+                                           "stashq.push_metrics"]
 
 
 def test_a_user_task_with_its_own_steps_resolves() -> None:

@@ -1,7 +1,7 @@
 """The ResourceStore protocol: read resources, create sessions once, patch status.
 
 Implementations: ``RedisStore`` (local mode; resources applied with ``stashq apply``)
-and, on Kubernetes, a store over the API server. Status is kept apart from spec and
+and ``KubeStore`` (the API server, in a cluster). Status is kept apart from spec and
 changed only through ``patch_status`` (a JSON merge patch, RFC 7386), as with the
 Kubernetes status subresource.
 """
@@ -10,9 +10,22 @@ from __future__ import annotations
 
 from typing import Any, Protocol, TypeVar
 
+from workflows.errors import StashQError, Transient
 from workflows.resources import Resource
 
 R = TypeVar("R", bound=Resource)
+
+#: Where a session's initial phase travels when its store cannot write status in the
+#: create itself (Kubernetes drops ``status`` on create): a Skipped session must never
+#: look Pending to the watcher, not even between its create and its status patch.
+INITIAL_PHASE_ANNOTATION = "stashq.io/initial-phase"
+
+
+class ResourceVersionExpired(StashQError, Transient):
+    """``410 Gone``: a watch asked to resume from a version the server no longer keeps.
+
+    Nothing is lost: list again (the list carries a fresh version) and watch from there.
+    """
 
 
 class ResourceStore(Protocol):

@@ -5,6 +5,9 @@ Layout (all keys under ``stashq:``):
     stashq:res:<Kind>:<namespace>:<name>     JSON of the applied resource (no status)
     stashq:status:<Kind>:<namespace>:<name>  JSON of its status
     stashq:index:<Kind>                      set of "<namespace>/<name>"
+    stashq:lock:<lock name>                  hash: token → JSON of a lease holder
+    stashq:generation:<Kind>                 counter bumped by apply, create and delete
+                                             (not by status patches): "did any change?"
 
 ``create`` uses ``SET NX`` so that two schedulers, or a retry, create a session once.
 ``patch_status`` is a WATCH/MULTI transaction: concurrent patches never lose fields.
@@ -15,15 +18,72 @@ Redis instance accordingly.
 from __future__ import annotations
 
 import json
-from typing import Any, TypeVar
+from collections.abc import Mapping, Sequence
+from typing import Any, NamedTuple, TypeVar
 
 import redis
 
+from workers.locks import LeaseAnswer
 from workflows.errors import NotFound, StorageError
 from workflows.resources import Resource
 
 R = TypeVar("R", bound=Resource)
 KEY_PREFIX = "stashq"
+#: Milliseconds a lock's table outlives its last write, so a lapsed lease is still there
+#: to be reported by the next one who asks.
+LOCK_TABLE_KEEP_MS = 7 * 24 * 3600 * 1000
+
+#: Acquire: drop lapsed holders (returned, to be reported), refuse if a live holder
+#: conflicts (an exclusive one, or any if exclusive is asked), else add the holder.
+#: KEYS: table; ARGV: token, holder JSON, exclusive 0/1, lease ms, table keep ms.
+_ACQUIRE_LUA = """
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local exclusive = ARGV[3] == '1'
+local conflicts, expired = {}, {}
+local entries = redis.call('HGETALL', KEYS[1])
+for i = 1, #entries, 2 do
+  local ok, held = pcall(cjson.decode, entries[i + 1])
+  if not ok or type(held) ~= 'table' or (tonumber(held.expiresAtMs) or 0) < now then
+    redis.call('HDEL', KEYS[1], entries[i])
+    table.insert(expired, entries[i + 1])
+  elseif entries[i] ~= ARGV[1] and (exclusive or held.exclusive) then
+    table.insert(conflicts, entries[i + 1])
+  end
+end
+if #conflicts > 0 then return {0, conflicts, expired} end
+local me = cjson.decode(ARGV[2])
+me.exclusive = exclusive
+me.acquiredAtMs = now
+me.expiresAtMs = now + tonumber(ARGV[4])
+redis.call('HSET', KEYS[1], ARGV[1], cjson.encode(me))
+redis.call('PEXPIRE', KEYS[1], tonumber(ARGV[5]))
+return {1, conflicts, expired}
+"""
+#: Renew: KEYS: table; ARGV: token, lease ms, table keep ms. 0 if the token is gone.
+_RENEW_LUA = """
+local v = redis.call('HGET', KEYS[1], ARGV[1])
+if not v then return 0 end
+local t = redis.call('TIME')
+local held = cjson.decode(v)
+held.expiresAtMs = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000) + tonumber(ARGV[2])
+redis.call('HSET', KEYS[1], ARGV[1], cjson.encode(held))
+redis.call('PEXPIRE', KEYS[1], tonumber(ARGV[3]))
+return 1
+"""
+
+
+class RawObject(NamedTuple):
+    """A stored object as bytes: parsed by the caller, one at a time."""
+
+    namespace: str
+    name: str
+    body: bytes  #: JSON of the resource without its status
+    status: bytes | None  #: JSON of its status, if any
+
+
+RawObjects = list[RawObject]
+Created = list[bool]
 
 
 def merge_patch(target: Any, patch: Any) -> Any:
@@ -73,6 +133,7 @@ class RedisStore:
         with self._redis.pipeline() as pipe:
             pipe.set(_key("res", resource.kind, ns, name), _dump(resource))
             pipe.sadd(_index(resource.kind), f"{ns}/{name}")
+            pipe.incr(_generation(resource.kind))
             pipe.execute()
 
     def create(self, resource: Resource) -> bool:
@@ -80,6 +141,7 @@ class RedisStore:
         created = self._redis.set(_key("res", resource.kind, ns, name), _dump(resource), nx=True)
         if created:
             self._redis.sadd(_index(resource.kind), f"{ns}/{name}")
+            self._redis.incr(_generation(resource.kind))
             if resource.status:
                 self.patch_status(type(resource), name, ns, resource.status)
         return bool(created)
@@ -104,7 +166,67 @@ class RedisStore:
             pipe.delete(_key("res", cls.KIND, namespace, name),
                         _key("status", cls.KIND, namespace, name))
             pipe.srem(_index(cls.KIND), f"{namespace}/{name}")
+            pipe.incr(_generation(cls.KIND))
             pipe.execute()
+
+    def list_raw(self, cls: type[Resource], namespace: str | None = None) -> RawObjects:
+        """Every object of a kind, unparsed, so that one bad object hides no other."""
+        kind = cls.KIND
+        members = sorted(_text(m) for m in self._redis.smembers(_index(kind)))
+        refs = [(ns, n) for ns, _, n in (m.partition("/") for m in members)
+                if namespace is None or ns == namespace]
+        if not refs:
+            return []
+        values = self._redis.mget([k for ns, n in refs for k in (_key("res", kind, ns, n),
+                                                                  _key("status", kind, ns, n))])
+        pairs = zip(refs, values[::2], values[1::2], strict=True)
+        return [RawObject(ns, n, _bytes(body), _bytes(status) if status is not None else None)
+                for (ns, n), body, status in pairs if body is not None]
+
+    def create_many(self, resources: Sequence[Resource]) -> Created:
+        """``create`` for many objects in two round trips: True where created.
+
+        The ``SET NX`` of each object still decides alone; a new object's status is
+        written whole (nothing can have patched it yet).
+        """
+        with self._redis.pipeline(transaction=False) as pipe:
+            for r in resources:
+                pipe.set(_key("res", r.kind, r.namespace, r.name), _dump(r), nx=True)
+            created = [bool(answer) for answer in pipe.execute()]
+        made = [r for r, ok in zip(resources, created, strict=True) if ok]
+        with self._redis.pipeline(transaction=False) as pipe:
+            for kind in {r.kind for r in made}:
+                pipe.sadd(_index(kind), *(f"{r.namespace}/{r.name}" for r in made
+                                          if r.kind == kind))
+                pipe.incr(_generation(kind))
+            statuses = {_key("status", r.kind, r.namespace, r.name): json.dumps(r.status)
+                        for r in made if r.status}
+            if statuses:
+                pipe.mset(statuses)
+            pipe.execute()
+        return created
+
+    def generation(self, cls: type[Resource]) -> int:
+        """A number that changes whenever an object of the kind is applied, created or
+        deleted (status patches leave it): when it has not moved, a listing is as before."""
+        value = self._redis.get(_generation(cls.KIND))
+        return int(value) if value is not None else 0
+
+    def acquire_lease(self, lock: str, token: str, holder: Mapping[str, Any], *,
+                      exclusive: bool, lease_s: float) -> LeaseAnswer:
+        """See ``workers.locks.Leases``; one Lua script, timed by the Redis server."""
+        acquired, conflicts, expired = self._redis.eval(
+            _ACQUIRE_LUA, 1, _lock_key(lock), token, json.dumps(dict(holder)),
+            "1" if exclusive else "0", int(lease_s * 1000), LOCK_TABLE_KEEP_MS)
+        return LeaseAnswer(bool(acquired), [json.loads(c) for c in conflicts],
+                           [_holder(e) for e in expired])
+
+    def renew_lease(self, lock: str, token: str, lease_s: float) -> bool:
+        return bool(self._redis.eval(_RENEW_LUA, 1, _lock_key(lock), token,
+                                     int(lease_s * 1000), LOCK_TABLE_KEEP_MS))
+
+    def release_lease(self, lock: str, token: str) -> None:
+        self._redis.hdel(_lock_key(lock), token)
 
     def ping(self) -> None:
         try:
@@ -115,6 +237,30 @@ class RedisStore:
 
 def _key(space: str, kind: str, namespace: str, name: str) -> str:
     return f"{KEY_PREFIX}:{space}:{kind}:{namespace}:{name}"
+
+
+def _generation(kind: str) -> str:
+    return f"{KEY_PREFIX}:generation:{kind}"
+
+
+def _lock_key(lock: str) -> str:
+    return f"{KEY_PREFIX}:lock:{lock}"
+
+
+def _text(value: bytes | str) -> str:
+    return value.decode() if isinstance(value, bytes) else value
+
+
+def _bytes(value: bytes | str) -> bytes:
+    return value if isinstance(value, bytes) else value.encode()
+
+
+def _holder(raw: bytes) -> dict[str, Any]:
+    try:
+        held = json.loads(raw)
+    except ValueError:
+        return {"owner": raw[:80].decode(errors="replace")}
+    return held if isinstance(held, dict) else {"owner": str(held)[:80]}
 
 
 def _index(kind: str) -> str:

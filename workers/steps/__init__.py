@@ -4,6 +4,17 @@ Each module holds a plain function that does the work and a thin Celery task aro
 it, registered under an explicit name (the name is the wire contract).
 """
 
-from workers.steps import dump_upload, precheck, push_metrics, restore, update_status
+from workers.steps import (
+    dump_upload,
+    physical_backup,
+    physical_precheck,
+    physical_restore,
+    precheck,
+    push_metrics,
+    restore,
+    retention,
+    update_status,
+)
 
-__all__ = ["dump_upload", "precheck", "push_metrics", "restore", "update_status"]
+__all__ = ["dump_upload", "physical_backup", "physical_precheck", "physical_restore", "precheck",
+           "push_metrics", "restore", "retention", "update_status"]

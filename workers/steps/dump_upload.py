@@ -17,6 +17,7 @@ from datetime import UTC, datetime
 from workers import database
 from workers.context import StepContext
 from workers.engines.base import defaults_file
+from workers.locks import backup_lock
 from workers.process import ClientProcess
 from workers.snapshots import ensure_config, find_snapshot, write_snapshot
 from workers.steps.session import DATA_QUEUE, now_iso, session_step, set_status
@@ -100,7 +101,8 @@ def dump_upload(ctx: StepContext, params: Mapping[str, str]) -> None:
     if snapshot is not None:
         log.info("snapshot %s already complete; not taking it again", snapshot.id)
     else:
-        snapshot = dump_to_repository(ctx, params)
+        with backup_lock(ctx.store, ctx.repository, str(ctx.ref)):  # retention waits for it
+            snapshot = dump_to_repository(ctx, params)
     seconds = (snapshot.finished_at - snapshot.started_at).total_seconds()
     set_status(ctx, {"snapshot": {"name": snapshot.id, "totalSize": snapshot.size_bytes,
                                   "uploaded": snapshot.size_bytes, "rawSize": snapshot.raw_bytes,

@@ -18,7 +18,8 @@ from celery.exceptions import Ignore
 
 from workers.context import SessionRef, StepContext
 from workers.logs import session_context
-from workers.state.redis import RedisStore
+from workers.state import open_store
+from workers.state.base import ResourceStore
 from workflows.errors import StashQError
 
 log = logging.getLogger(__name__)
@@ -66,10 +67,10 @@ def session_step(name: str, *, queue: str = CONTROL_QUEUE) -> Callable[[StepFunc
     return register
 
 
-def _store(app: Any) -> RedisStore:
-    store = getattr(app, "stashq_store", None)
+def _store(app: Any) -> ResourceStore:
+    store: ResourceStore | None = getattr(app, "stashq_store", None)
     if store is None:
-        store = app.stashq_store = RedisStore.from_url(app.stashq_settings.redis_url)
+        store = app.stashq_store = open_store(app.stashq_settings)
     return store
 
 

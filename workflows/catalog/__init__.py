@@ -6,6 +6,7 @@ take precedence over built-ins of the same name.
 
 from __future__ import annotations
 
+import functools
 from importlib.resources import files
 
 from workflows.manifests import load_text
@@ -23,13 +24,14 @@ DEFAULT_TASKS: dict[tuple[Engine, str], str] = {
 }
 
 
-def builtin_resources() -> list[Resource]:
-    """Every built-in Task and Function."""
+@functools.cache
+def builtin_resources() -> tuple[Resource, ...]:
+    """Every built-in Task and Function (parsed once per process: models are frozen)."""
     out: list[Resource] = []
     for entry in sorted(files(__package__).iterdir(), key=lambda e: e.name):
         if entry.name.endswith(".yaml"):
             out += parse_all(load_text(entry.read_text(encoding="utf-8"), f"catalog/{entry.name}"))
-    return out
+    return tuple(out)
 
 
 def builtin_tasks() -> dict[str, Task]:

@@ -1,9 +1,10 @@
 """AppBinding, read as KubeDB writes it: how to reach a database and which Secret
 holds its credentials.
 
-KubeDB writes ``spec.type`` as ``kubedb.com/mysql`` and ``clientConfig.url`` as
-``tcp(host:port)/``; plain ``mysql://host:port`` URLs and ``clientConfig.service``
-work too. The service port is honoured (Stash issue #1272 ignored it).
+KubeDB writes ``spec.type`` as ``kubedb.com/mysql``, and both ``clientConfig.url``
+(``tcp(host:port)/``) and ``clientConfig.service``; the url wins when both are set.
+Plain ``mysql://host:port`` URLs and a service alone work too. The service port is
+honoured (Stash issue #1272 ignored it).
 """
 
 from __future__ import annotations
@@ -35,6 +36,7 @@ class ServiceRef(Model):
     namespace: Name | None = None
     port: int = Field(default=DEFAULT_PORT, ge=1, le=65535)
     scheme: str = "mysql"
+    path: str = ""
 
 
 class ClientConfig(Model):
@@ -44,9 +46,10 @@ class ClientConfig(Model):
     insecure_skip_tls_verify: bool = False
 
     @model_validator(mode="after")
-    def _one_address(self) -> ClientConfig:
-        if (self.url is None) == (self.service is None):
-            raise ValueError("exactly one of url or service must be set")
+    def _an_address(self) -> ClientConfig:
+        # KubeDB writes both; the url, when present, is the one address used.
+        if self.url is None and self.service is None:
+            raise ValueError("one of url or service must be set")
         if self.url is not None:
             parse_address(self.url)
         return self

@@ -1,0 +1,495 @@
+"""A fake Kubernetes API server on loopback: just what KubeStore and the watcher use.
+
+Why our own: kmock 0.8 answers create with 200, generates no resourceVersion, does not
+isolate status from spec, ignores ``resourceVersion`` and ``timeoutSeconds`` on watches
+and never answers 410 — exactly what the watcher's correctness rests on. This server
+keeps the semantics of a real API server for the calls we make, over real HTTP/1.1, so
+the official ``kubernetes`` client talks to it unchanged:
+
+- every write takes the next cluster-wide ``resourceVersion``; objects get ``uid``,
+  ``creationTimestamp`` and ``generation`` (bumped when ``spec`` changes);
+- ``POST`` answers 201, or 409 ``AlreadyExists``; ``GET`` one or a list (one namespace
+  or all) with the list's ``resourceVersion``; ``PUT`` replaces; ``PATCH`` takes
+  ``application/merge-patch+json`` only (415 otherwise); ``DELETE``;
+- a ``metadata.resourceVersion`` in a ``PUT`` or ``PATCH`` body is a precondition: 409
+  ``Conflict`` if the object moved on; a patch that changes nothing is not a write;
+- kinds of ``STATUS_GROUPS`` have the status subresource: writes to the object ignore
+  ``status``, writes to ``/status`` change nothing else;
+- Secrets (core v1): ``stringData`` is folded into base64 ``data``, as on a real server;
+- ``?watch=true`` streams chunked JSON lines: from ``resourceVersion`` on (``""`` or
+  ``"0"``: the current objects as ADDED first), until ``timeoutSeconds``; a version
+  older than the compaction horizon gets an ERROR event with a 410 Status.
+
+Test hooks: ``drop_watches()`` cuts every open watch mid-stream (no final chunk, as a
+dying proxy would), ``compact()`` moves the horizon to now (older watches get 410),
+``inject()`` makes the next matching requests fail with a given status, ``requests``
+logs what was asked. Not implemented: label/field selectors, strategic-merge and JSON
+patches, server-side apply, bookmarks, admission (schemas are checked offline).
+"""
+
+from __future__ import annotations
+
+import base64
+import copy
+import json
+import re
+import socket
+import threading
+import time
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+from urllib.parse import parse_qs, urlsplit
+
+from tests.servers.ports import LOOPBACK
+
+#: API groups whose kinds have the status subresource (ours; KubeDB's AppBinding has none).
+STATUS_GROUPS = frozenset({"stashq.io"})
+#: The first resourceVersion handed out; any opaque increasing string would do.
+FIRST_VERSION = 1000
+#: Seconds a watch lasts when the client names no timeoutSeconds (kube: 30-60 minutes).
+DEFAULT_WATCH_S = 1800.0
+#: Seconds an idle keep-alive connection is kept open.
+IDLE_CONNECTION_S = 60.0
+
+_PATH = re.compile(
+    r"^/(?:api/(?P<core>v1)|apis/(?P<group>[^/]+)/(?P<version>[^/]+))"
+    r"(?:/namespaces/(?P<namespace>[^/]+))?/(?P<plural>[^/]+)"
+    r"(?:/(?P<name>[^/]+)(?:/(?P<sub>status))?)?$")
+
+Raw = dict[str, Any]
+
+
+@dataclass(frozen=True)
+class Kind:
+    """Where a kind is served: ``("stashq.io", "v1alpha1", "backupsessions")``."""
+
+    group: str
+    version: str
+    plural: str
+
+    @property
+    def has_status(self) -> bool:
+        return self.group in STATUS_GROUPS
+
+    @property
+    def label(self) -> str:
+        return f"{self.plural}.{self.group}" if self.group else self.plural
+
+
+@dataclass(frozen=True)
+class Event:
+    version: int
+    type: str
+    kind: Kind
+    namespace: str
+    object: Raw
+
+
+class ApiError(Exception):
+    def __init__(self, code: int, reason: str, message: str) -> None:
+        super().__init__(message)
+        self.code, self.reason, self.message = code, reason, message
+
+    def status(self) -> Raw:
+        return {"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Failure",
+                "message": self.message, "reason": self.reason, "code": self.code}
+
+
+@dataclass
+class Fault:
+    method: str
+    path_suffix: str
+    code: int
+    times: int
+
+
+def kind_of(raw: Raw) -> Kind:
+    """Where an object of this apiVersion and kind is served (plural by English rule)."""
+    group, _, version = str(raw["apiVersion"]).rpartition("/")
+    kind = str(raw["kind"]).lower()
+    plural = kind[:-1] + "ies" if kind.endswith("y") else kind + "s"
+    return Kind(group, version, plural)
+
+
+def merge_patch(target: Any, patch: Any) -> Any:
+    """RFC 7386, written again here so the fake shares no code with what it tests."""
+    if not isinstance(patch, dict):
+        return copy.deepcopy(patch)
+    result = dict(target) if isinstance(target, dict) else {}
+    for key, value in patch.items():
+        if value is None:
+            result.pop(key, None)
+        else:
+            result[key] = merge_patch(result.get(key), value)
+    return result
+
+
+class Cluster:
+    """The objects, the event history and the version counter, behind one condition."""
+
+    def __init__(self) -> None:
+        self.changed = threading.Condition()
+        self.version = FIRST_VERSION
+        self.horizon = FIRST_VERSION  #: oldest version a watch may resume from
+        self.objects: dict[tuple[Kind, str, str], Raw] = {}
+        self.events: list[Event] = []
+        self.drops = 0  #: bumped by drop_watches(); open watches compare and cut
+        self.closed = False
+
+    # --- reads ------------------------------------------------------------------------
+
+    def get(self, kind: Kind, namespace: str, name: str) -> Raw:
+        with self.changed:
+            obj = self.objects.get((kind, namespace, name))
+            if obj is None:
+                raise ApiError(404, "NotFound", f'{kind.label} "{name}" not found')
+            return copy.deepcopy(obj)
+
+    def list(self, kind: Kind, namespace: str | None) -> Raw:
+        with self.changed:
+            items = [copy.deepcopy(o) for (k, ns, _), o in sorted(
+                self.objects.items(), key=lambda item: item[0][1:])
+                if k == kind and namespace in (None, ns)]
+            return {"apiVersion": kind.version if not kind.group else
+                    f"{kind.group}/{kind.version}", "kind": "List",
+                    "metadata": {"resourceVersion": str(self.version)}, "items": items}
+
+    # --- writes -----------------------------------------------------------------------
+
+    def create(self, kind: Kind, namespace: str, body: Raw) -> Raw:
+        metadata = body.get("metadata") or {}
+        name = metadata.get("name")
+        if not name:
+            raise ApiError(422, "Invalid", "metadata.name: Required value: name is required")
+        if metadata.get("resourceVersion"):
+            raise ApiError(400, "BadRequest",
+                           "resourceVersion should not be set on objects to be created")
+        if metadata.get("namespace", namespace) != namespace:
+            raise ApiError(400, "BadRequest", "the namespace of the provided object does not "
+                           "match the namespace sent on the request")
+        with self.changed:
+            if (kind, namespace, name) in self.objects:
+                raise ApiError(409, "AlreadyExists", f'{kind.label} "{name}" already exists')
+            obj = _stored_form(kind, copy.deepcopy(body))
+            if kind.has_status:
+                obj.pop("status", None)
+            obj["metadata"] = {**obj.get("metadata", {}), "namespace": namespace,
+                               "uid": str(uuid.uuid4()), "generation": 1,
+                               "creationTimestamp": _now()}
+            return self._write("ADDED", kind, namespace, name, obj)
+
+    def replace(self, kind: Kind, namespace: str, name: str, body: Raw) -> Raw:
+        with self.changed:
+            current = self._current(kind, namespace, name, body)
+            obj = _stored_form(kind, copy.deepcopy(body))
+            if kind.has_status:
+                obj["status"] = current.get("status")
+                obj = {k: v for k, v in obj.items() if v is not None}
+            return self._update(kind, namespace, name, current, obj)
+
+    def patch(self, kind: Kind, namespace: str, name: str, patch: Raw, *,
+              status: bool) -> Raw:
+        with self.changed:
+            current = self._current(kind, namespace, name, patch)
+            if status:
+                if not kind.has_status:
+                    raise ApiError(404, "NotFound", f"{kind.label} has no status subresource")
+                obj = copy.deepcopy(current)
+                if "status" in patch:
+                    obj["status"] = merge_patch(current.get("status"), patch["status"])
+            else:
+                body = {k: v for k, v in patch.items() if not (kind.has_status and k == "status")}
+                obj = _stored_form(kind, merge_patch(current, body))
+            return self._update(kind, namespace, name, current, obj)
+
+    def delete(self, kind: Kind, namespace: str, name: str) -> Raw:
+        with self.changed:
+            current = self._current(kind, namespace, name, {})
+            del self.objects[(kind, namespace, name)]
+            self.version += 1
+            gone = copy.deepcopy(current)
+            gone["metadata"]["resourceVersion"] = str(self.version)
+            self.events.append(Event(self.version, "DELETED", kind, namespace, gone))
+            self.changed.notify_all()
+            return gone
+
+    def _current(self, kind: Kind, namespace: str, name: str, body: Raw) -> Raw:
+        current = self.objects.get((kind, namespace, name))
+        if current is None:
+            raise ApiError(404, "NotFound", f'{kind.label} "{name}" not found')
+        wanted = (body.get("metadata") or {}).get("resourceVersion")
+        if wanted and wanted != current["metadata"]["resourceVersion"]:
+            raise ApiError(409, "Conflict", f'Operation cannot be fulfilled on {kind.label} '
+                           f'"{name}": the object has been modified; please apply your '
+                           "changes to the latest version and try again")
+        return current
+
+    def _update(self, kind: Kind, namespace: str, name: str, current: Raw, obj: Raw) -> Raw:
+        kept = {k: current["metadata"][k] for k in ("name", "namespace", "uid",
+                                                    "creationTimestamp", "generation")}
+        obj["metadata"] = {**obj.get("metadata", {}), **kept,
+                           "resourceVersion": current["metadata"]["resourceVersion"]}
+        if obj == current:
+            return copy.deepcopy(current)  # a no-op write is no write: no version, no event
+        if obj.get("spec") != current.get("spec"):
+            obj["metadata"]["generation"] = kept["generation"] + 1
+        return self._write("MODIFIED", kind, namespace, name, obj)
+
+    def _write(self, event: str, kind: Kind, namespace: str, name: str, obj: Raw) -> Raw:
+        self.version += 1
+        obj["metadata"]["resourceVersion"] = str(self.version)
+        self.objects[(kind, namespace, name)] = obj
+        self.events.append(Event(self.version, event, kind, namespace, copy.deepcopy(obj)))
+        self.changed.notify_all()
+        return copy.deepcopy(obj)
+
+    # --- watches ----------------------------------------------------------------------
+
+    def start_watch(self, kind: Kind, namespace: str | None,
+                    since: str) -> tuple[list[Raw], int, int]:
+        """Initial events, the version they bring the watch to, and the drop count."""
+        with self.changed:
+            if since in ("", "0"):
+                initial = [{"type": "ADDED", "object": o}
+                           for o in self.list(kind, namespace)["items"]]
+                return initial, self.version, self.drops
+            if int(since) < self.horizon:
+                gone = ApiError(410, "Expired", f"too old resource version: {since} "
+                                f"({self.horizon})")
+                return [{"type": "ERROR", "object": gone.status()}], -1, self.drops
+            return [], int(since), self.drops
+
+    def next_events(self, kind: Kind, namespace: str | None, after: int, drops: int,
+                    deadline: float) -> tuple[list[Raw], int] | None:
+        """Events after version ``after`` (waiting until one comes or the deadline);
+        None if the watch is to be cut."""
+        with self.changed:
+            while True:
+                if self.closed or self.drops != drops:
+                    return None
+                fresh = [e for e in self.events if e.version > after]
+                if fresh or time.monotonic() >= deadline:
+                    break
+                self.changed.wait(timeout=max(0.0, deadline - time.monotonic()))
+            mine = [{"type": e.type, "object": copy.deepcopy(e.object)} for e in fresh
+                    if e.kind == kind and namespace in (None, e.namespace)]
+            return mine, (fresh[-1].version if fresh else after)
+
+
+def _stored_form(kind: Kind, obj: Raw) -> Raw:
+    """What the server stores: a Secret's stringData folded into base64 data."""
+    if kind.plural == "secrets" and not kind.group and obj.get("stringData"):
+        data = dict(obj.get("data") or {})
+        for key, value in obj.pop("stringData").items():
+            data[key] = base64.b64encode(str(value).encode()).decode()
+        obj["data"] = data
+    return obj
+
+
+def _now() -> str:
+    return datetime.now(UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
+
+
+class _Handler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    timeout = IDLE_CONNECTION_S
+    server: _Server
+
+    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - stdlib's name
+        pass
+
+    def do_GET(self) -> None:
+        self._serve("GET")
+
+    def do_POST(self) -> None:
+        self._serve("POST")
+
+    def do_PUT(self) -> None:
+        self._serve("PUT")
+
+    def do_PATCH(self) -> None:
+        self._serve("PATCH")
+
+    def do_DELETE(self) -> None:
+        self._serve("DELETE")
+
+    def _serve(self, method: str) -> None:
+        url = urlsplit(self.path)
+        query = {k: v[-1] for k, v in parse_qs(url.query, keep_blank_values=True).items()}
+        body = self._body()
+        self.server.api.requests.append((method, url.path, query))
+        try:
+            self.server.api.check_faults(method, url.path)
+            match = _PATH.match(url.path)
+            if match is None:
+                raise ApiError(404, "NotFound", f"the server could not find {url.path}")
+            if method == "GET" and not match["name"] and query.get("watch") in ("true", "1"):
+                self._watch(match, query)
+                return
+            code, answer = self._route(method, match, body)
+        except ApiError as e:
+            code, answer = e.code, e.status()
+        self._send(code, answer)
+
+    def _route(self, method: str, m: re.Match[str], body: Raw) -> tuple[int, Raw]:
+        cluster = self.server.api.cluster
+        kind = Kind(m["group"] or "", m["version"] or m["core"], m["plural"])
+        namespace, name = m["namespace"], m["name"]
+        if name and namespace is None:
+            raise ApiError(404, "NotFound", "cluster-scoped kinds are not served here")
+        if method == "GET":
+            return 200, (cluster.get(kind, namespace, name) if name
+                         else cluster.list(kind, namespace))
+        if method == "POST" and namespace and not name:
+            return 201, cluster.create(kind, namespace, body)
+        if method == "PUT" and name and not m["sub"]:
+            return 200, cluster.replace(kind, namespace, name, body)
+        if method == "PATCH" and name:
+            if self.headers.get("Content-Type", "").split(";")[0] != \
+                    "application/merge-patch+json":
+                raise ApiError(415, "UnsupportedMediaType",
+                               "only application/merge-patch+json is implemented")
+            return 200, cluster.patch(kind, namespace, name, body, status=bool(m["sub"]))
+        if method == "DELETE" and name:
+            return 200, cluster.delete(kind, namespace, name)
+        raise ApiError(405, "MethodNotAllowed", f"{method} is not supported on {self.path}")
+
+    def _watch(self, m: re.Match[str], query: dict[str, str]) -> None:
+        cluster = self.server.api.cluster
+        kind = Kind(m["group"] or "", m["version"] or m["core"], m["plural"])
+        deadline = time.monotonic() + float(query.get("timeoutSeconds") or DEFAULT_WATCH_S)
+        events, after, drops = cluster.start_watch(kind, m["namespace"],
+                                                   query.get("resourceVersion", ""))
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Transfer-Encoding", "chunked")
+        self.end_headers()
+        self.server.api.open_watches += 1
+        try:
+            while after >= 0:
+                for event in events:
+                    self._chunk(json.dumps(event).encode() + b"\n")
+                if time.monotonic() >= deadline:
+                    break
+                batch = cluster.next_events(kind, m["namespace"], after, drops, deadline)
+                if batch is None:  # cut like a dying proxy: no final chunk, just gone
+                    self.connection.shutdown(socket.SHUT_RDWR)
+                    self.close_connection = True
+                    return
+                events, after = batch
+            for event in events if after < 0 else ():
+                self._chunk(json.dumps(event).encode() + b"\n")
+            self.wfile.write(b"0\r\n\r\n")
+        except OSError:
+            self.close_connection = True
+        finally:
+            self.server.api.open_watches -= 1
+
+    def _chunk(self, data: bytes) -> None:
+        self.wfile.write(b"%x\r\n%s\r\n" % (len(data), data))
+        self.wfile.flush()
+
+    def _body(self) -> Raw:
+        length = int(self.headers.get("Content-Length") or 0)
+        raw = self.rfile.read(length) if length else b""
+        try:
+            parsed = json.loads(raw) if raw else {}
+        except ValueError:
+            parsed = {}
+        return parsed if isinstance(parsed, dict) else {}
+
+    def _send(self, code: int, answer: Raw) -> None:
+        data = json.dumps(answer).encode()
+        self.send_response(code)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
+
+class _Server(ThreadingHTTPServer):
+    daemon_threads = True
+    allow_reuse_address = True
+    api: FakeKubeAPI
+
+
+class FakeKubeAPI:
+    """``with FakeKubeAPI() as api:`` a server at ``api.url`` until the block ends."""
+
+    def __init__(self) -> None:
+        self.cluster = Cluster()
+        self.requests: list[tuple[str, str, dict[str, str]]] = []
+        self.open_watches = 0
+        self._faults: list[Fault] = []
+        self._lock = threading.Lock()
+        self._server = _Server((LOOPBACK, 0), _Handler)
+        self._server.api = self
+        self._thread = threading.Thread(target=self._server.serve_forever,
+                                        name="fake-kube-api", daemon=True)
+
+    @property
+    def url(self) -> str:
+        host, port = self._server.server_address[:2]
+        return f"http://{host}:{port}"
+
+    def __enter__(self) -> FakeKubeAPI:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        with self.cluster.changed:
+            self.cluster.closed = True
+            self.cluster.changed.notify_all()
+        self._server.shutdown()
+        self._server.server_close()
+
+    # --- test hooks -------------------------------------------------------------------
+
+    def drop_watches(self) -> None:
+        """Cut every open watch mid-stream, as a restarting API server or proxy would."""
+        with self.cluster.changed:
+            self.cluster.drops += 1
+            self.cluster.changed.notify_all()
+
+    def compact(self) -> None:
+        """Forget history: a watch resuming from any version before now gets 410 Gone."""
+        with self.cluster.changed:
+            self.cluster.horizon = self.cluster.version + 1
+
+    def inject(self, method: str, path_suffix: str, code: int, times: int = 1) -> None:
+        """Answer the next ``times`` requests ``method …path_suffix`` with ``code``."""
+        with self._lock:
+            self._faults.append(Fault(method, path_suffix, code, times))
+
+    def check_faults(self, method: str, path: str) -> None:
+        with self._lock:
+            for fault in self._faults:
+                if fault.times > 0 and fault.method == method and path.endswith(
+                        fault.path_suffix):
+                    fault.times -= 1
+                    reason = {409: "Conflict", 500: "InternalError"}.get(fault.code, "Injected")
+                    raise ApiError(fault.code, reason, f"injected {fault.code} for a test")
+
+    def watch_requests(self, plural: str) -> list[dict[str, str]]:
+        """The query of every watch request on ``plural`` so far."""
+        return [q for m, p, q in list(self.requests)
+                if m == "GET" and p.endswith(f"/{plural}") and q.get("watch") == "true"]
+
+    # --- acting as kubectl, in process --------------------------------------------------
+
+    def create(self, raw: Raw) -> Raw:
+        """``kubectl create`` of any object, valid or not (no admission here)."""
+        namespace = (raw.get("metadata") or {}).get("namespace") or "default"
+        return self.cluster.create(kind_of(raw), namespace, raw)
+
+    def get(self, api_version: str, kind: str, name: str, namespace: str = "default") -> Raw:
+        return self.cluster.get(kind_of({"apiVersion": api_version, "kind": kind}),
+                                namespace, name)
+
+    def objects(self, api_version: str, kind: str) -> Iterator[Raw]:
+        yield from self.cluster.list(kind_of({"apiVersion": api_version, "kind": kind}),
+                                     None)["items"]

@@ -1,0 +1,443 @@
+"""Resources, Secrets and status on the Kubernetes API server: the store in a cluster.
+
+The only module that imports ``kubernetes``. Every failure of the client becomes our
+error tree in ``api_errors``, chained ``from`` the original:
+
+    404 Not Found                    NotFound (kind, name, namespace)
+    409 Conflict / AlreadyExists     Conflict (handled here: create → False, patch → retry)
+    410 Gone                         ResourceVersionExpired (the watcher lists again)
+    400 / 422                        InvalidResource (the server's message)
+    401 / 403                        StorageError (a permission to grant)
+    429, 5xx, dropped connection     TransientStorageError
+
+The hard part is concurrency, and the API server arbitrates it:
+
+- ``create`` is a POST; ``409 AlreadyExists`` means another replica made the same
+  deterministic session name first (the exactly-once arbiter, as ``SET NX`` in Redis).
+- Status is written only through the status subresource, as a JSON merge patch: spec
+  writes cannot touch it and status writes cannot touch spec. The server applies a
+  merge patch without a ``resourceVersion`` atomically, so concurrent patches lose no
+  field; a ``409 Conflict`` it still answers is retried here.
+- ``patch_status_if`` puts the ``resourceVersion`` the caller saw into the patch, so
+  the server applies it only if the object did not change since: the watcher's claim.
+- ``apply`` replaces spec and metadata (PUT) at the version just read; a conflict
+  reads again and retries (last writer wins, as ``kubectl replace``).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+import urllib3
+from kubernetes import client, config
+from kubernetes.client.exceptions import ApiException
+from kubernetes.watch.watch import iter_resp_lines
+
+from workers.state.base import INITIAL_PHASE_ANNOTATION, ResourceVersionExpired
+from workers.state.redis import RawObject, RawObjects
+from workflows.errors import (
+    InvalidResource,
+    NotFound,
+    StashQError,
+    StorageError,
+    Transient,
+    TransientStorageError,
+)
+from workflows.parsing import parse_resource
+from workflows.resources import Resource
+
+log = logging.getLogger(__name__)
+
+R = TypeVar("R", bound=Resource)
+RawDict = dict[str, Any]
+RawDicts = list[RawDict]  # an alias: inside KubeStore, ``list`` names a method
+
+#: Tries of a write answered ``409 Conflict`` before giving up (each after a short pause).
+CONFLICT_ATTEMPTS = 8
+#: Seconds before the n-th retry of a conflicting write: n × this (0.05, 0.1, 0.15 …).
+CONFLICT_PAUSE_S = 0.05
+#: Seconds to open a connection to the API server: it is near; longer means it is down.
+CONNECT_TIMEOUT_S = 10.0
+#: Seconds a watch may stay silent past its own ``timeoutSeconds`` before the client
+#: gives up: catches a connection that died without a FIN (a node or proxy gone).
+WATCH_READ_GRACE_S = 30.0
+#: Connections kept to the API server: a worker's steps and the watcher's three watches.
+POOL_CONNECTIONS = 16
+#: Metadata a write sends; the server owns the rest (uid, resourceVersion, managedFields).
+WRITTEN_METADATA = ("name", "namespace", "labels", "annotations", "ownerReferences",
+                    "finalizers")
+#: Metadata that changes on every write, left out of ``list_raw`` bodies so that their
+#: bytes change only when spec or labels do.
+VOLATILE_METADATA = ("resourceVersion", "managedFields", "generation")
+
+
+@dataclass(frozen=True)
+class ApiResource:
+    group: str
+    version: str
+    plural: str
+
+    @property
+    def api_version(self) -> str:
+        return f"{self.group}/{self.version}" if self.group else self.version
+
+
+SECRETS = ApiResource("", "v1", "secrets")
+#: Kind → where it is served. Ours under stashq.io; AppBinding where KubeDB serves it.
+API_RESOURCES: dict[str, ApiResource] = {
+    "Repository": ApiResource("stashq.io", "v1alpha1", "repositories"),
+    "BackupConfiguration": ApiResource("stashq.io", "v1alpha1", "backupconfigurations"),
+    "BackupSession": ApiResource("stashq.io", "v1alpha1", "backupsessions"),
+    "RestoreSession": ApiResource("stashq.io", "v1alpha1", "restoresessions"),
+    "Task": ApiResource("stashq.io", "v1alpha1", "tasks"),
+    "Function": ApiResource("stashq.io", "v1alpha1", "functions"),
+    "AppBinding": ApiResource("appcatalog.appscode.com", "v1alpha1", "appbindings"),
+    "Secret": SECRETS,
+}
+
+
+class Conflict(StashQError, Transient):
+    """409: the name is taken, or the object changed since the version a write named."""
+
+
+def api_resource(kind: str) -> ApiResource:
+    try:
+        return API_RESOURCES[kind]
+    except KeyError:
+        raise NotFound(f'kind "{kind}" is not served by the Kubernetes store') from None
+
+
+@contextlib.contextmanager
+def api_errors(kind: str, name: str = "", namespace: str | None = None) -> Iterator[None]:
+    """Translate the client's exceptions raised inside into StashQ's error tree."""
+    try:
+        yield
+    except ApiException as e:
+        raise status_error(e.status or 0, _message(e), kind, name, namespace) from e
+    except (urllib3.exceptions.HTTPError, OSError) as e:
+        raise TransientStorageError(f"the Kubernetes API is unreachable or stopped "
+                                    f"answering: {e}") from e
+
+
+def status_error(code: int, message: str, kind: str, name: str = "",
+                 namespace: str | None = None) -> StashQError:
+    """The error for an API answer (or a watch ERROR event) with HTTP status ``code``."""
+    what = f'{kind} "{name}"' if name else f"{kind} objects"
+    where = f' in namespace "{namespace}"' if namespace else ""
+    if code == 404:
+        if name:
+            return NotFound(f"{what} not found{where}")
+        return NotFound(f"{what}: the API server does not serve them; is the CRD of "
+                        f"{api_resource(kind).plural}.{api_resource(kind).group} installed?")
+    if code == 409:
+        return Conflict(f"{what}{where}: {message}")
+    if code == 410:
+        return ResourceVersionExpired(f"watch of {what}: {message}")
+    if code in (400, 422):
+        return InvalidResource(message, source="Kubernetes API", kind=kind, name=name)
+    if code in (401, 403):
+        return StorageError(f"the Kubernetes API refused access to {what}{where}: {message} "
+                            "(check the service account's RBAC)")
+    if code == 429 or code >= 500 or code == 0:
+        return TransientStorageError(f"the Kubernetes API failed on {what}{where}: "
+                                     f"{code} {message}")
+    return StorageError(f"the Kubernetes API answered {code} for {what}{where}: {message}")
+
+
+def _message(e: ApiException) -> str:
+    try:
+        body = json.loads(e.body or "")
+    except ValueError:
+        return str(e.reason or "")
+    return str(body.get("message") or e.reason or "") if isinstance(body, dict) else str(body)
+
+
+def api_client(kubeconfig: str = "") -> client.ApiClient:
+    """A client for ``kubeconfig``; without one, in-cluster, then ``~/.kube/config``."""
+    configuration = client.Configuration()
+    try:
+        if kubeconfig:
+            config.load_kube_config(  # type: ignore[no-untyped-call]
+                config_file=kubeconfig, client_configuration=configuration)
+        else:
+            try:
+                config.load_incluster_config(  # type: ignore[no-untyped-call]
+                    client_configuration=configuration)
+            except config.ConfigException:
+                config.load_kube_config(  # type: ignore[no-untyped-call]
+                    client_configuration=configuration)
+    except (config.ConfigException, OSError) as e:
+        where = kubeconfig or "in-cluster service account or ~/.kube/config"
+        raise StashQError(f"cannot configure the Kubernetes client from {where}: {e}") from e
+    configuration.connection_pool_maxsize = POOL_CONNECTIONS
+    return client.ApiClient(configuration)
+
+
+class KubeStore:
+    """A ``ResourceStore`` (and the watcher's source) on the Kubernetes API."""
+
+    def __init__(self, api: client.ApiClient) -> None:
+        self._custom = client.CustomObjectsApi(api)
+        self._core = client.CoreV1Api(api)
+
+    @classmethod
+    def from_kubeconfig(cls, kubeconfig: str = "") -> KubeStore:
+        return cls(api_client(kubeconfig))
+
+    # --- ResourceStore -------------------------------------------------------------
+
+    def get(self, cls: type[R], name: str, namespace: str) -> R:
+        return _parse(cls, self.get_raw(cls.KIND, name, namespace))
+
+    def list(self, cls: type[R], namespace: str | None = None) -> list[R]:
+        items, _ = self.list_versioned(cls.KIND, namespace)
+        return [_parse(cls, raw) for raw in items]
+
+    def apply(self, resource: Resource) -> None:
+        kind, name, namespace = resource.kind, resource.name, resource.namespace
+        body = _body(resource)
+        for attempt in range(CONFLICT_ATTEMPTS):
+            body["metadata"].pop("resourceVersion", None)  # a create must not name one
+            try:
+                self._create(kind, namespace, body)
+                return
+            except Conflict:
+                pass
+            current = self.get_raw(kind, name, namespace)
+            body["metadata"]["resourceVersion"] = current["metadata"]["resourceVersion"]
+            try:
+                self._replace(kind, name, namespace, body)
+                return
+            except Conflict:
+                _pause(attempt, f'{kind} "{name}" changed while being replaced')
+        raise TransientStorageError(f'{kind} "{name}" kept changing; gave up replacing it '
+                                    f"after {CONFLICT_ATTEMPTS} tries")
+
+    def create(self, resource: Resource) -> bool:
+        body = _body(resource)
+        if resource.status.get("phase"):  # visible from the first event on (see base.py)
+            annotations = body["metadata"].setdefault("annotations", {})
+            annotations[INITIAL_PHASE_ANNOTATION] = str(resource.status["phase"])
+        try:
+            self._create(resource.kind, resource.namespace, body)
+        except Conflict:
+            return False
+        if resource.status:  # the server drops status on create; it has its own door
+            self.patch_status(type(resource), resource.name, resource.namespace,
+                              resource.status)
+        return True
+
+    def patch_status(self, cls: type[Resource], name: str, namespace: str,
+                     patch: dict[str, Any]) -> dict[str, Any]:
+        for attempt in range(CONFLICT_ATTEMPTS):
+            try:
+                updated = self._patch_status(cls.KIND, name, namespace, {"status": patch})
+                return dict(updated.get("status") or {})
+            except Conflict:
+                _pause(attempt, f'status of {cls.KIND} "{name}" conflicted')
+        raise TransientStorageError(f'status of {cls.KIND} "{name}" kept conflicting; gave up '
+                                    f"after {CONFLICT_ATTEMPTS} tries")
+
+    def delete(self, cls: type[Resource], name: str, namespace: str) -> None:
+        r = api_resource(cls.KIND)
+        try:
+            with api_errors(cls.KIND, name, namespace):
+                if r is SECRETS:
+                    self._core.delete_namespaced_secret(name, namespace, _preload_content=False)
+                else:
+                    self._custom.delete_namespaced_custom_object(r.group, r.version, namespace,
+                                                                 r.plural, name)
+        except NotFound:
+            pass
+
+    def ping(self) -> None:
+        """Raise unless the API answers and serves BackupConfigurations (CRDs installed)."""
+        self.list_versioned("BackupConfiguration", None)
+
+    # --- raw access: the watcher and the scheduler parse these one by one ------------
+
+    def get_raw(self, kind: str, name: str, namespace: str) -> RawDict:
+        r = api_resource(kind)
+        with api_errors(kind, name, namespace):
+            if r is SECRETS:
+                return _secret(_json(self._core.read_namespaced_secret(
+                    name, namespace, _preload_content=False)))
+            return _dict(self._custom.get_namespaced_custom_object(r.group, r.version,
+                                                                   namespace, r.plural, name))
+
+    def list_versioned(self, kind: str, namespace: str | None) -> tuple[RawDicts, str]:
+        """Every object of a kind (sorted by namespace, name) and the list's version."""
+        r = api_resource(kind)
+        with api_errors(kind, namespace=namespace):
+            if r is SECRETS:
+                answer = _json(self._core.list_namespaced_secret(namespace, _preload_content=False)
+                               if namespace else
+                               self._core.list_secret_for_all_namespaces(_preload_content=False))
+                answer["items"] = [_secret(i) for i in answer.get("items") or []]
+            elif namespace:
+                answer = _dict(self._custom.list_namespaced_custom_object(
+                    r.group, r.version, namespace, r.plural))
+            else:
+                answer = _dict(self._custom.list_custom_object_for_all_namespaces(
+                    r.group, r.version, r.plural))
+        items = sorted(answer.get("items") or [], key=_sort_key)
+        return items, str((answer.get("metadata") or {}).get("resourceVersion") or "")
+
+    def list_raw(self, cls: type[Resource], namespace: str | None = None) -> RawObjects:
+        """Every object of a kind as bytes of spec and status (the scheduler's view)."""
+        items, _ = self.list_versioned(cls.KIND, namespace)
+        return [_raw_object(item) for item in items]
+
+    def watch(self, kind: str, namespace: str | None, resource_version: str,
+              timeout_s: int) -> Iterator[RawDict]:
+        """Events (``{"type", "object"}``) after ``resource_version`` for ``timeout_s``.
+
+        Ends when the server ends the watch; raises ``ResourceVersionExpired`` when the
+        version is too old (410), ``TransientStorageError`` when the connection drops.
+        """
+        r = api_resource(kind)
+        options: dict[str, Any] = dict(
+            watch=True, resource_version=resource_version, timeout_seconds=timeout_s,
+            allow_watch_bookmarks=True, _preload_content=False,
+            _request_timeout=(CONNECT_TIMEOUT_S, timeout_s + WATCH_READ_GRACE_S))
+        with api_errors(kind, namespace=namespace):
+            if r is SECRETS:
+                raise NotFound("Secrets are read when needed, not watched")
+            if namespace:
+                response: Any = self._custom.list_namespaced_custom_object(
+                    r.group, r.version, namespace, r.plural, **options)
+            else:
+                response = self._custom.list_custom_object_for_all_namespaces(
+                    r.group, r.version, r.plural, **options)
+            try:
+                for line in iter_resp_lines(response):  # type: ignore[no-untyped-call]
+                    if line.strip():
+                        yield _event(json.loads(line), kind, namespace)
+            finally:  # a watch left early must not go back to the pool half read
+                response.close()
+                response.release_conn()
+
+    def patch_status_if(self, kind: str, name: str, namespace: str, resource_version: str,
+                        patch: dict[str, Any]) -> bool:
+        """Merge ``patch`` into the status only if the object is still at
+        ``resource_version``; False if it changed (or was deleted) since."""
+        body = {"metadata": {"resourceVersion": resource_version}, "status": patch}
+        try:
+            self._patch_status(kind, name, namespace, body)
+        except (Conflict, NotFound):
+            return False
+        return True
+
+    # --- the calls --------------------------------------------------------------------
+
+    def _create(self, kind: str, namespace: str, body: RawDict) -> None:
+        r = api_resource(kind)
+        with api_errors(kind, body["metadata"]["name"], namespace):
+            if r is SECRETS:
+                self._core.create_namespaced_secret(namespace, _secret_model(body),
+                                                    _preload_content=False)
+            else:
+                self._custom.create_namespaced_custom_object(r.group, r.version, namespace,
+                                                             r.plural, body)
+
+    def _replace(self, kind: str, name: str, namespace: str, body: RawDict) -> None:
+        r = api_resource(kind)
+        with api_errors(kind, name, namespace):
+            if r is SECRETS:
+                self._core.replace_namespaced_secret(name, namespace,
+                                                     _secret_model(body),
+                                                     _preload_content=False)
+            else:
+                self._custom.replace_namespaced_custom_object(r.group, r.version, namespace,
+                                                              r.plural, name, body)
+
+    def _patch_status(self, kind: str, name: str, namespace: str, body: RawDict) -> RawDict:
+        r = api_resource(kind)
+        with api_errors(kind, name, namespace):
+            return _dict(self._custom.patch_namespaced_custom_object_status(
+                r.group, r.version, namespace, r.plural, name, body,
+                _content_type="application/merge-patch+json"))
+
+
+def _pause(attempt: int, why: str) -> None:
+    log.info("%s; retrying (%d/%d)", why, attempt + 1, CONFLICT_ATTEMPTS)
+    time.sleep(CONFLICT_PAUSE_S * (attempt + 1))
+
+
+def _dict(answer: object) -> RawDict:
+    """A JSON object the client returned (typed ``object`` by the client)."""
+    if not isinstance(answer, dict):
+        raise StorageError(f"the Kubernetes API answered {type(answer).__name__}, not an object")
+    return answer
+
+
+def _json(response: Any) -> RawDict:
+    """The body of a response read with ``_preload_content=False``."""
+    try:
+        return _dict(json.loads(response.data))
+    finally:
+        response.release_conn()
+
+
+def _event(event: RawDict, kind: str, namespace: str | None) -> RawDict:
+    if event.get("type") == "ERROR":
+        status = event.get("object") or {}
+        raise status_error(int(status.get("code") or 0), str(status.get("message") or ""),
+                           kind, namespace=namespace)
+    return event
+
+
+def _secret(raw: RawDict) -> RawDict:
+    """A Secret as the model reads it: what the API adds beyond it is left out."""
+    return {"apiVersion": "v1", "kind": "Secret", "metadata": raw.get("metadata") or {},
+            "type": raw.get("type") or "Opaque", "data": raw.get("data") or {},
+            "stringData": raw.get("stringData") or {}}
+
+
+def _secret_model(body: RawDict) -> client.V1Secret:
+    model = client.V1Secret.from_dict(body)
+    if model is None:
+        raise InvalidResource("not a Secret", kind="Secret")
+    return model
+
+
+def _sort_key(raw: RawDict) -> tuple[str, str]:
+    metadata = raw.get("metadata") or {}
+    return str(metadata.get("namespace") or ""), str(metadata.get("name") or "")
+
+
+def _parse(cls: type[R], raw: RawDict) -> R:
+    namespace = (raw.get("metadata") or {}).get("namespace") or ""
+    resource = parse_resource(raw, source=f"namespace {namespace}")
+    if not isinstance(resource, cls):
+        raise InvalidResource(f"expected kind {cls.KIND}", source=f"namespace {namespace}",
+                              kind=resource.kind, name=resource.name)
+    return resource
+
+
+def _body(resource: Resource) -> RawDict:
+    """What a write sends: the user's fields as given, at the API version served."""
+    data = resource.model_dump(mode="json", by_alias=True, exclude={"status", "metadata"},
+                               exclude_unset=True, exclude_none=True)
+    metadata = resource.metadata.model_dump(mode="json", by_alias=True, exclude_none=True)
+    data["apiVersion"] = api_resource(resource.kind).api_version
+    data["kind"] = resource.kind
+    data["metadata"] = {key: metadata[key] for key in WRITTEN_METADATA if metadata.get(key)}
+    data["metadata"]["namespace"] = resource.namespace
+    return data
+
+
+def _raw_object(item: RawDict) -> RawObject:
+    metadata = dict(item.get("metadata") or {})
+    status = item.get("status")
+    body = {k: v for k, v in item.items() if k != "status"}
+    body["metadata"] = {k: v for k, v in metadata.items() if k not in VOLATILE_METADATA}
+    return RawObject(str(metadata.get("namespace") or ""), str(metadata.get("name") or ""),
+                     json.dumps(body, sort_keys=True).encode(),
+                     json.dumps(status, sort_keys=True).encode() if status else None)

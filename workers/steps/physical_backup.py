@@ -1,0 +1,186 @@
+"""physical backup: a data directory as xbstream → zstd → sha256 → repository.
+
+Two sources, one path. ``galera-sst``: garbd asks a cluster node for a State Snapshot
+Transfer to this worker (``workers.engines.galera``); the donor's small galera info
+stream and then its data directory arrive on two connections and are stored as two
+streams. ``mariabackup``: mariadb-backup runs beside a standalone server and streams
+its data directory. Either way the bytes go through the same compress/hash/upload
+path as logical dumps, never to a local file, and the xbstream is followed as it
+passes so that a stream cut short (a donor failing mid-way looks like a clean end
+of file) fails the backup instead of becoming a snapshot.
+
+Idempotent per session like the logical dump: the snapshot id is the session name,
+and the manifest (``kind: physical``) is written last.
+"""
+
+from __future__ import annotations
+
+import logging
+import tempfile
+import time
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from datetime import UTC, datetime
+from pathlib import Path
+
+from workers.context import StepContext
+from workers.engines import galera
+from workers.engines.base import defaults_file
+from workers.engines.physical import ToolProcess, backup_args, physical_tools
+from workers.locks import backup_lock
+from workers.snapshots import ensure_config, find_snapshot, write_snapshot
+from workers.steps.dump_upload import report_progress
+from workers.steps.physical_precheck import GALERA_METHOD, backup_method
+from workers.steps.session import DATA_QUEUE, session_step, set_status
+from workers.streaming import StreamStats, compress, prefetch, with_progress
+from workers.xbstream import (
+    BINLOG_INFO,
+    CHECKPOINTS,
+    DONOR_GALERA_INFO,
+    GALERA_INFO,
+    StreamFormatError,
+    XbstreamScanner,
+    backup_lsn,
+    galera_state,
+    scanned,
+)
+from workflows.errors import DumpFailed, InvalidResource
+from workflows.snapshots import DATA_DIR, Position, Snapshot, Stream, data_key
+
+log = logging.getLogger(__name__)
+
+#: The donor's Galera state at the start of the SST (xtrabackup_galera_info, ...).
+INFO_STREAM = "galera-info.xbstream.zst"
+#: The data directory, as mariadb-backup streamed it.
+DATA_STREAM = "datadir.xbstream.zst"
+
+
+def store_stream(ctx: StepContext, name: str, raw: Iterable[bytes], level: int,
+                 check: Callable[[], None] | None = None) -> Stream:
+    """Compress, hash and upload ``raw`` under the snapshot; ``check()`` runs at its end,
+    before the upload completes, and may raise to abort it."""
+    stats, key = StreamStats(), data_key(ctx.ref.name, name)
+    stream = _checked(compress(prefetch(raw), stats, level), check)
+    ctx.storage.put_stream(key, with_progress(stream, stats,
+                                              report_progress(ctx, time.monotonic())))  # type: ignore[arg-type]
+    return Stream(name=name, key=key, size_bytes=stats.stored_bytes, raw_bytes=stats.raw_bytes,
+                  sha256=stats.digest)
+
+
+def _checked(chunks: Iterable[bytes], check: Callable[[], None] | None) -> Iterator[bytes]:
+    try:
+        yield from chunks
+    except StreamFormatError as e:
+        raise DumpFailed(f"the backup stream is not a valid xbstream: {e}") from e
+    if check is not None:
+        check()
+
+
+def sst_options(params: Mapping[str, str]) -> galera.SSTOptions:
+    def seconds(name: str, default: float) -> float:
+        raw = params.get(name, "").strip()
+        try:
+            return float(raw) if raw else default
+        except ValueError:
+            raise InvalidResource(f'param "{name}" is "{raw}", not a number of seconds',
+                                  path="spec.task.params") from None
+
+    port = params.get("sstPort", "").strip() or "0"
+    if not port.isdigit() or int(port) > 65535:
+        raise InvalidResource(f'param "sstPort" is "{port}", not a port', path="spec.task.params")
+    defaults = galera.SSTOptions()
+    return galera.SSTOptions(
+        donor=params.get("donor", "").strip(), listen_host=params.get("sstAddress", "").strip(),
+        listen_port=int(port), allow_any_peer=params.get("sstPeers", "").strip() == "*",
+        join_timeout_s=seconds("joinTimeoutSeconds", defaults.join_timeout_s),
+        connect_timeout_s=seconds("connectTimeoutSeconds", defaults.connect_timeout_s))
+
+
+def galera_streams(ctx: StepContext, params: Mapping[str, str],
+                   level: int) -> tuple[list[Stream], Position]:
+    """Ask the cluster for an SST and store its two streams."""
+    tools = physical_tools(ctx.appbinding.engine)
+    cluster = galera.cluster_of(ctx.appbinding, tools.sst_method)
+    with (tempfile.TemporaryDirectory(prefix="stashq-garbd-") as work,
+          galera.SSTReceiver(cluster, sst_options(params), Path(work)) as sst):
+        info, info_scan = sst.receive_info(), XbstreamScanner()
+        info_scan.feed(info)
+        start = galera_state(info_scan.text(DONOR_GALERA_INFO) or info_scan.text(GALERA_INFO) or "")
+        if start is None:
+            raise sst.cut_short("its first stream holds no galera info")
+        streams = [store_stream(ctx, INFO_STREAM, [info], level)]
+        scan = XbstreamScanner()
+
+        def check() -> None:
+            if why := scan.complete((CHECKPOINTS, GALERA_INFO)):
+                raise sst.cut_short(why)
+
+        chunks = scanned(sst.data_chunks(ctx.settings.dump_chunk_bytes), scan)
+        streams.append(store_stream(ctx, DATA_STREAM, chunks, level, check))
+        log.info("SST from donor %s: %s", sst.donor, scan.text(GALERA_INFO))
+    end = galera_state(scan.text(GALERA_INFO) or "")
+    return streams, Position(cluster_uuid=start[0], seqno=start[1],
+                             end_seqno=end[1] if end else None,
+                             lsn=backup_lsn(scan.text(CHECKPOINTS) or ""))
+
+
+def mariabackup_streams(ctx: StepContext, params: Mapping[str, str],
+                        level: int) -> tuple[list[Stream], Position]:
+    """Run mariadb-backup beside the server and store its stream."""
+    tool = physical_tools(ctx.appbinding.engine).backup()
+    scan = XbstreamScanner()
+
+    def check() -> None:
+        if why := scan.complete((CHECKPOINTS,)):
+            raise DumpFailed(f"the mariadb-backup stream was cut short ({why})")
+
+    with (defaults_file(ctx.connection) as cnf,
+          tempfile.TemporaryDirectory(prefix="stashq-mariabackup-") as work):
+        client = ToolProcess(backup_args(tool, cnf, Path(work) / "target",
+                                         params.get("args", "").split()))
+        log.info("streaming the data directory with %s (pid %d)", client.name, client.pid)
+        try:
+            chunks = scanned(client.chunks(ctx.settings.dump_chunk_bytes), scan)
+            streams = [store_stream(ctx, DATA_STREAM, chunks, level, check)]
+        finally:
+            client.stop()
+    binlog = (scan.text(BINLOG_INFO) or "").split()
+    return streams, Position(lsn=backup_lsn(scan.text(CHECKPOINTS) or ""),
+                             gtid=binlog[-1] if len(binlog) >= 3 else None)
+
+
+def take_physical_snapshot(ctx: StepContext, params: Mapping[str, str]) -> Snapshot:
+    method = backup_method(params)
+    storage, snapshot_id = ctx.storage, ctx.ref.name
+    ensure_config(storage)
+    storage.cleanup_incomplete(f"{DATA_DIR}{snapshot_id}/")
+    started_at = datetime.now(UTC)
+    level = int(params.get("zstdLevel") or ctx.settings.zstd_level)
+    source = galera_streams if method == GALERA_METHOD else mariabackup_streams
+    streams, position = source(ctx, params, level)
+    snapshot = Snapshot(
+        id=snapshot_id, session=ctx.ref.name, repository=ctx.repository.name, kind="physical",
+        engine=ctx.appbinding.engine.value,
+        server_version=ctx.session.status.get("server", {}).get("version", "unknown"),
+        target=ctx.appbinding.name, streams=tuple(streams), started_at=started_at,
+        finished_at=datetime.now(UTC), method=method, position=position)
+    write_snapshot(storage, snapshot)
+    return snapshot
+
+
+@session_step("stashq.physical_backup", queue=DATA_QUEUE)
+def physical_backup(ctx: StepContext, params: Mapping[str, str]) -> None:
+    """Take the physical snapshot unless this session already has one; record its stats."""
+    snapshot = find_snapshot(ctx.storage, ctx.ref.name)
+    if snapshot is not None:
+        log.info("snapshot %s already complete; not taking it again", snapshot.id)
+    else:
+        with backup_lock(ctx.store, ctx.repository, str(ctx.ref)):  # retention waits for it
+            snapshot = take_physical_snapshot(ctx, params)
+    seconds = (snapshot.finished_at - snapshot.started_at).total_seconds()
+    position = snapshot.position.model_dump(by_alias=True, exclude_none=True) \
+        if snapshot.position else None
+    set_status(ctx, {"snapshot": {"name": snapshot.id, "kind": snapshot.kind,
+                                  "method": snapshot.method, "totalSize": snapshot.size_bytes,
+                                  "uploaded": snapshot.size_bytes, "rawSize": snapshot.raw_bytes,
+                                  "processingTimeSeconds": round(seconds, 3),
+                                  "position": position}})

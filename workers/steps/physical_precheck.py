@@ -1,0 +1,93 @@
+"""physical pre-check: what a physical backup or restore needs, before anything is written.
+
+Unlike the logical pre-check, a physical restore has no server to talk to: it writes a
+data directory for a server that is stopped (or not created yet). So a restore checks
+the snapshot (it exists and is physical) and the tools that unpack and prepare it; a
+backup checks the server (credentials, flavor, version, as the logical pre-check does),
+the backup tools (garbd for a cluster, mariadb-backup beside a standalone server), the
+cluster's coordinates in the AppBinding, and that the repository is writable.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+
+from celery.exceptions import Ignore
+
+from workers import database
+from workers.context import StepContext
+from workers.engines import galera
+from workers.engines.physical import physical_tools
+from workers.snapshots import resolve_snapshot
+from workers.steps.precheck import check_server
+from workers.steps.session import FINAL_PHASES, now_iso, session_step, set_status
+from workflows.errors import InvalidResource, PrecheckFailed, StorageError
+from workflows.snapshots import Snapshot
+
+log = logging.getLogger(__name__)
+
+BACKUP_STEP = "stashq.physical_backup"
+GALERA_METHOD = "galera-sst"
+MARIADB_BACKUP_METHOD = "mariabackup"
+METHODS = (GALERA_METHOD, MARIADB_BACKUP_METHOD)
+
+
+def backup_method(params: Mapping[str, str]) -> str:
+    method = params.get("method", "")
+    if method not in METHODS:
+        raise InvalidResource(f'param "method" is "{method}"; expected one of '
+                              f'{", ".join(METHODS)}', path="spec.task.params")
+    return method
+
+
+def check_backup(ctx: StepContext) -> dict[str, str]:
+    """Server, tools, cluster coordinates and repository; the server facts for the status."""
+    what = f'AppBinding "{ctx.appbinding.name}"'
+    with database.connect(ctx.connection, what=what, wait_s=ctx.settings.db_wait_s) as conn:
+        server = database.server_info(conn)
+    check_server(ctx, server)
+    tools = physical_tools(ctx.appbinding.engine)
+    if backup_method(ctx.plan.step_params(BACKUP_STEP)) == GALERA_METHOD:
+        galera.garbd_binary()
+        galera.check_reachable(galera.cluster_of(ctx.appbinding, tools.sst_method))
+    else:
+        tools.backup()
+    try:
+        ctx.storage.check_writable()
+    except StorageError as e:
+        raise type(e)(f'Repository "{ctx.repository.name}": {e}') from e
+    return {"flavor": server.flavor.value, "version": server.version_string}
+
+
+def check_restore(ctx: StepContext) -> Snapshot:
+    snapshot = resolve_snapshot(ctx.storage, ctx.repository.name,
+                                ctx.session.snapshot)  # type: ignore[union-attr]
+    if snapshot.kind != "physical":
+        raise InvalidResource(f'snapshot "{snapshot.id}" is a {snapshot.kind} snapshot; restore '
+                              "it with a logical restore Task", path="spec.task.name")
+    binding = ctx.appbinding
+    if snapshot.engine != binding.engine.value:
+        raise PrecheckFailed(f'snapshot "{snapshot.id}" holds a {snapshot.engine} data directory; '
+                             f'AppBinding "{binding.name}" is {binding.engine.value}')
+    tools = physical_tools(binding.engine)
+    tools.stream()
+    tools.backup()
+    return snapshot
+
+
+@session_step("stashq.physical_precheck")
+def physical_precheck(ctx: StepContext, params: Mapping[str, str]) -> None:
+    """Verify, then mark the session Running."""
+    if ctx.session.status.get("phase") in FINAL_PHASES:
+        log.info("session already %s; not running it again", ctx.session.status["phase"])
+        raise Ignore()
+    set_status(ctx, {"phase": "Running", "startTime": ctx.session.status.get("startTime")
+                     or now_iso()})
+    ctx.plan  # noqa: B018 - resolves the Task now, so a bad one fails first
+    if ctx.is_backup:
+        server = check_backup(ctx)
+    else:
+        snapshot = check_restore(ctx)
+        server = {"flavor": snapshot.engine, "version": snapshot.server_version}
+    set_status(ctx, {"server": server, "conditions": {"PrecheckPassed": "True"}})

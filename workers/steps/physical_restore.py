@@ -1,0 +1,190 @@
+"""physical restore: repository → sha256 + zstd → ``mbstream -x`` into a data directory →
+``mariadb-backup --prepare``; one such step per replica, in parallel.
+
+StashQ does not run database servers: it leaves a data directory per replica that a
+server can start on. For a Galera snapshot it also writes ``grastate.dat`` at the
+position the prepared data stands at (``--prepare`` reports it), with
+``safe_to_bootstrap: 1`` on replica 0 only: start that one with
+``--wsrep-new-cluster``, then the others, which join it without a state transfer since
+they hold the same data at the same position.
+
+A data directory must be empty or new: a database's files are never deleted. The
+step leaves a marker file naming its session; a redelivered step finds its finished
+directory and stops, or clears a directory it half wrote itself and starts again.
+"""
+
+from __future__ import annotations
+
+import grp
+import json
+import logging
+import os
+import pwd
+import shutil
+import string
+import time
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from workers.context import StepContext
+from workers.engines import galera
+from workers.engines.physical import physical_tools, prepare
+from workers.process import ClientProcess
+from workers.snapshots import resolve_snapshot
+from workers.steps.dump_upload import report_progress
+from workers.steps.physical_backup import DATA_STREAM
+from workers.steps.physical_precheck import GALERA_METHOD
+from workers.steps.restore import verified
+from workers.steps.session import DATA_QUEUE, session_step, set_status
+from workers.streaming import StreamStats, decompress, prefetch, with_progress
+from workflows.errors import IntegrityError, InvalidResource, PrecheckFailed, StashQError
+from workflows.plan import REPLICA_PARAM
+from workflows.snapshots import Snapshot
+
+log = logging.getLogger(__name__)
+
+#: Left in a restored data directory: which session wrote it, and whether it finished.
+MARKER = ".stashq-restore.json"
+DATA_DIR_FIELDS = frozenset({"replica", "target", "session", "namespace"})
+
+
+def data_dir_for(template: str, *, replica: int, target: str, session: str,
+                 namespace: str) -> Path:
+    """``dataDir`` with its ``{replica}``, ``{target}``, ``{session}``, ``{namespace}`` filled."""
+    fields = {name for _, name, _, _ in string.Formatter().parse(template) if name is not None}
+    unknown = sorted(fields - DATA_DIR_FIELDS)
+    if unknown or not template.strip():
+        raise InvalidResource(f'param "dataDir" is "{template}": '
+                              + (f'unknown placeholder {{{unknown[0]}}} (known: '
+                                 f'{", ".join(sorted(DATA_DIR_FIELDS))})' if unknown
+                                 else "empty"), path="spec.task.params")
+    path = Path(template.format(replica=replica, target=target, session=session,
+                                namespace=namespace))
+    if not path.is_absolute():
+        raise InvalidResource(f'param "dataDir" gives "{path}", not an absolute path',
+                              path="spec.task.params")
+    if replica > 0 and "replica" not in fields:
+        raise InvalidResource('param "dataDir" has no {replica}: every replica would be '
+                              "restored into the same directory", path="spec.task.params")
+    return path
+
+
+def claim(directory: Path, session: str) -> dict[str, Any] | None:
+    """Make ``directory`` ours to fill; return its marker if this session finished it."""
+    directory.mkdir(parents=True, exist_ok=True, mode=0o750)
+    marker = _read_marker(directory)
+    if marker.get("session") == session:
+        if marker.get("state") == "done":
+            return marker
+        for entry in directory.iterdir():  # our own half-written restore: start over
+            if entry.is_dir() and not entry.is_symlink():
+                shutil.rmtree(entry)
+            else:
+                entry.unlink()
+    elif any(directory.iterdir()):
+        count = sum(1 for _ in directory.iterdir())
+        raise PrecheckFailed(f"data directory {directory} is not empty ({count} entries); a "
+                             "physical restore writes only into an empty or new directory and "
+                             "never deletes a database's files: move them away first")
+    _write_marker(directory, {"session": session, "state": "unpacking"})
+    return None
+
+
+def _read_marker(directory: Path) -> dict[str, Any]:
+    try:
+        value = json.loads((directory / MARKER).read_text())
+    except (FileNotFoundError, ValueError):
+        return {}
+    return value if isinstance(value, dict) else {}
+
+
+def _write_marker(directory: Path, value: dict[str, Any]) -> None:
+    tmp = directory / f"{MARKER}.tmp"
+    tmp.write_text(json.dumps(value))
+    tmp.replace(directory / MARKER)
+
+
+def unpack(ctx: StepContext, snapshot: Snapshot, directory: Path) -> None:
+    """Stream the data directory stream into ``mbstream -x``, verifying it on the way."""
+    stream = next((s for s in snapshot.streams if s.name == DATA_STREAM), None)
+    if stream is None:
+        raise IntegrityError(f'snapshot "{snapshot.id}" has no {DATA_STREAM} stream')
+    tool = physical_tools(ctx.appbinding.engine).stream()
+    stats = StreamStats()
+    client = ClientProcess([tool, "-x", "-C", str(directory)], stdin_pipe=True)
+    try:
+        raw = decompress(prefetch(ctx.storage.get_stream(stream.key)), stats)
+        checked = verified(raw, stats, stream, snapshot, client)
+        client.feed(with_progress(checked, stats, report_progress(ctx, time.monotonic())))  # type: ignore[arg-type]
+    except IntegrityError as e:
+        raise IntegrityError(f'snapshot "{snapshot.id}" stream {stream.name} is corrupt: '
+                             f"{e}") from e
+    finally:
+        client.stop()
+
+
+def finish_galera(directory: Path, position: tuple[str, int] | None, replica: int,
+                  snapshot: Snapshot) -> str:
+    """Write grastate.dat at the prepared data's position; replica 0 may bootstrap."""
+    if position is None:
+        raise IntegrityError(f'snapshot "{snapshot.id}": the prepared data directory reports no '
+                             "Galera (WSREP) position; it cannot rejoin a cluster safely")
+    galera.write_grastate(directory, *position, safe_to_bootstrap=replica == 0)
+    return f"{position[0]}:{position[1]}"
+
+
+def restore_replica(ctx: StepContext, params: Mapping[str, str]) -> dict[str, Any]:
+    replica = int(params.get(REPLICA_PARAM, "0") or 0)
+    directory = data_dir_for(params.get("dataDir", ""), replica=replica,
+                             target=ctx.appbinding.name, session=ctx.ref.name,
+                             namespace=ctx.ref.namespace)
+    snapshot = resolve_snapshot(ctx.storage, ctx.repository.name,
+                                ctx.session.snapshot)  # type: ignore[union-attr]
+    done = claim(directory, str(ctx.ref))
+    if done is not None:
+        log.info("replica %d already restored into %s", replica, directory)
+        return dict(done["status"])
+    started = time.monotonic()
+    unpack(ctx, snapshot, directory)
+    position = prepare(physical_tools(ctx.appbinding.engine).backup(), directory,
+                       params.get("prepareArgs", "").split())
+    status: dict[str, Any] = {"dataDir": str(directory), "phase": "Succeeded",
+                              "snapshot": snapshot.id, "bootstrap": replica == 0}
+    if snapshot.method == GALERA_METHOD:
+        status["position"] = finish_galera(directory, position, replica, snapshot)
+    if owner := params.get("owner", "").strip():
+        chown_tree(directory, owner)
+    status["processingTimeSeconds"] = round(time.monotonic() - started, 3)
+    _write_marker(directory, {"session": str(ctx.ref), "state": "done", "status": status})
+    return status
+
+
+def chown_tree(directory: Path, owner: str) -> None:
+    """``chown -R user[:group]``, as a server running as that user needs."""
+    user, _, group = owner.partition(":")
+    try:
+        uid = pwd.getpwnam(user).pw_uid if user else -1
+        gid = grp.getgrnam(group).gr_gid if group else -1
+        for root, dirs, files in os.walk(directory):
+            for name in [root, *(os.path.join(root, n) for n in dirs + files)]:
+                os.chown(name, uid, gid, follow_symlinks=False)
+    except (KeyError, PermissionError) as e:
+        raise PrecheckFailed(f'param "owner" is "{owner}": {e}') from e
+
+
+@session_step("stashq.physical_restore", queue=DATA_QUEUE)
+def physical_restore(ctx: StepContext, params: Mapping[str, str]) -> None:
+    """Restore the session's physical snapshot into this replica's data directory."""
+    replica = params.get(REPLICA_PARAM, "0") or "0"
+    try:
+        status = restore_replica(ctx, params)
+    except StashQError as e:
+        raise type(e)(f"replica {replica}: {e}") from e
+    patch: dict[str, Any] = {"replicas": {replica: status},
+                             "snapshot": {"name": status["snapshot"]}}
+    if replica == "0":
+        patch["bootstrap"] = {"replica": 0, "dataDir": status["dataDir"],
+                              "position": status.get("position")}
+    set_status(ctx, patch)
+    log.info("replica %s restored into %s", replica, status["dataDir"])

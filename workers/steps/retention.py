@@ -1,0 +1,142 @@
+"""retention: apply the configuration's ``retentionPolicy`` after its snapshot is taken.
+
+Only this configuration's snapshots are considered (those whose session is one of its
+scheduled or triggered sessions, ``<config>-<unix time>``); other configurations
+sharing the repository keep theirs. ``dryRun`` reports what would go and deletes
+nothing. Otherwise each forgotten snapshot's manifest is deleted first, so a snapshot
+is never listed half-deleted, and with ``prune`` its data then goes too, with any data
+of this configuration that has no manifest (an earlier forget without prune, or a
+prune cut short).
+
+The work runs under the repository's exclusive lock, which backups hold shared, so a
+prune never deletes what a running backup is writing. If the lock stays busy, the
+policy is applied after a later backup: the session is not failed for it. With a state
+store that cannot hold locks, only the forgotten snapshots' own data is pruned.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from collections.abc import Iterator, Mapping
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from workers.context import StepContext
+from workers.locks import Lease, Leases, RepositoryLocked, repository_lock
+from workers.snapshots import list_snapshots
+from workers.steps.session import session_step, set_status
+from workers.storage.base import Storage
+from workflows.resources import BackupConfiguration, Repository
+from workflows.resources.backup import RetentionPolicy
+from workflows.retention import Selection, SnapshotTime, select_snapshots
+from workflows.schedule import slot_of_session
+from workflows.snapshots import DATA_DIR, SNAPSHOTS_DIR, Snapshot, manifest_key, snapshot_id_of
+
+log = logging.getLogger(__name__)
+
+#: Seconds retention waits for running backups of the repository before deferring.
+LOCK_WAIT_S = 60.0
+#: Snapshot ids listed in a session's status at most; the counts are always complete.
+MAX_LISTED_IDS = 50
+
+
+def snapshots_of(config: BackupConfiguration, snapshots: list[Snapshot]) -> list[Snapshot]:
+    return [s for s in snapshots if slot_of_session(config.name, s.session) is not None]
+
+
+def select(config: BackupConfiguration, policy: RetentionPolicy,
+           snapshots: list[Snapshot]) -> Selection:
+    values = [SnapshotTime(s.id, s.started_at, frozenset(s.tags)) for s in snapshots]
+    return select_snapshots(policy, values, ZoneInfo(config.spec.time_zone))
+
+
+def forget(storage: Storage, lease: Lease | None, ids: tuple[str, ...]) -> None:
+    """Delete manifests: from here on these snapshots are not listed."""
+    for snapshot_id in ids:
+        if lease is not None:
+            lease.check()
+        storage.delete(manifest_key(snapshot_id))
+
+
+def prune(storage: Storage, lease: Lease | None, config: BackupConfiguration,
+          forgotten: tuple[str, ...]) -> int:
+    """Delete the forgotten snapshots' data and, under the lock, any other data of this
+    configuration that no manifest refers to; return how many objects were deleted.
+
+    Without the lock only the forgotten are touched: a running backup's data has no
+    manifest yet and would look like garbage.
+    """
+    listed = {sid for key, _ in storage.list(SNAPSHOTS_DIR) if (sid := snapshot_id_of(key))}
+    deleted = 0
+    for key, _ in list(storage.list(DATA_DIR)):
+        snapshot_id = key[len(DATA_DIR):].partition("/")[0]
+        if snapshot_id in listed or slot_of_session(config.name, snapshot_id) is None:
+            continue
+        if lease is None and snapshot_id not in forgotten:
+            continue
+        if lease is not None:
+            lease.check()
+        storage.delete(key)
+        deleted += 1
+    return deleted
+
+
+def apply_policy(ctx: StepContext, config: BackupConfiguration, policy: RetentionPolicy,
+                 lease: Lease | None) -> dict[str, Any]:
+    storage = ctx.storage
+    selection = select(config, policy, snapshots_of(config, list_snapshots(storage)))
+    report: dict[str, Any] = {"policy": policy.name, "dryRun": policy.dry_run,
+                              "prune": policy.prune, "kept": len(selection.keep),
+                              "forgotten": list(selection.forget[:MAX_LISTED_IDS]),
+                              "forgottenCount": len(selection.forget)}
+    if lease is not None and lease.expired:
+        report["expiredLocks"] = list(lease.expired)
+    if policy.dry_run:
+        log.info("dry run: policy %s keeps %d snapshot(s), would forget %d: %s", policy.name,
+                 len(selection.keep), len(selection.forget), ", ".join(selection.forget) or "-")
+        return report
+    forget(storage, lease, selection.forget)
+    if policy.prune:
+        report["prunedObjects"] = prune(storage, lease, config, selection.forget)
+    log.info("policy %s kept %d snapshot(s), forgot %d%s", policy.name, len(selection.keep),
+             len(selection.forget), f", pruned {report['prunedObjects']} object(s)"
+             if policy.prune else "")
+    return report
+
+
+@contextlib.contextmanager
+def locked(ctx: StepContext, wait_s: float) -> Iterator[Lease | None]:
+    """The repository's exclusive lock, or None if the state store cannot hold locks."""
+    if not isinstance(ctx.store, Leases):
+        log.warning("state store %s holds no locks: pruning only the forgotten snapshots",
+                    type(ctx.store).__name__)
+        yield None
+        return
+    with repository_lock(ctx.store, ctx.repository, str(ctx.ref), exclusive=True,
+                         purpose="retention", wait_s=wait_s) as lease:
+        yield lease
+
+
+@session_step("stashq.retention")
+def retention(ctx: StepContext, params: Mapping[str, str]) -> None:
+    """Forget (and prune) this configuration's snapshots its policy does not keep."""
+    config = ctx.config
+    policy = config.spec.retention_policy if config is not None else None
+    if config is None or policy is None:
+        log.info("no retention policy: every snapshot is kept")
+        return
+    wait_s = float(params.get("lockWaitSeconds") or LOCK_WAIT_S)
+    repository = ctx.repository
+    try:
+        with locked(ctx, wait_s) as lease:
+            report = apply_policy(ctx, config, policy, lease)
+    except RepositoryLocked as e:
+        log.warning("retention deferred to a later backup: %s", e)
+        set_status(ctx, {"retention": {"policy": policy.name, "deferred": e.reason},
+                         "conditions": {"RetentionPolicyApplied": "False"}})
+        return
+    set_status(ctx, {"retention": report, "conditions": {"RetentionPolicyApplied": "True"}})
+    if not policy.dry_run:
+        ctx.store.patch_status(Repository, repository.name, repository.namespace,
+                               {"snapshotsRemovedOnLastCleanup": report["forgottenCount"]})
