@@ -7,18 +7,71 @@ all of its streams, so a failed or interrupted backup is never a snapshot.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable, Iterator
 
 from workers.storage.base import Storage
+from workers.streaming import StreamStats, compress, decompress, prefetch, with_progress
 from workflows.errors import IntegrityError, NotFound
 from workflows.snapshots import (
     CONFIG_KEY,
     FORMAT_VERSION,
     SNAPSHOTS_DIR,
     Snapshot,
+    Stream,
     manifest_key,
     snapshot_id_of,
 )
+
+Report = Callable[[StreamStats], None]
+
+
+def write_stream(storage: Storage, key: str, name: str, raw: Iterable[bytes], *, level: int,
+                 report: Report | None = None,
+                 check_end: Report | None = None) -> Stream:
+    """Compress, hash and store ``raw`` under ``key``, the one way data is written.
+
+    ``raw`` is read ahead in a thread. ``check_end(stats)`` runs after the last chunk and
+    before the object is completed: raising there (a truncated dump, say) aborts the
+    upload, so nothing is stored.
+    """
+    stats = StreamStats()
+    chunks: Iterable[bytes] = compress(prefetch(raw), stats, level)
+    if check_end is not None:
+        chunks = _then(chunks, lambda: check_end(stats))
+    if report is not None:
+        chunks = with_progress(chunks, stats, report)
+    storage.put_stream(key, chunks)
+    return Stream(name=name, key=key, size_bytes=stats.stored_bytes, raw_bytes=stats.raw_bytes,
+                  sha256=stats.digest)
+
+
+def read_stream(storage: Storage, snapshot_id: str, stream: Stream,
+                report: Report | None = None) -> Iterator[bytes]:
+    """The stream's original bytes, the one way data is read back.
+
+    zstd's frame checksum stops corrupt data as it streams; the size and sha256 of the
+    stored bytes are checked after the last chunk, before this iterator ends, so a
+    consumer that stops at the error (the SQL client is killed, its input never closed)
+    never sees a clean end of a corrupt stream.
+    """
+    stats = StreamStats()
+    chunks: Iterable[bytes] = decompress(prefetch(storage.get_stream(stream.key)), stats)
+    if report is not None:
+        chunks = with_progress(chunks, stats, report)
+    where = f'snapshot "{snapshot_id}" stream {stream.name} is corrupt'
+    try:
+        yield from chunks
+    except IntegrityError as e:
+        raise IntegrityError(f"{where}: {e}") from e
+    if stats.stored_bytes != stream.size_bytes or stats.digest != stream.sha256:
+        raise IntegrityError(f"{where}: expected {stream.size_bytes} bytes with sha256 "
+                             f"{stream.sha256[:16]}…, read {stats.stored_bytes} bytes with "
+                             f"{stats.digest[:16]}…")
+
+
+def _then(chunks: Iterable[bytes], finish: Callable[[], None]) -> Iterator[bytes]:
+    yield from chunks
+    finish()
 
 
 def read_all(storage: Storage, chunks_key: str) -> bytes:

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
 
 from workers import database
@@ -19,11 +19,11 @@ from workers.context import StepContext
 from workers.engines.base import defaults_file
 from workers.locks import backup_lock
 from workers.process import ClientProcess
-from workers.snapshots import ensure_config, find_snapshot, write_snapshot
+from workers.snapshots import ensure_config, find_snapshot, write_snapshot, write_stream
 from workers.steps.session import DATA_QUEUE, now_iso, session_step, set_status
-from workers.streaming import StreamStats, compress, prefetch, with_progress
+from workers.streaming import StreamStats
 from workflows.errors import DumpFailed, PrecheckFailed
-from workflows.snapshots import DATA_DIR, Snapshot, Stream, data_key
+from workflows.snapshots import DATA_DIR, Snapshot, data_key
 
 log = logging.getLogger(__name__)
 
@@ -45,15 +45,16 @@ def selected_databases(ctx: StepContext, params: Mapping[str, str]) -> list[str]
     return wanted or present
 
 
-def require_completion(stream: Iterable[bytes], stats: StreamStats, client: str) -> Iterator[bytes]:
-    """Pass ``stream`` through; fail before its end if the dump was cut short."""
-    yield from stream
-    if COMPLETION_MARK not in stats.tail:
-        raise DumpFailed(f"{client} output ended without its completion line: the dump is "
-                         "incomplete")
+def require_completion(client: str) -> Callable[[StreamStats], None]:
+    """A stream end check: fail if the dump was cut short (no completion line)."""
+    def check(stats: StreamStats) -> None:
+        if COMPLETION_MARK not in stats.tail:
+            raise DumpFailed(f"{client} output ended without its completion line: the dump "
+                             "is incomplete")
+    return check
 
 
-def report_progress(ctx: StepContext, started: float) -> object:
+def report_progress(ctx: StepContext, started: float) -> Callable[[StreamStats], None]:
     def report(stats: StreamStats) -> None:
         elapsed = max(time.monotonic() - started, 1e-3)
         set_status(ctx, {"progress": {"bytesDumped": stats.raw_bytes,
@@ -71,24 +72,23 @@ def dump_to_repository(ctx: StepContext, params: Mapping[str, str]) -> Snapshot:
     ensure_config(storage)
     storage.cleanup_incomplete(f"{DATA_DIR}{snapshot_id}/")
     started_at, started = datetime.now(UTC), time.monotonic()
-    stats, key = StreamStats(), data_key(snapshot_id, STREAM_NAME)
     level = int(params.get("zstdLevel") or ctx.settings.zstd_level)
     extra = params.get("args", "").split()
     with defaults_file(ctx.connection) as cnf:
         client = ClientProcess(ctx.engine.dump_args(cnf, databases, extra))
         log.info("dumping %d database(s) with %s (pid %d)", len(databases), client.name, client.pid)
         try:
-            raw = prefetch(client.chunks(ctx.settings.dump_chunk_bytes))
-            stream = require_completion(compress(raw, stats, level), stats, client.name)
-            storage.put_stream(key, with_progress(stream, stats, report_progress(ctx, started)))  # type: ignore[arg-type]
+            stream = write_stream(storage, data_key(snapshot_id, STREAM_NAME), STREAM_NAME,
+                                  client.chunks(ctx.settings.dump_chunk_bytes), level=level,
+                                  report=report_progress(ctx, started),
+                                  check_end=require_completion(client.name))
         finally:
             client.stop()
     snapshot = Snapshot(
         id=snapshot_id, session=ctx.ref.name, repository=ctx.repository.name,
         engine=ctx.appbinding.engine.value, server_version=server.get("version", "unknown"),
         target=ctx.appbinding.name, databases=tuple(databases),
-        streams=(Stream(name=STREAM_NAME, key=key, size_bytes=stats.stored_bytes,
-                        raw_bytes=stats.raw_bytes, sha256=stats.digest),),
+        streams=(stream,),
         started_at=started_at, finished_at=datetime.now(UTC))
     write_snapshot(storage, snapshot)
     return snapshot

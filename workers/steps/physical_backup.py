@@ -27,11 +27,10 @@ from workers.engines import galera
 from workers.engines.base import defaults_file
 from workers.engines.physical import ToolProcess, backup_args, physical_tools
 from workers.locks import backup_lock
-from workers.snapshots import ensure_config, find_snapshot, write_snapshot
+from workers.snapshots import ensure_config, find_snapshot, write_snapshot, write_stream
 from workers.steps.dump_upload import report_progress
 from workers.steps.physical_precheck import GALERA_METHOD, backup_method
 from workers.steps.session import DATA_QUEUE, session_step, set_status
-from workers.streaming import StreamStats, compress, prefetch, with_progress
 from workers.xbstream import (
     BINLOG_INFO,
     CHECKPOINTS,
@@ -58,21 +57,16 @@ def store_stream(ctx: StepContext, name: str, raw: Iterable[bytes], level: int,
                  check: Callable[[], None] | None = None) -> Stream:
     """Compress, hash and upload ``raw`` under the snapshot; ``check()`` runs at its end,
     before the upload completes, and may raise to abort it."""
-    stats, key = StreamStats(), data_key(ctx.ref.name, name)
-    stream = _checked(compress(prefetch(raw), stats, level), check)
-    ctx.storage.put_stream(key, with_progress(stream, stats,
-                                              report_progress(ctx, time.monotonic())))  # type: ignore[arg-type]
-    return Stream(name=name, key=key, size_bytes=stats.stored_bytes, raw_bytes=stats.raw_bytes,
-                  sha256=stats.digest)
+    return write_stream(ctx.storage, data_key(ctx.ref.name, name), name, _xbstream(raw),
+                        level=level, report=report_progress(ctx, time.monotonic()),
+                        check_end=None if check is None else lambda _stats: check())
 
 
-def _checked(chunks: Iterable[bytes], check: Callable[[], None] | None) -> Iterator[bytes]:
+def _xbstream(chunks: Iterable[bytes]) -> Iterator[bytes]:
     try:
         yield from chunks
     except StreamFormatError as e:
         raise DumpFailed(f"the backup stream is not a valid xbstream: {e}") from e
-    if check is not None:
-        check()
 
 
 def sst_options(params: Mapping[str, str]) -> galera.SSTOptions:

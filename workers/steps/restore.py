@@ -10,18 +10,17 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Mapping
 
 from workers import database
 from workers.context import StepContext
 from workers.engines.base import defaults_file
 from workers.process import ClientProcess
-from workers.snapshots import resolve_snapshot
+from workers.snapshots import read_stream, resolve_snapshot
 from workers.steps.dump_upload import report_progress
 from workers.steps.session import DATA_QUEUE, session_step, set_status
-from workers.streaming import StreamStats, decompress, prefetch, with_progress
-from workflows.errors import IntegrityError, InvalidResource
-from workflows.snapshots import Snapshot, Stream
+from workflows.errors import InvalidResource
+from workflows.snapshots import Snapshot
 
 
 def quote_identifier(name: str) -> str:
@@ -39,16 +38,6 @@ def target_database(snapshot: Snapshot, params: Mapping[str, str]) -> str | None
     return None
 
 
-def verified(chunks: Iterable[bytes], stats: StreamStats, stream: Stream,
-             snapshot: Snapshot, client: ClientProcess) -> Iterator[bytes]:
-    yield from chunks
-    if stats.stored_bytes != stream.size_bytes or stats.digest != stream.sha256:
-        client.stop()  # before stdin closes: the client never sees a clean end
-        raise IntegrityError(f"expected {stream.size_bytes} bytes with sha256 "
-                             f"{stream.sha256[:16]}…, read {stats.stored_bytes} bytes with "
-                             f"{stats.digest[:16]}…")
-
-
 def restore_snapshot(ctx: StepContext, params: Mapping[str, str]) -> Snapshot:
     snapshot = resolve_snapshot(ctx.storage, ctx.repository.name,
                                 ctx.session.snapshot)  # type: ignore[union-attr]
@@ -61,17 +50,11 @@ def restore_snapshot(ctx: StepContext, params: Mapping[str, str]) -> Snapshot:
     started = time.monotonic()
     with defaults_file(ctx.connection) as cnf:
         for stream in snapshot.streams:
-            stats = StreamStats()
             client = ClientProcess(ctx.engine.restore_args(cnf, db, params.get("args", "").split()),
                                    stdin_pipe=True)
-            try:
-                raw = decompress(prefetch(ctx.storage.get_stream(stream.key)), stats)
-                checked = verified(raw, stats, stream, snapshot, client)
-                client.feed(with_progress(checked, stats, report_progress(ctx, started)))  # type: ignore[arg-type]
-            except IntegrityError as e:
-                client.stop()
-                raise IntegrityError(f'snapshot "{snapshot.id}" stream {stream.name} is '
-                                     f"corrupt: {e}") from e
+            try:  # a corrupt stream raises inside feed, before the client's input is closed
+                client.feed(read_stream(ctx.storage, snapshot.id, stream,
+                                        report_progress(ctx, started)))
             finally:
                 client.stop()
     return snapshot
