@@ -11,6 +11,7 @@ cluster's coordinates in the AppBinding, and that the repository is writable.
 from __future__ import annotations
 
 import logging
+import os
 from collections.abc import Mapping
 
 from celery.exceptions import Ignore
@@ -46,6 +47,9 @@ def check_backup(ctx: StepContext) -> dict[str, str]:
     what = f'AppBinding "{ctx.appbinding.name}"'
     with database.connect(ctx.connection, what=what, wait_s=ctx.settings.db_wait_s) as conn:
         server = database.server_info(conn)
+        with conn.cursor() as cursor:
+            cursor.execute("SELECT @@datadir")
+            (data_dir,) = cursor.fetchone()
     check_server(ctx, server)
     tools = physical_tools(ctx.appbinding.engine)
     if backup_method(ctx.plan.step_params(BACKUP_STEP)) == GALERA_METHOD:
@@ -53,6 +57,10 @@ def check_backup(ctx: StepContext) -> dict[str, str]:
         galera.check_reachable(galera.cluster_of(ctx.appbinding, tools.sst_method))
     else:
         tools.backup()
+        if not os.path.isdir(data_dir):
+            raise PrecheckFailed(f"{what}: mariadb-backup reads the server's files, so it runs "
+                                 f"beside the server; its data directory {data_dir} is not on "
+                                 "this worker")
     try:
         ctx.storage.check_writable()
     except StorageError as e:
