@@ -33,8 +33,10 @@ class Settings:
     visibility_timeout_s: int = 12 * 3600
     #: Bytes read from the dump client per read: large reads keep syscalls few.
     dump_chunk_bytes: int = 1 * 2**20
-    #: Bytes per S3 multipart part; memory ≈ part_bytes × (parts_in_flight + 1).
-    part_bytes: int = 16 * 2**20
+    #: Bytes per S3 multipart part; memory ≈ part_bytes × (parts_in_flight + 1). S3 allows
+    #: 10,000 parts, so 8 MiB caps one stored stream at 80 GiB (≈ 250 GiB of dump text):
+    #: raise it for larger databases.
+    part_bytes: int = 8 * 2**20
     #: Parts uploaded concurrently: 2 overlaps network with dumping on 2 cores.
     parts_in_flight: int = 2
     #: zstd level when the Function names none. 1, not zstd's default 3: on two cores the

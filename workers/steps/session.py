@@ -36,7 +36,8 @@ StepFunction = Callable[[StepContext, Mapping[str, str]], None]
 
 
 def now_iso() -> str:
-    return datetime.now(UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
+    # Milliseconds: durations are computed from these (whole seconds overstated them).
+    return datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
 def session_step(name: str, *, queue: str = CONTROL_QUEUE) -> Callable[[StepFunction], Any]:

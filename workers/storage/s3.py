@@ -15,14 +15,13 @@ appears in a message or a log line.
 from __future__ import annotations
 
 import functools
-import io
+import itertools
 import logging
 import re
 import threading
 from collections.abc import Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import AbstractContextManager, contextmanager
-from itertools import chain
 from typing import Any
 
 import boto3
@@ -34,12 +33,12 @@ from workflows.errors import BucketNotFound, NotFound, StorageError, TransientSt
 
 logger = logging.getLogger(__name__)
 
-PART_BYTES = 16 * 2**20  #: bytes per multipart part; 10,000 parts of this make 160 GiB
+PART_BYTES = 8 * 2**20  #: bytes per multipart part; 10,000 parts of this make 80 GiB
 MIN_PART_BYTES = 5 * 2**20  #: bytes; S3 rejects smaller parts except the last
 MAX_PARTS = 10_000  #: S3's limit on parts in one multipart upload
 PARTS_IN_FLIGHT = 2  #: parts uploading at once; each holds ``part_bytes`` in memory
 CONNECT_TIMEOUT_S = 10.0  #: seconds to open a connection before retrying
-READ_TIMEOUT_S = 120.0  #: seconds without a byte on an open connection (a slow 16 MiB part)
+READ_TIMEOUT_S = 120.0  #: seconds without a byte on an open connection (a slow part)
 CLIENT_CACHE_SIZE = 32  #: distinct S3 client configurations kept per process
 MAX_ATTEMPTS = 4  #: botocore "standard" retry mode attempts per request, the first included
 
@@ -104,24 +103,33 @@ def join_key(*parts: str) -> str:
     return re.sub("/+", "/", "/".join(parts)).strip("/")
 
 
-def _regroup(chunks: Iterable[bytes], part_bytes: int) -> Iterator[bytes]:
+def _regroup(chunks: Iterable[bytes], part_bytes: int) -> Iterator[bytearray]:
     """Yield the bytes of ``chunks`` in parts of exactly ``part_bytes``, the last shorter.
 
-    An empty stream yields one empty part, so a caller always gets at least one. A full
-    ``BytesIO`` hands its buffer to ``getvalue()`` without a copy, so a part is held once.
+    An empty stream yields one empty part, so a caller always gets at least one. Each part
+    is filled in a buffer allocated once at its final size and handed over as is: no
+    growing buffer (which briefly needs twice the memory), no copy.
     """
-    buffer = io.BytesIO()
-    yielded = False
+    buffer, filled, yielded = bytearray(part_bytes), 0, False
     for chunk in chunks:
         view = memoryview(chunk)
         while view:
-            taken = buffer.write(view[:part_bytes - buffer.tell()])
-            view = view[taken:]
-            if buffer.tell() == part_bytes:
-                part, buffer, yielded = buffer.getvalue(), io.BytesIO(), True
-                yield part
-    if buffer.tell() or not yielded:
-        yield buffer.getvalue()
+            taken = min(len(view), part_bytes - filled)
+            buffer[filled:filled + taken] = view[:taken]
+            filled, view = filled + taken, view[taken:]
+            if filled == part_bytes:
+                yield buffer
+                buffer, filled, yielded = bytearray(part_bytes), 0, True
+    if filled or not yielded:
+        del buffer[filled:]
+        yield buffer
+
+
+def _prepend(box: list[bytearray], rest: Iterator[bytearray]) -> Iterator[bytearray]:
+    """``box``'s one item, then ``rest``; the item is popped, so nothing here keeps it
+    alive while later parts upload (``chain([first], …)`` would, through its list)."""
+    yield box.pop()
+    yield from rest
 
 
 class _PartWindow:
@@ -140,6 +148,9 @@ class _PartWindow:
         if self.failure is not None:
             self._slots.release()
             raise self.failure
+
+    def release(self) -> None:
+        self._slots.release()
 
     def leave(self, future: Future[Any]) -> None:
         if not future.cancelled() and future.exception() is not None and self.failure is None:
@@ -219,11 +230,9 @@ class S3Storage:
             with self._errors(full):
                 self._client.put_object(Bucket=self.bucket, Key=full, Body=first)
             return len(first)
-        rest = chain([first], parts)
-        del first  # else this frame would hold the first part for the whole upload
-        return self._put_multipart(full, rest)
+        return self._put_multipart(full, _prepend([first], parts))
 
-    def _put_multipart(self, full: str, parts: Iterator[bytes]) -> int:
+    def _put_multipart(self, full: str, parts: Iterator[bytearray]) -> int:
         with self._errors(full):
             upload_id = str(self._client.create_multipart_upload(
                 Bucket=self.bucket, Key=full)["UploadId"])
@@ -239,18 +248,22 @@ class S3Storage:
         return size
 
     def _upload_parts(self, full: str, upload_id: str,
-                      parts: Iterator[bytes]) -> tuple[list[dict[str, Any]], int]:
+                      parts: Iterator[bytearray]) -> tuple[list[dict[str, Any]], int]:
         """Upload ``parts`` with at most ``parts_in_flight`` running; return ETags and size."""
         window = _PartWindow(self._parts_in_flight)
         futures: list[Future[dict[str, Any]]] = []
         size = 0
         pool = ThreadPoolExecutor(self._parts_in_flight, thread_name_prefix="s3-part")
         try:
-            for number, part in enumerate(parts, start=1):
+            for number in itertools.count(1):
+                window.enter()  # a slot first: a part waiting for one would be held in memory
+                part = next(parts, None)
+                if part is None:
+                    window.release()
+                    break
                 if number > MAX_PARTS:
                     raise StorageError(f'"{full}" needs more than {MAX_PARTS} parts of '
                                        f"{self._part_bytes} bytes; raise the part size")
-                window.enter()
                 futures.append(pool.submit(self._upload_part, full, upload_id, number, part))
                 futures[-1].add_done_callback(window.leave)
                 size += len(part)
@@ -260,7 +273,7 @@ class S3Storage:
             pool.shutdown(wait=True, cancel_futures=True)
 
     def _upload_part(self, full: str, upload_id: str, number: int,
-                     part: bytes) -> dict[str, Any]:
+                     part: bytearray) -> dict[str, Any]:
         with self._errors(full):
             response = self._client.upload_part(Bucket=self.bucket, Key=full, UploadId=upload_id,
                                                 PartNumber=number, Body=part)
