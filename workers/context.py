@@ -12,13 +12,15 @@ import functools
 from dataclasses import dataclass
 from typing import TypeVar
 
+from workers.encryption import PASSWORD_KEY
 from workers.engines import ConnectionInfo, EngineAdapter, engine_for
+from workers.snapshots import Cipher, read_config, unlock
 from workers.state.base import ResourceStore
 from workers.storage import open_storage
 from workers.storage.base import Storage
 from workflows.catalog import DEFAULT_TASKS, builtin_functions, builtin_tasks
 from workflows.errors import InvalidResource, NotFound
-from workflows.plan import Plan, resolve_task
+from workflows.plan import REPLICAS_PARAM, Plan, resolve_task
 from workflows.resources import (
     AppBinding,
     BackupConfiguration,
@@ -31,6 +33,7 @@ from workflows.resources import (
 )
 from workflows.resources.base import Resource, TaskRef
 from workflows.settings import Settings
+from workflows.snapshots import RepositoryConfig
 
 R = TypeVar("R", bound=Resource)
 
@@ -97,13 +100,33 @@ class StepContext:
         return self._get(AppBinding, ref.name, "spec.target.ref.name", ref.namespace)
 
     @functools.cached_property
+    def storage_secret(self) -> Secret | None:
+        name = self.repository.spec.backend.storage_secret_name
+        if not name:
+            return None
+        return self._secret(name, self.repository, "spec.backend.storageSecretName")
+
+    @functools.cached_property
     def storage(self) -> Storage:
-        backend = self.repository.spec.backend
-        secret = None
-        if backend.storage_secret_name:
-            secret = self._secret(backend.storage_secret_name, self.repository,
-                                  "spec.backend.storageSecretName")
-        return open_storage(self.repository, secret, self.settings)
+        return open_storage(self.repository, self.storage_secret, self.settings)
+
+    @property
+    def password(self) -> str | None:
+        """The repository password (``RESTIC_PASSWORD`` in the storage Secret), if any."""
+        secret = self.storage_secret
+        return None if secret is None else secret.values.get(PASSWORD_KEY)
+
+    @functools.cached_property
+    def cipher(self) -> Cipher:
+        """What the repository is read with: None if unencrypted (or not created yet).
+
+        ``PrecheckFailed`` if it is encrypted and the password is missing or wrong.
+        """
+        return self.unlock(read_config(self.storage))
+
+    def unlock(self, config: RepositoryConfig | None) -> Cipher:
+        return unlock(config, self.password, repository=self.repository.name,
+                      secret=self.repository.spec.backend.storage_secret_name)
 
     @functools.cached_property
     def engine(self) -> EngineAdapter:
@@ -121,11 +144,19 @@ class StepContext:
     @functools.cached_property
     def plan(self) -> Plan:
         kind = "backup" if self.is_backup else "restore"
-        task_ref: TaskRef = (self.config.spec.task if self.config is not None
-                             else self.session.spec.task)  # type: ignore[union-attr]
+        spec = self.config.spec if self.config is not None else self.session.spec
+        task_ref: TaskRef = spec.task  # type: ignore[union-attr]
         name = task_ref.name or DEFAULT_TASKS[(self.appbinding.engine, kind)]
-        return resolve_task(lookup_task(self.store, name, self.ref.namespace),
-                            functions(self.store, self.ref.namespace), task_ref.param_map())
+        task = lookup_task(self.store, name, self.ref.namespace)
+        fns = functions(self.store, self.ref.namespace)
+        overrides = task_ref.param_map()
+        plan = resolve_task(task, fns, overrides)
+        replicas = spec.target.replicas  # type: ignore[union-attr]
+        wants = any(REPLICAS_PARAM in s.params for s in plan.steps)
+        if replicas is not None and wants and REPLICAS_PARAM not in overrides:
+            # Stash's spec.target.replicas: one restore step per replica
+            plan = resolve_task(task, fns, overrides | {REPLICAS_PARAM: str(replicas)})
+        return plan
 
     def _get(self, cls: type[R], name: str, field: str, namespace: str | None = None) -> R:
         namespace = namespace or self.ref.namespace
