@@ -163,13 +163,14 @@ def snapshots(repository: str, namespace: str | None) -> None:
     env = Env(namespace)
     rows = [(s.id, s.finished_at.strftime("%Y-%m-%d %H:%M:%S"), s.engine, _size(s.raw_bytes),
              _size(s.size_bytes), ",".join(s.databases))
-            for s in list_snapshots(open_repository(env, repository))]
+            for s in list_snapshots(*open_repository(env, repository))]
     _table(("ID", "TIME (UTC)", "ENGINE", "DUMP", "STORED", "DATABASES"), rows)
 
 
 @main.command()
 @click.argument("repository")
-@click.option("--read-data", is_flag=True, help="Read every stream and verify its sha256.")
+@click.option("--read-data", is_flag=True,
+              help="Read every stream: verify its sha256 (and, if encrypted, authenticate it).")
 @namespace_option
 @reports_errors
 def check(repository: str, read_data: bool, namespace: str | None) -> None:
@@ -177,7 +178,8 @@ def check(repository: str, read_data: bool, namespace: str | None) -> None:
     from workers.check import check_repository
 
     env = Env(namespace)
-    report = check_repository(open_repository(env, repository), read_data=read_data)
+    storage, cipher = open_repository(env, repository)
+    report = check_repository(storage, cipher, read_data=read_data)
     for problem in report.problems:
         click.echo(f"problem: {problem}")
     for orphan in report.orphans:
@@ -225,6 +227,7 @@ def run_beat(namespace: str | None, starting_deadline_s: float | None, clock_ori
     from beat.clock import ScaledClock
     from beat.scheduler import Scheduler
     from workers import logs
+    from workers.sweeper import StaleSweeper
 
     env = Env(namespace)
     logging.getLogger().setLevel(logging.INFO)
@@ -238,21 +241,27 @@ def run_beat(namespace: str | None, starting_deadline_s: float | None, clock_ori
                           starting_deadline_s=(env.settings.starting_deadline_s
                                                if starting_deadline_s is None
                                                else starting_deadline_s),
-                          orphan_after_s=env.settings.heartbeat_timeout_s)
+                          orphan_after_s=env.settings.heartbeat_timeout_s,
+                          sweeper=StaleSweeper(env.app, env.store, env.settings,
+                                               namespace=namespace).maybe_sweep)
     signal.signal(signal.SIGTERM, lambda *_: scheduler.stop())
     signal.signal(signal.SIGINT, lambda *_: scheduler.stop())
     scheduler.run()
 
 
-def open_repository(env: Env, name: str) -> Any:
-    """The storage of Repository ``name``, with the credentials its Secret holds."""
+def open_repository(env: Env, name: str) -> tuple[Any, Any]:
+    """The storage of Repository ``name`` and its cipher, from what its Secret holds."""
+    from workers.encryption import PASSWORD_KEY
+    from workers.snapshots import read_config, unlock
     from workers.storage import open_storage
     from workflows.resources import Secret
 
     repo = env.store.get(Repository, name, env.namespace)
     secret_name = repo.spec.backend.storage_secret_name
     secret = env.store.get(Secret, secret_name, repo.namespace) if secret_name else None
-    return open_storage(repo, secret, env.settings)
+    storage = open_storage(repo, secret, env.settings)
+    password = secret.values.get(PASSWORD_KEY) if secret is not None else None
+    return storage, unlock(read_config(storage), password, repository=name, secret=secret_name)
 
 
 def _size(n: int) -> str:

@@ -16,6 +16,10 @@ batch, so at the top of the hour the last of thousands is as early as the first.
 Beat must never die of one resource: a bad configuration is reported and skipped
 (``configurations.py``), and any error while handling one configuration is logged and
 retried at the next tick.
+
+Each loop also gives the stale-session sweeper (``workers/sweeper.py``, passed in as
+``sweeper``) its turn; it keeps its own interval and the wall clock, since heartbeats
+are written by workers on real time, whatever clock drives the slots.
 """
 
 from __future__ import annotations
@@ -132,12 +136,14 @@ class Scheduler:
                  clock: Clock | None = None, namespace: str | None = None,
                  starting_deadline_s: float = STARTING_DEADLINE_S, tick_s: float = TICK_S,
                  history_every_s: float = HISTORY_EVERY_S,
-                 orphan_after_s: float = ORPHAN_AFTER_S) -> None:
+                 orphan_after_s: float = ORPHAN_AFTER_S,
+                 sweeper: Callable[[], object] | None = None) -> None:
         self.store, self.dispatch = store, dispatch
         self.clock = clock or SystemClock()
         self.namespace, self.starting_deadline_s = namespace, starting_deadline_s
         self.tick_s, self.history_every_s = tick_s, history_every_s
         self.orphan_after_s = orphan_after_s
+        self.sweeper = sweeper
         self.configs = Configurations(store, namespace)
         self._soonest = math.inf  #: the earliest slot still ahead after the last tick
         self._views: dict[tuple[str, str], tuple[bytes, bytes | None, SessionView | None]] = {}
@@ -159,6 +165,8 @@ class Scheduler:
             started = self.clock.now()
             if self.tick_safely() or not self._frozen:
                 self._settle_memory()
+            if self.sweeper is not None:
+                self.sweeper()  # it never raises: a failed sweep is logged and retried
             self.clock.sleep(self._pause(started))
         log.info("beat stopped")
 

@@ -5,14 +5,19 @@
 - ``worker_prefetch_multiplier = 1``: a worker holds one long job, not a backlog.
 - ``visibility_timeout`` above the longest backup, or Redis redelivers a running task.
 - task events on, for Flower; separate queues for data-moving and control steps.
+- at ``worker_ready``, the stale-session sweeper starts (``workers/sweeper.py``): what a
+  killed worker left Running is queued again or failed long before Redis would hand its
+  message out again.
 """
 
 from __future__ import annotations
 
 from celery import Celery
+from celery.signals import worker_ready, worker_shutdown
 
 from workers import logs
 from workers.steps.session import CONTROL_QUEUE, DATA_QUEUE, ROUTES
+from workers.sweeper import start_in_worker, stop_in_worker
 from workflows.settings import Settings
 
 
@@ -42,6 +47,8 @@ def create_app(settings: Settings) -> Celery:
     import workers.steps  # noqa: F401 - registers the steps with this app
 
     app.conf.task_routes = dict(ROUTES)
+    worker_ready.connect(start_in_worker, weak=False, dispatch_uid="stashq.sweeper.start")
+    worker_shutdown.connect(stop_in_worker, weak=False, dispatch_uid="stashq.sweeper.stop")
 
     logs.install()
     return app

@@ -1,15 +1,19 @@
 """``stashq check``: does every snapshot's data exist, with the recorded size (and, with
 ``read_data``, the recorded sha256)? Data without a manifest is listed as orphaned.
 
+In an encrypted repository every manifest is authenticated as it is read, and with
+``read_data`` every segment of every stream too (decrypted, never decompressed or kept).
 Read-only: it reports, it never repairs or deletes.
 """
 
 from __future__ import annotations
 
+import collections
 import hashlib
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 
-from workers.snapshots import load_snapshot
+from workers.snapshots import Cipher, load_snapshot
 from workers.storage.base import Storage
 from workflows.errors import IntegrityError, NotFound
 from workflows.snapshots import DATA_DIR, snapshot_id_of
@@ -28,7 +32,7 @@ class CheckReport:
         return not self.problems
 
 
-def check_repository(storage: Storage, *, read_data: bool = False) -> CheckReport:
+def check_repository(storage: Storage, cipher: Cipher, *, read_data: bool = False) -> CheckReport:
     report = CheckReport()
     objects = dict(storage.list(""))
     claimed: set[str] = set()
@@ -38,7 +42,7 @@ def check_repository(storage: Storage, *, read_data: bool = False) -> CheckRepor
             continue
         report.snapshots += 1
         try:
-            snapshot = load_snapshot(storage, snapshot_id)
+            snapshot = load_snapshot(storage, cipher, snapshot_id)
         except IntegrityError as e:
             report.problems.append(str(e))
             continue
@@ -46,7 +50,7 @@ def check_repository(storage: Storage, *, read_data: bool = False) -> CheckRepor
             report.streams += 1
             claimed.add(stream.key)
             problem = _check_stream(storage, objects, stream.key, stream.size_bytes,
-                                    stream.sha256 if read_data else None, report)
+                                    stream.sha256 if read_data else None, report, cipher)
             if problem:
                 report.problems.append(f'snapshot "{snapshot_id}" stream {stream.name}: {problem}')
     report.orphans = sorted(k for k in objects if k.startswith(DATA_DIR) and k not in claimed)
@@ -54,7 +58,7 @@ def check_repository(storage: Storage, *, read_data: bool = False) -> CheckRepor
 
 
 def _check_stream(storage: Storage, objects: dict[str, int], key: str, size: int,
-                  sha256: str | None, report: CheckReport) -> str | None:
+                  sha256: str | None, report: CheckReport, cipher: Cipher) -> str | None:
     if key not in objects:
         return "data is missing"
     if objects[key] != size:
@@ -62,13 +66,24 @@ def _check_stream(storage: Storage, objects: dict[str, int], key: str, size: int
     if sha256 is None:
         return None
     digest = hashlib.sha256()
+    chunks = _hashed(storage.get_stream(key), digest, report)
     try:
-        for chunk in storage.get_stream(key):
-            digest.update(chunk)
-            report.bytes_read += len(chunk)
+        if cipher is None:
+            collections.deque(chunks, maxlen=0)
+        else:
+            collections.deque(cipher.decrypt(chunks, key.encode()), maxlen=0)
     except NotFound:
         return "data is missing"
+    except IntegrityError as e:
+        return str(e)
     if digest.hexdigest() != sha256:
         return f"sha256 is {digest.hexdigest()[:16]}…, manifest says {sha256[:16]}…"
     return None
 
+
+def _hashed(chunks: Iterator[bytes], digest: hashlib._Hash,
+            report: CheckReport) -> Iterator[bytes]:
+    for chunk in chunks:
+        digest.update(chunk)
+        report.bytes_read += len(chunk)
+        yield chunk

@@ -33,7 +33,6 @@ from workflows.resources import (
 )
 from workflows.resources.base import Resource, TaskRef
 from workflows.settings import Settings
-from workflows.snapshots import RepositoryConfig
 
 R = TypeVar("R", bound=Resource)
 
@@ -65,6 +64,8 @@ class SessionRef:
 
 class StepContext:
     """Lazily resolved view of one session; cached per step execution."""
+
+    _cipher: tuple[Cipher] | None = None  #: set once config.json exists
 
     def __init__(self, settings: Settings, store: ResourceStore, ref: SessionRef) -> None:
         self.settings, self.store, self.ref = settings, store, ref
@@ -116,17 +117,21 @@ class StepContext:
         secret = self.storage_secret
         return None if secret is None else secret.values.get(PASSWORD_KEY)
 
-    @functools.cached_property
+    @property
     def cipher(self) -> Cipher:
-        """What the repository is read with: None if unencrypted (or not created yet).
+        """What the repository is read and written with: None if it is unencrypted, or
+        new (its ``config.json`` not written yet: then asked again next time).
 
-        ``PrecheckFailed`` if it is encrypted and the password is missing or wrong.
+        ``PrecheckFailed`` if it is encrypted and the password is missing or wrong, or
+        if it is not and a password is set.
         """
-        return self.unlock(read_config(self.storage))
-
-    def unlock(self, config: RepositoryConfig | None) -> Cipher:
-        return unlock(config, self.password, repository=self.repository.name,
-                      secret=self.repository.spec.backend.storage_secret_name)
+        if self._cipher is None:
+            config = read_config(self.storage)
+            if config is None:
+                return None
+            self._cipher = (unlock(config, self.password, repository=self.repository.name,
+                                   secret=self.repository.spec.backend.storage_secret_name),)
+        return self._cipher[0]
 
     @functools.cached_property
     def engine(self) -> EngineAdapter:

@@ -8,13 +8,14 @@ from __future__ import annotations
 
 import re
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 
 import pymysql
 
 from workers.engines import ConnectionInfo, ServerInfo
-from workflows.errors import PrecheckFailed
+from workflows.errors import DumpFailed, PrecheckFailed
+from workflows.parallel_plan import TableSize
 from workflows.resources import Engine
 
 #: Databases that belong to the server, never to the user.
@@ -68,3 +69,106 @@ def user_databases(connection: pymysql.Connection) -> list[str]:
     with connection.cursor() as cursor:
         cursor.execute("SELECT SCHEMA_NAME FROM information_schema.SCHEMATA ORDER BY 1")
         return [name for (name,) in cursor.fetchall() if name.lower() not in SYSTEM_DATABASES]
+
+
+# --- a parallel dump's questions (workers/parallel_dump.py, workers/shared_snapshot.py) ---
+
+#: Column types a primary key must have for a table to be dumped in key ranges.
+INTEGER_TYPES = frozenset({"tinyint", "smallint", "mediumint", "int", "bigint"})
+#: The server refuses a statement for want of a privilege (RELOAD, for the commit block).
+SPECIFIC_ACCESS_DENIED = 1227
+
+
+def schema_objects(connection: pymysql.Connection,
+                   databases: Sequence[str]) -> tuple[list[TableSize], list[tuple[str, str]]]:
+    """The tables (with size and integer primary key) and the views (database, name)
+    of ``databases``."""
+    marks = ", ".join(["%s"] * len(databases))
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT TABLE_SCHEMA, TABLE_NAME, COLUMN_NAME, DATA_TYPE "
+                       "FROM information_schema.COLUMNS WHERE COLUMN_KEY = 'PRI' "
+                       f"AND TABLE_SCHEMA IN ({marks})", tuple(databases))
+        key_columns: dict[tuple[str, str], list[tuple[str, str]]] = {}
+        for db, table, column, data_type in cursor.fetchall():
+            key_columns.setdefault((db, table), []).append((column, data_type.lower()))
+        cursor.execute("SELECT TABLE_SCHEMA, TABLE_NAME, TABLE_TYPE, COALESCE(DATA_LENGTH, 0) "
+                       f"FROM information_schema.TABLES WHERE TABLE_SCHEMA IN ({marks}) "
+                       "ORDER BY 1, 2", tuple(databases))
+        rows = cursor.fetchall()
+    views = [(db, name) for db, name, kind, _ in rows if kind == "VIEW"]
+    tables = []
+    for db, name, kind, data_bytes in rows:
+        if kind != "VIEW":
+            key = key_columns.get((db, name), [])
+            integer = len(key) == 1 and key[0][1] in INTEGER_TYPES
+            tables.append(TableSize(db, name, int(data_bytes), key[0][0] if integer else None))
+    return tables, views
+
+
+def key_bounds(connection: pymysql.Connection, table: TableSize) -> tuple[int, int] | None:
+    """MIN and MAX of the table's integer key (two index dives), or None if it is empty."""
+    if table.key is None:
+        return None
+    column, where = _quote(table.key), f"{_quote(table.database)}.{_quote(table.name)}"
+    with connection.cursor() as cursor:
+        cursor.execute(f"SELECT MIN({column}), MAX({column}) FROM {where}")
+        low, high = cursor.fetchone()
+    return None if low is None or high is None else (int(low), int(high))
+
+
+def object_names(connection: pymysql.Connection,
+                 databases: Sequence[str]) -> set[tuple[str, str]]:
+    """(database, name) of every table and view in ``databases`` (names only: quick)."""
+    marks = ", ".join(["%s"] * len(databases))
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT TABLE_SCHEMA, TABLE_NAME FROM information_schema.TABLES "
+                       f"WHERE TABLE_SCHEMA IN ({marks})", tuple(databases))
+        return {(db, name) for db, name in cursor.fetchall()}
+
+
+def block_commits(connection: pymysql.Connection, *, what: str, wait_s: int) -> str:
+    """Block every commit on the server (reads go on); return the statement that lifts it.
+
+    MariaDB ≥ 10.4 without Galera: ``BACKUP STAGE BLOCK_COMMIT``, which waits for no
+    running query. Elsewhere ``FLUSH TABLES WITH READ LOCK``, which also pauses a Galera
+    node's replication but waits for running queries: at most ``wait_s`` seconds.
+    """
+    info = server_info(connection)
+    with connection.cursor() as cursor:
+        cursor.execute(f"SET SESSION lock_wait_timeout = {int(wait_s)}")
+        cursor.execute("SHOW VARIABLES LIKE 'wsrep_on'")
+        galera = any(str(value).upper() == "ON" for _, value in cursor.fetchall())
+        staged = (info.flavor is Engine.MARIADB and not galera
+                  and tuple(int(p) for p in info.version.split(".")[:2]) >= (10, 4))
+        statements = (["BACKUP STAGE START", "BACKUP STAGE BLOCK_COMMIT"] if staged
+                      else ["FLUSH TABLES WITH READ LOCK"])
+        try:
+            for statement in statements:
+                cursor.execute(statement)
+        except pymysql.MySQLError as e:
+            code = e.args[0] if e.args else 0
+            if code == SPECIFIC_ACCESS_DENIED:
+                raise PrecheckFailed(f"{what}: a parallel dump blocks commits for a moment "
+                                     f"with {statements[-1]}, which needs the RELOAD "
+                                     "privilege: grant it, or set parallel to 1") from None
+            raise DumpFailed(f"{what}: {statements[-1]} failed: {e.args[-1]}") from e
+    return "BACKUP STAGE END" if staged else "UNLOCK TABLES"
+
+
+def unblock_commits(connection: pymysql.Connection, statement: str) -> None:
+    with connection.cursor() as cursor:
+        cursor.execute(statement)
+
+
+def snapshot_ports(connection: pymysql.Connection, user: str) -> set[int]:
+    """Client ports of ``user``'s connections that have an InnoDB transaction open."""
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT p.HOST FROM information_schema.PROCESSLIST p "
+                       "JOIN information_schema.INNODB_TRX t ON t.trx_mysql_thread_id = p.ID "
+                       "WHERE p.USER = %s", (user,))
+        hosts = [host for (host,) in cursor.fetchall()]
+    return {int(port) for host in hosts if (port := str(host).rpartition(":")[2]).isdigit()}
+
+
+def _quote(identifier: str) -> str:
+    return "`" + identifier.replace("`", "``") + "`"

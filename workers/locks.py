@@ -9,6 +9,10 @@ before removing it.
 Modes follow restic: any number of ``shared`` holders (backups writing new snapshots)
 or one ``exclusive`` holder (retention deleting snapshots and garbage), so a prune
 never deletes data that a running backup has not yet made visible with its manifest.
+Besides, a backup holds its target's lock exclusively: two backups of one database
+(two triggers, or a duplicate of a session's step) run one after the other, never
+doubling the load on the database, and the second finds the first one's snapshot when
+it is the same session's.
 
 The lease table itself lives in the state store (``Leases``; the Redis implementation
 is ``RedisStore.acquire_lease`` and friends, one Lua script each, timed by the Redis
@@ -24,7 +28,7 @@ import platform
 import secrets
 import threading
 import time
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol, runtime_checkable
 
@@ -114,16 +118,35 @@ class Lease:
                 return
 
 
+def target_lock_name(kind: str, namespace: str, name: str) -> str:
+    """The lock of one backup target (a database server's AppBinding)."""
+    return f"target:{kind}/{namespace}/{name}"
+
+
+Waiting = Callable[[str], object]
+
+
 @contextlib.contextmanager
 def repository_lock(leases: Leases, repository: Repository, owner: str, *, exclusive: bool,
-                    purpose: str, wait_s: float, lease_s: float = LEASE_S) -> Iterator[Lease]:
+                    purpose: str, wait_s: float, lease_s: float = LEASE_S,
+                    on_wait: Waiting | None = None) -> Iterator[Lease]:
     """Hold the repository's lock (renewed in a thread) inside the ``with`` block.
 
     Waits up to ``wait_s`` for conflicting holders, then raises ``RepositoryLocked``
     naming them. Released in any case on the way out.
     """
-    lease = acquire(leases, lock_name(repository), owner, exclusive=exclusive,
-                    purpose=purpose, wait_s=wait_s, lease_s=lease_s)
+    with held(leases, lock_name(repository), owner, exclusive=exclusive, purpose=purpose,
+              wait_s=wait_s, lease_s=lease_s, on_wait=on_wait) as lease:
+        yield lease
+
+
+@contextlib.contextmanager
+def held(leases: Leases, lock: str, owner: str, *, exclusive: bool, purpose: str,
+         wait_s: float, lease_s: float = LEASE_S,
+         on_wait: Waiting | None = None) -> Iterator[Lease]:
+    """Hold ``lock`` (renewed in a thread) inside the ``with`` block; see ``acquire``."""
+    lease = acquire(leases, lock, owner, exclusive=exclusive, purpose=purpose,
+                    wait_s=wait_s, lease_s=lease_s, on_wait=on_wait)
     renewer = threading.Thread(target=lease.renew_until_stopped, daemon=True,
                                name=f"lease {lease.lock}")
     renewer.start()
@@ -139,7 +162,9 @@ def repository_lock(leases: Leases, repository: Repository, owner: str, *, exclu
 
 
 def acquire(leases: Leases, lock: str, owner: str, *, exclusive: bool, purpose: str,
-            wait_s: float, lease_s: float = LEASE_S) -> Lease:
+            wait_s: float, lease_s: float = LEASE_S, on_wait: Waiting | None = None) -> Lease:
+    """Take ``lock`` or raise ``RepositoryLocked`` after ``wait_s``; ``on_wait`` is told
+    (once) who is in the way when the first attempt finds the lock busy."""
     token = secrets.token_hex(8)
     holder = {"owner": owner, "purpose": purpose, "host": platform.node(), "pid": os.getpid()}
     deadline, expired = time.monotonic() + wait_s, []
@@ -153,10 +178,14 @@ def acquire(leases: Leases, lock: str, owner: str, *, exclusive: bool, purpose: 
             log.info("locked %s (%s) for %s", lock, "exclusive" if exclusive else "shared",
                      purpose)
             return Lease(leases, lock, token, lease_s, tuple(expired))
+        holders = "; ".join(describe(h) for h in answer.holders)
         if time.monotonic() >= deadline:
-            holders = "; ".join(describe(h) for h in answer.holders)
             raise RepositoryLocked(f"{lock} is locked by {holders}; gave up after "
                                    f"{wait_s:.0f}s")
+        if on_wait is not None:
+            log.info("waiting for %s, locked by %s", lock, holders)
+            on_wait(f"{lock}, locked by {holders}")
+            on_wait = None
         time.sleep(POLL_S)
 
 
@@ -165,13 +194,27 @@ BACKUP_WAIT_S = 600.0
 
 
 @contextlib.contextmanager
-def backup_lock(store: object, repository: Repository, owner: str) -> Iterator[None]:
-    """A backup's shared hold on its repository, if the store can hold locks at all."""
+def backup_lock(store: object, repository: Repository, owner: str, *,
+                target: str | None = None, lease_s: float = LEASE_S,
+                wait_s: float = BACKUP_WAIT_S,
+                on_wait: Waiting | None = None) -> Iterator[tuple[str, ...]]:
+    """A backup's exclusive hold on its ``target`` lock (if named), then its shared hold
+    on the repository, if the store can hold locks at all.
+
+    Yields the lapsed holders these acquires removed, described for the session status.
+    """
     if not isinstance(store, Leases):
         log.warning("state store %s holds no locks: backup not serialized with retention",
                     type(store).__name__)
-        yield
+        yield ()
         return
-    with repository_lock(store, repository, owner, exclusive=False, purpose="backup",
-                         wait_s=BACKUP_WAIT_S):
-        yield
+    with contextlib.ExitStack() as stack:
+        leases = []
+        if target is not None:
+            leases.append(stack.enter_context(held(
+                store, target, owner, exclusive=True, purpose="backup", wait_s=wait_s,
+                lease_s=lease_s, on_wait=on_wait)))
+        leases.append(stack.enter_context(repository_lock(
+            store, repository, owner, exclusive=False, purpose="backup", wait_s=wait_s,
+            lease_s=lease_s, on_wait=on_wait)))
+        yield tuple(e for lease in leases for e in lease.expired)

@@ -56,6 +56,10 @@ class ClientProcess:
                 self.stderr_lines.append(line)
                 log.warning("%s: %s", self.name, line)
 
+    def poll(self) -> int | None:
+        """The exit code, or None while the client runs (never blocks)."""
+        return self._proc.poll()
+
     def error_lines(self) -> list[str]:
         return [line for line in self.stderr_lines if ERROR_LINE.search(line)]
 

@@ -47,8 +47,39 @@ class Settings:
     db_wait_s: int = 60
     #: How late a missed cron slot may still start (CronJob's startingDeadlineSeconds).
     starting_deadline_s: int = 300
-    #: A Running session whose worker stopped reporting for this long is stale.
+    #: A Running session whose worker stopped reporting for this long is stale. Five
+    #: heartbeat intervals and more than a queue's usual wait between two steps: the wait
+    #: counts too, and a session found stale is re-queued (harmless) or failed.
     heartbeat_timeout_s: int = 300
+    #: Seconds between a running step's heartbeats (``status.heartbeatAt``): each is one
+    #: status patch, so not too often; well under ``heartbeat_timeout_s``.
+    heartbeat_interval_s: float = 30.0
+    #: Times a stale session is queued again before it is failed. Steps are idempotent,
+    #: so a re-run after a killed worker finishes the session; the bound stops a backup
+    #: that kills its worker every time (out of memory, say) from looping for ever.
+    stale_requeue_limit: int = 2
+    #: Seconds between sweeps for stale sessions, in every worker and every beat. Each
+    #: sweep lists the sessions (one round trip); 0: no periodic sweeps, only the one
+    #: each worker makes at start-up.
+    stale_sweep_interval_s: float = 60.0
+    #: Times a step is retried after a transient failure (S3 or the state store
+    #: unreachable, 5xx, a busy repository lock) before the session fails.
+    retry_limit: int = 5
+    #: Seconds before the first retry; doubled for each next one (30, 60, 120, ...).
+    retry_base_s: float = 30.0
+    #: Seconds between two retries at most: with the defaults the retries of a step
+    #: span about 15 minutes, the length of a typical S3 or network maintenance.
+    retry_max_delay_s: float = 600.0
+    #: Seconds a repository lock outlives a holder that stopped renewing it (a killed
+    #: worker): others wait at most this long. Renewed every third of it.
+    lock_lease_s: float = 60.0
+    #: Attempts per S3 request inside botocore (its "standard" mode, first one included)
+    #: before the error reaches the step, whose own retries take over.
+    s3_max_attempts: int = 4
+    #: Test only, empty in production: ``<point>:<seconds>`` makes the dump step sleep at
+    #: a named point (``before_upload``, ``before_manifest``) so that fault tests can kill
+    #: a worker there. See ``workers/pauses.py``.
+    pause_at: str = ""
 
     @classmethod
     def from_env(cls, env: Mapping[str, str]) -> Settings:
@@ -57,11 +88,13 @@ class Settings:
             raw = env.get(PREFIX + f.name.upper())
             if raw is None:
                 continue
-            if f.type in ("int", int):
+            if f.type in ("int", int, "float", float):
+                number = float if f.type in ("float", float) else int
                 try:
-                    values[f.name] = int(raw)
+                    values[f.name] = number(raw)
                 except ValueError:
-                    raise InvalidResource(f'"{raw}" is not an integer',
+                    what = "a number" if number is float else "an integer"
+                    raise InvalidResource(f'"{raw}" is not {what}',
                                           source="environment",
                                           path=PREFIX + f.name.upper()) from None
             else:

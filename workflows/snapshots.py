@@ -1,14 +1,14 @@
-"""Snapshot manifests and the repository key layout.
+"""Snapshot manifests, the repository config and the repository key layout.
 
     <prefix>/config.json                    format version (and encryption parameters)
-    <prefix>/data/<snapshot-id>/<stream>    compressed dump streams
-    <prefix>/snapshots/<snapshot-id>.json   manifest, written last
+    <prefix>/data/<snapshot-id>/<stream>    compressed (and encrypted) dump streams
+    <prefix>/snapshots/<snapshot-id>.json   manifest, written last (encrypted too)
     <prefix>/locks/<name>.json              exclusive locks (prune, wipe)
 
 A snapshot exists if and only if its manifest exists: data without a manifest is an
 unfinished or failed write, garbage for prune. The snapshot id is the session name, so
 a redelivered step finds its own finished snapshot instead of taking a second one
-(Stash issue #1030).
+(Stash issue #1030). ``docs/repository-format.md`` describes every byte.
 """
 
 from __future__ import annotations
@@ -16,10 +16,19 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 from pydantic.alias_generators import to_camel
 
+#: Layout and manifests; the ``config.json`` of an unencrypted repository.
 FORMAT_VERSION = 1
+#: The ``config.json`` of an encrypted repository: a StashQ from before encryption
+#: refuses it ("newer format") instead of reading ciphertext as zstd.
+ENCRYPTED_FORMAT_VERSION = 2
+#: How streams and manifests are encrypted: Tink's streaming AEAD key template name.
+STREAM_SCHEME: Literal["AES256_GCM_HKDF_1MB"] = "AES256_GCM_HKDF_1MB"
+#: scrypt memory (128·r·N bytes) a config.json may ask for: a forged one cannot make
+#: a worker allocate gigabytes (ours asks for 32 MiB).
+MAX_SCRYPT_BYTES = 256 * 2**20
 CONFIG_KEY = "config.json"
 SNAPSHOTS_DIR = "snapshots/"
 DATA_DIR = "data/"
@@ -34,9 +43,15 @@ class Stream(_Wire):
     name: str
     key: str
     compression: Literal["zstd"] = "zstd"
-    size_bytes: int = Field(ge=0)     #: stored (compressed) bytes
+    size_bytes: int = Field(ge=0)     #: stored (compressed, maybe encrypted) bytes
     raw_bytes: int = Field(ge=0)      #: bytes the dump client produced
     sha256: str = Field(pattern=r"^[0-9a-f]{64}$")  #: of the stored bytes
+    #: A parallel dump's streams (None: the one stream of a single dump). Restore order:
+    #: every "schema" stream, then the "data" streams at once, then "post-data" (routines,
+    #: events, triggers, views: created after the rows, so triggers do not fire for them).
+    role: Literal["schema", "data", "post-data"] | None = None
+    tables: tuple[str, ...] = ()      #: "db.table" whose rows a data stream holds
+    where: str | None = None          #: the key range of ``tables`` it holds, if not all
 
 
 class Position(_Wire):
@@ -88,6 +103,51 @@ class Snapshot(_Wire):
     @classmethod
     def from_json(cls, data: bytes) -> Snapshot:
         return cls.model_validate_json(data)
+
+
+class Kdf(_Wire):
+    """scrypt (RFC 7914) parameters and salt: password → the key that wraps the repository key."""
+
+    name: Literal["scrypt"] = "scrypt"
+    n: int = Field(ge=2)              #: CPU/memory cost, a power of two
+    r: int = Field(ge=1, le=64)       #: block size
+    p: int = Field(ge=1, le=64)       #: parallelism
+    salt: str = Field(min_length=16)  #: base64 of 16 random bytes
+
+    @model_validator(mode="after")
+    def _bounded(self) -> Kdf:
+        if self.n & (self.n - 1):
+            raise ValueError(f"scrypt n={self.n} is not a power of two")
+        if 128 * self.n * self.r > MAX_SCRYPT_BYTES:
+            raise ValueError(f"scrypt n={self.n}, r={self.r} needs more than "
+                             f"{MAX_SCRYPT_BYTES // 2**20} MiB")
+        return self
+
+
+class Encryption(_Wire):
+    """How a repository is encrypted, as ``config.json`` records it (no secret in it)."""
+
+    scheme: Literal["AES256_GCM_HKDF_1MB"] = STREAM_SCHEME
+    kdf: Kdf
+    key_wrap: Literal["AES-KW"] = "AES-KW"  #: RFC 3394, whose check value tells a wrong password
+    wrapped_key: str = Field(min_length=1)  #: base64 of the wrapped 32-byte repository key
+
+
+class RepositoryConfig(_Wire):
+    format_version: int = FORMAT_VERSION
+    encryption: Encryption | None = None
+
+    def to_json(self) -> bytes:
+        return self.model_dump_json(by_alias=True, exclude_none=True, indent=2).encode()
+
+    @classmethod
+    def from_json(cls, data: bytes) -> RepositoryConfig:
+        return cls.model_validate_json(data)
+
+
+def new_config(encryption: Encryption | None) -> RepositoryConfig:
+    version = FORMAT_VERSION if encryption is None else ENCRYPTED_FORMAT_VERSION
+    return RepositoryConfig(format_version=version, encryption=encryption)
 
 
 def manifest_key(snapshot_id: str) -> str:

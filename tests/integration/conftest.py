@@ -10,13 +10,13 @@ import subprocess
 import sys
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
 
-from tests.servers import MariaDBServer, Pushgateway, RedisServer, S3Server
+from tests.servers import MariaDBServer, Pushgateway, RedisServer, S3Ports, S3Server, free_port
 
 STASHQ = str(Path(sys.executable).with_name("stashq"))
 #: Seconds a worker gets to say it is ready.
@@ -65,15 +65,21 @@ class Stack:
 
     def cli(self, *args: str, namespace: str | None = None, check: bool = False,
             timeout: float = 300) -> subprocess.CompletedProcess[str]:
-        env = dict(self.env)
-        if namespace:
-            env["STASHQ_NAMESPACE"] = namespace
-        result = subprocess.run([STASHQ, *args], env=env, capture_output=True, text=True,
-                                timeout=timeout)
-        if check and result.returncode != 0:
-            raise AssertionError(f"stashq {' '.join(args)} exited {result.returncode}:\n"
-                                 f"{result.stdout}\n{result.stderr}")
-        return result
+        return run_cli(self.env, *args, namespace=namespace, check=check, timeout=timeout)
+
+
+def run_cli(env: dict[str, str], *args: str, namespace: str | None = None, check: bool = False,
+            timeout: float = 300) -> subprocess.CompletedProcess[str]:
+    """Run ``stashq ARGS`` as a user would, with ``env`` (and ``namespace``, if given)."""
+    env = dict(env)
+    if namespace:
+        env["STASHQ_NAMESPACE"] = namespace
+    result = subprocess.run([STASHQ, *args], env=env, capture_output=True, text=True,
+                            timeout=timeout)
+    if check and result.returncode != 0:
+        raise AssertionError(f"stashq {' '.join(args)} exited {result.returncode}:\n"
+                             f"{result.stdout}\n{result.stderr}")
+    return result
 
 
 @pytest.fixture(scope="session")
@@ -99,3 +105,110 @@ def stack(redis_server: RedisServer, s3_server: S3Server, pushgateway: Pushgatew
 @pytest.fixture
 def namespace() -> str:
     return f"t-{uuid.uuid4().hex[:10]}"
+
+
+# --- deployments of a test's own, for fault tests -------------------------------------
+
+#: Worker settings for fault tests: everything that waits takes seconds, not minutes.
+FAST_FAULT_ENV = {
+    "STASHQ_HEARTBEAT_INTERVAL_S": "0.5",
+    "STASHQ_HEARTBEAT_TIMEOUT_S": "3",
+    "STASHQ_STALE_SWEEP_INTERVAL_S": "0.5",
+    "STASHQ_LOCK_LEASE_S": "3",
+    "STASHQ_RETRY_BASE_S": "1",
+    "STASHQ_RETRY_MAX_DELAY_S": "2",
+    "STASHQ_S3_MAX_ATTEMPTS": "1",
+}
+
+
+@dataclass
+class Deployment:
+    """A StashQ of one test's own: a Redis db as broker and store, workers that the test
+    starts, kills and replaces at will, and the servers it was given (the session's, or
+    the test's own when it means to stop them)."""
+
+    env: dict[str, str]
+    tmp_path: Path
+    mariadb: MariaDBServer
+    s3: S3Server
+    redis_url: str
+    workers: list[Worker] = field(default_factory=list)
+
+    def start_worker(self, **env: str) -> Worker:
+        """A new ``stashq worker`` with ``env`` on top (``STASHQ_PAUSE_AT="..."``), ready."""
+        worker = Worker(self.env | env, self.tmp_path / f"worker-{len(self.workers)}.log")
+        self.workers.append(worker)
+        worker.start()
+        return worker
+
+    def cli(self, *args: str, namespace: str | None = None, check: bool = False,
+            timeout: float = 300) -> subprocess.CompletedProcess[str]:
+        return run_cli(self.env, *args, namespace=namespace, check=check, timeout=timeout)
+
+    def logs(self) -> str:
+        return "\n".join(w.log() for w in self.workers)
+
+    def stop(self) -> None:
+        for worker in self.workers:
+            worker.stop(signal.SIGKILL)  # the test is over: nothing to finish gracefully
+
+
+Deploy = Callable[..., Deployment]
+
+
+@pytest.fixture
+def deploy(redis_url: str, s3_server: S3Server, mariadb_server: MariaDBServer,
+           pushgateway: Pushgateway, tmp_path: Path) -> Iterator[Deploy]:
+    """``deploy(mariadb=..., s3=..., redis_url=...)``: a Deployment on the session's
+    servers, or on the ones given; its workers are killed at the end of the test."""
+    made: list[Deployment] = []
+
+    def make(*, mariadb: MariaDBServer | None = None, s3: S3Server | None = None,
+             redis: str | None = None) -> Deployment:
+        url = redis or redis_url
+        base = tmp_path / f"deployment-{len(made)}"
+        (base / "tmp").mkdir(parents=True)
+        env = {k: v for k, v in os.environ.items() if not k.startswith("STASHQ_")}
+        env |= {"STASHQ_BROKER_URL": url, "STASHQ_REDIS_URL": url,
+                "STASHQ_PUSHGATEWAY_URL": pushgateway.url, "STASHQ_DB_WAIT_S": "2",
+                "STASHQ_PART_BYTES": str(5 * 2**20), "TMPDIR": str(base / "tmp"),
+                **FAST_FAULT_ENV}
+        made.append(Deployment(env, base, mariadb or mariadb_server, s3 or s3_server, url))
+        return made[-1]
+
+    yield make
+    for deployment in made:
+        deployment.stop()
+
+
+@pytest.fixture
+def own_s3(tmp_path_factory: pytest.TempPathFactory) -> Iterator[S3Server]:
+    """An S3 server of this test's own, to stop and start again."""
+    server = S3Server(tmp_path_factory.mktemp("s3"), S3Ports.free())
+    server.start()
+    try:
+        yield server
+    finally:
+        server.kill()
+
+
+@pytest.fixture
+def own_redis(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServer]:
+    """A persistent Redis of this test's own, to restart (as production's keeps its data)."""
+    server = RedisServer(tmp_path_factory.mktemp("redis"), free_port(), persistent=True)
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture
+def own_mariadb(tmp_path_factory: pytest.TempPathFactory) -> Iterator[MariaDBServer]:
+    """A MariaDB server of this test's own, to restart."""
+    server = MariaDBServer(tmp_path_factory.mktemp("db"), free_port())
+    server.start()
+    try:
+        yield server
+    finally:
+        server.kill()

@@ -55,12 +55,15 @@ spec:
 
 
 def standard_setup(path: Path, s3: S3Server, mariadb: MariaDBServer, bucket: str,
-                   database: str, *, db_password: str = "", s3_secret: str | None = None) -> Path:
-    """Secrets, AppBinding "db", Repository "repo" on S3, BackupConfiguration "nightly"."""
+                   database: str, *, db_password: str = "", s3_secret: str | None = None,
+                   repository_password: str | None = None) -> Path:
+    """Secrets, AppBinding "db", Repository "repo" on S3, BackupConfiguration "nightly";
+    with ``repository_password``, the repository is encrypted (``RESTIC_PASSWORD``)."""
+    encryption = {} if repository_password is None else {"RESTIC_PASSWORD": repository_password}
     docs = [
         secret("db-auth", username="root", password=db_password),
         secret("s3-auth", AWS_ACCESS_KEY_ID=s3.access_key,
-               AWS_SECRET_ACCESS_KEY=s3_secret or s3.secret_key),
+               AWS_SECRET_ACCESS_KEY=s3_secret or s3.secret_key, **encryption),
         appbinding("db", mariadb, "db-auth"),
         s3_repository("repo", s3, bucket, "s3-auth"),
         backup_configuration("nightly", "repo", "db", database),

@@ -101,7 +101,7 @@ def test_killed_dump_leaves_no_snapshot_and_no_upload(stack: Stack, namespace: s
     with stack.mariadb.connect() as conn, conn.cursor() as cur:
         cur.execute(f"USE `{database}`")
         cur.execute("CREATE TABLE a_big (id INT PRIMARY KEY AUTO_INCREMENT, v TEXT)")
-        cur.execute("INSERT INTO a_big (v) SELECT RANDOM_BYTES(1024) FROM seq_1_to_12000")
+        cur.execute("INSERT INTO a_big (v) SELECT RANDOM_BYTES(1024) FROM seq_1_to_20000")
         cur.execute("UPDATE a_big SET v = HEX(v)")
         cur.execute("CREATE TABLE z_locked (id INT PRIMARY KEY)")
         conn.commit()

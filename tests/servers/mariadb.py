@@ -58,6 +58,10 @@ class MariaDBServer:
     def stop(self) -> None:
         self._process.stop()
 
+    def kill(self) -> None:
+        """SIGKILL (fault tests; InnoDB recovers on the next start)."""
+        self._process.kill()
+
     def running_pid(self) -> int | None:
         return self._process.running_pid()
 

@@ -151,6 +151,15 @@ class ServerProcess:
         self.pid_path.unlink(missing_ok=True)
         self._child = None
 
+    def kill(self) -> None:
+        """SIGKILL, as a crash or a lost machine would end it (fault tests). Idempotent."""
+        pid = self.running_pid()
+        if pid is not None:
+            _signal_group(pid, signal.SIGKILL)
+            self._wait_exit(pid, KILL_WAIT_S)
+        self.pid_path.unlink(missing_ok=True)
+        self._child = None
+
     def log_tail(self) -> str:
         """The last lines the server logged since it was last started."""
         try:

@@ -1,6 +1,8 @@
 """A throw-away Redis on loopback: the Celery broker and the state store in tests and the demo.
 
-Nothing is persisted (`--save ""`, no AOF): a test session starts empty. It runs in the
+Nothing is persisted (`--save ""`, no AOF): a test session starts empty. A `persistent`
+server (for tests that restart it, as production restarts its Redis) writes an
+append-only file synced on every write, so a restart loses nothing. It runs in the
 foreground as our child (`--daemonize no`) so that the pid we record is the server's.
 Redis renames its process title, so it is recognised by its working directory, which
 `--dir` sets to the data dir.
@@ -26,10 +28,11 @@ class RedisServer:
 
     name = "redis"
 
-    def __init__(self, data_dir: Path, port: int) -> None:
+    def __init__(self, data_dir: Path, port: int, *, persistent: bool = False) -> None:
         self.data_dir = data_dir.absolute()
         self.host = ports.LOOPBACK
         self.port = port
+        self.persistent = persistent
         self._process = ServerProcess(self.name, self.data_dir, stop_timeout_s=STOP_TIMEOUT_S)
 
     @property
@@ -72,7 +75,9 @@ class RedisServer:
             "--save",
             "",
             "--appendonly",
-            "no",
+            "yes" if self.persistent else "no",
+            "--appendfsync",
+            "always",
             "--dir",
             str(self.data_dir),
             "--daemonize",

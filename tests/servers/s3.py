@@ -127,6 +127,11 @@ class S3Server:
         self._process.stop()
         self._remove_grpc_sockets()
 
+    def kill(self) -> None:
+        """SIGKILL: an S3 outage as sudden as a crash (fault tests); `start()` again after."""
+        self._process.kill()
+        self._remove_grpc_sockets()
+
     def running_pid(self) -> int | None:
         return self._process.running_pid()
 

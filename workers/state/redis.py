@@ -9,6 +9,10 @@ Layout (all keys under ``stashq:``):
     stashq:generation:<Kind>                 counter bumped by apply, create and delete
                                              (not by status patches): "did any change?"
 
+A lost connection (Redis restarting, a network blip) raises ``TransientStorageError``
+naming the server, so a step retries instead of failing its session; redis-py
+reconnects by itself on the next call.
+
 ``create`` uses ``SET NX`` so that two schedulers, or a retry, create a session once.
 ``patch_status`` is a WATCH/MULTI transaction: concurrent patches never lose fields.
 Secrets are stored like any resource (as etcd stores them on Kubernetes): protect the
@@ -17,14 +21,15 @@ Redis instance accordingly.
 
 from __future__ import annotations
 
+import functools
 import json
-from collections.abc import Mapping, Sequence
-from typing import Any, NamedTuple, TypeVar
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any, Concatenate, NamedTuple, ParamSpec, TypeVar
 
 import redis
 
 from workers.locks import LeaseAnswer
-from workflows.errors import NotFound, StorageError
+from workflows.errors import NotFound, StorageError, TransientStorageError
 from workflows.resources import Resource
 
 R = TypeVar("R", bound=Resource)
@@ -99,15 +104,35 @@ def merge_patch(target: Any, patch: Any) -> Any:
     return result
 
 
+P = ParamSpec("P")
+T = TypeVar("T")
+
+
+def _reachable(method: Callable[Concatenate[RedisStore, P], T],
+               ) -> Callable[Concatenate[RedisStore, P], T]:
+    """Translate a lost connection into ``TransientStorageError`` naming the server."""
+    def translated(self: RedisStore, /, *args: P.args, **kwargs: P.kwargs) -> T:
+        try:
+            return method(self, *args, **kwargs)
+        except (redis.ConnectionError, redis.TimeoutError) as e:
+            raise TransientStorageError(f"state store (Redis) at {self.where} is "
+                                        f"unreachable: {e}") from e
+    functools.update_wrapper(translated, method)
+    return translated
+
+
 class RedisStore:
     def __init__(self, client: redis.Redis) -> None:
         self._redis = client
+        kwargs = client.connection_pool.connection_kwargs  # the URL may hold a password
+        self.where = f"{kwargs.get('host', '?')}:{kwargs.get('port', '?')}/{kwargs.get('db', 0)}"
 
     @classmethod
     def from_url(cls, url: str) -> RedisStore:
         return cls(redis.Redis.from_url(url, socket_timeout=30, socket_connect_timeout=10,
                                         health_check_interval=30))
 
+    @_reachable
     def get(self, cls: type[R], name: str, namespace: str) -> R:
         raw, status = self._redis.mget(_key("res", cls.KIND, namespace, name),
                                        _key("status", cls.KIND, namespace, name))
@@ -115,6 +140,7 @@ class RedisStore:
             raise NotFound(f'{cls.KIND} "{name}" not found in namespace "{namespace}"')
         return _load(cls, raw, status)
 
+    @_reachable
     def list(self, cls: type[R], namespace: str | None = None) -> list[R]:
         members = sorted(m.decode() if isinstance(m, bytes) else m
                          for m in self._redis.smembers(_index(cls.KIND)))
@@ -128,6 +154,7 @@ class RedisStore:
         pairs = zip(values[::2], values[1::2], strict=True)
         return [_load(cls, raw, status) for raw, status in pairs if raw is not None]
 
+    @_reachable
     def apply(self, resource: Resource) -> None:
         ns, name = resource.namespace, resource.name
         with self._redis.pipeline() as pipe:
@@ -136,6 +163,7 @@ class RedisStore:
             pipe.incr(_generation(resource.kind))
             pipe.execute()
 
+    @_reachable
     def create(self, resource: Resource) -> bool:
         ns, name = resource.namespace, resource.name
         created = self._redis.set(_key("res", resource.kind, ns, name), _dump(resource), nx=True)
@@ -146,6 +174,7 @@ class RedisStore:
                 self.patch_status(type(resource), name, ns, resource.status)
         return bool(created)
 
+    @_reachable
     def patch_status(self, cls: type[Resource], name: str, namespace: str,
                      patch: dict[str, Any]) -> dict[str, Any]:
         key = _key("status", cls.KIND, namespace, name)
@@ -161,6 +190,7 @@ class RedisStore:
         self._redis.transaction(apply_patch, key)
         return result[-1]
 
+    @_reachable
     def delete(self, cls: type[Resource], name: str, namespace: str) -> None:
         with self._redis.pipeline() as pipe:
             pipe.delete(_key("res", cls.KIND, namespace, name),
@@ -169,6 +199,7 @@ class RedisStore:
             pipe.incr(_generation(cls.KIND))
             pipe.execute()
 
+    @_reachable
     def list_raw(self, cls: type[Resource], namespace: str | None = None) -> RawObjects:
         """Every object of a kind, unparsed, so that one bad object hides no other."""
         kind = cls.KIND
@@ -183,6 +214,7 @@ class RedisStore:
         return [RawObject(ns, n, _bytes(body), _bytes(status) if status is not None else None)
                 for (ns, n), body, status in pairs if body is not None]
 
+    @_reachable
     def create_many(self, resources: Sequence[Resource]) -> Created:
         """``create`` for many objects in two round trips: True where created.
 
@@ -206,12 +238,14 @@ class RedisStore:
             pipe.execute()
         return created
 
+    @_reachable
     def generation(self, cls: type[Resource]) -> int:
         """A number that changes whenever an object of the kind is applied, created or
         deleted (status patches leave it): when it has not moved, a listing is as before."""
         value = self._redis.get(_generation(cls.KIND))
         return int(value) if value is not None else 0
 
+    @_reachable
     def acquire_lease(self, lock: str, token: str, holder: Mapping[str, Any], *,
                       exclusive: bool, lease_s: float) -> LeaseAnswer:
         """See ``workers.locks.Leases``; one Lua script, timed by the Redis server."""
@@ -221,10 +255,12 @@ class RedisStore:
         return LeaseAnswer(bool(acquired), [json.loads(c) for c in conflicts],
                            [_holder(e) for e in expired])
 
+    @_reachable
     def renew_lease(self, lock: str, token: str, lease_s: float) -> bool:
         return bool(self._redis.eval(_RENEW_LUA, 1, _lock_key(lock), token,
                                      int(lease_s * 1000), LOCK_TABLE_KEEP_MS))
 
+    @_reachable
     def release_lease(self, lock: str, token: str) -> None:
         self._redis.hdel(_lock_key(lock), token)
 

@@ -1,29 +1,45 @@
-"""dump-and-upload: the engine's dump client → zstd → sha256 → repository, as one stream.
+"""dump-and-upload: the engine's dump client → zstd → (encryption →) sha256 → repository,
+as one stream.
 
 Idempotent per session: the snapshot id is the session name, so a redelivered step
 finds its finished snapshot and stops, or discards any half-written data and starts
 again from scratch. The manifest is written last; any failure before it (client exit
 code, an error line, a missing completion line, an upload error) aborts the upload
 and leaves no snapshot.
+
+The step holds its target's lock exclusively (``workers/locks.py``) and looks for the
+snapshot again once it has it: a duplicate of the step (a redelivered message while a
+re-queued run is still dumping) waits for the other, then finds its snapshot.
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from datetime import UTC, datetime
+from pathlib import Path
 
 from workers import database
 from workers.context import StepContext
 from workers.engines.base import defaults_file
-from workers.locks import backup_lock
+from workers.locks import BACKUP_WAIT_S, Leases, backup_lock, repository_lock, target_lock_name
+from workers.parallel_dump import dump_parallel
+from workers.pauses import pause_at
 from workers.process import ClientProcess
-from workers.snapshots import ensure_config, find_snapshot, write_snapshot, write_stream
+from workers.snapshots import (
+    create_config,
+    find_snapshot,
+    read_config,
+    write_snapshot,
+    write_stream,
+)
 from workers.steps.session import DATA_QUEUE, now_iso, session_step, set_status
 from workers.streaming import StreamStats
 from workflows.errors import DumpFailed, PrecheckFailed
-from workflows.snapshots import DATA_DIR, Snapshot, data_key
+from workflows.parallel_plan import parse_parallel
+from workflows.snapshots import DATA_DIR, Snapshot, Stream, data_key
 
 log = logging.getLogger(__name__)
 
@@ -55,54 +71,109 @@ def require_completion(client: str) -> Callable[[StreamStats], None]:
 
 
 def report_progress(ctx: StepContext, started: float) -> Callable[[StreamStats], None]:
+    """Progress into the status, best effort: a state store that is restarting must not
+    abort a dump that the repository is taking (the heartbeat says the same)."""
     def report(stats: StreamStats) -> None:
         elapsed = max(time.monotonic() - started, 1e-3)
-        set_status(ctx, {"progress": {"bytesDumped": stats.raw_bytes,
-                                      "bytesStored": stats.stored_bytes,
-                                      "rateBytesPerSecond": int(stats.raw_bytes / elapsed),
-                                      "elapsedSeconds": round(elapsed, 1),
-                                      "updatedAt": now_iso()}})
+        try:
+            set_status(ctx, {"progress": {"bytesDumped": stats.raw_bytes,
+                                          "bytesStored": stats.stored_bytes,
+                                          "rateBytesPerSecond": int(stats.raw_bytes / elapsed),
+                                          "elapsedSeconds": round(elapsed, 1),
+                                          "updatedAt": now_iso()}})
+        except Exception as e:
+            log.warning("progress not recorded: %s: %s", type(e).__name__, e)
     return report
 
 
+def ensure_config(ctx: StepContext) -> None:
+    """Give a new repository its ``config.json`` (with a password: a random key, wrapped)
+    before anything is written: once, under the exclusive lock, since two first backups
+    into one repository may race and the loser's key would be lost."""
+    if read_config(ctx.storage) is None:
+        with _creating(ctx):
+            if read_config(ctx.storage) is None:
+                create_config(ctx.storage, ctx.password)
+
+
+@contextlib.contextmanager
+def _creating(ctx: StepContext) -> Iterator[None]:
+    if not isinstance(ctx.store, Leases):
+        yield
+        return
+    with repository_lock(ctx.store, ctx.repository, str(ctx.ref), exclusive=True,
+                         purpose="create config.json", wait_s=BACKUP_WAIT_S):
+        yield
+
+
+def dump_stream(ctx: StepContext, cnf: Path, databases: Sequence[str], level: int,
+                extra: Sequence[str], started: float) -> Stream:
+    """The single dump: one client, one stream."""
+    client = ClientProcess(ctx.engine.dump_args(cnf, databases, extra))
+    log.info("dumping %d database(s) with %s (pid %d)", len(databases), client.name, client.pid)
+    pause_at(ctx.settings, "before_upload")
+    try:
+        return write_stream(ctx.storage, ctx.cipher, data_key(ctx.ref.name, STREAM_NAME),
+                            STREAM_NAME,
+                            client.chunks(ctx.settings.dump_chunk_bytes), level=level,
+                            report=report_progress(ctx, started),
+                            check_end=require_completion(client.name))
+    finally:
+        client.stop()
+
+
 def dump_to_repository(ctx: StepContext, params: Mapping[str, str]) -> Snapshot:
-    storage, snapshot_id = ctx.storage, ctx.ref.name
+    storage, cipher, snapshot_id = ctx.storage, ctx.cipher, ctx.ref.name
     databases = selected_databases(ctx, params)
     server = ctx.session.status.get("server", {})
-    ensure_config(storage)
     storage.cleanup_incomplete(f"{DATA_DIR}{snapshot_id}/")
     started_at, started = datetime.now(UTC), time.monotonic()
     level = int(params.get("zstdLevel") or ctx.settings.zstd_level)
     extra = params.get("args", "").split()
+    parallel = parse_parallel(params.get("parallel", ""))
     with defaults_file(ctx.connection) as cnf:
-        client = ClientProcess(ctx.engine.dump_args(cnf, databases, extra))
-        log.info("dumping %d database(s) with %s (pid %d)", len(databases), client.name, client.pid)
-        try:
-            stream = write_stream(storage, data_key(snapshot_id, STREAM_NAME), STREAM_NAME,
-                                  client.chunks(ctx.settings.dump_chunk_bytes), level=level,
-                                  report=report_progress(ctx, started),
-                                  check_end=require_completion(client.name))
-        finally:
-            client.stop()
+        if parallel > 1:  # several clients sharing one snapshot, a stream each
+            streams = dump_parallel(ctx, cnf, databases, parallel, level=level, extra=extra,
+                                    report=report_progress(ctx, started),
+                                    completed=require_completion)
+        else:
+            streams = (dump_stream(ctx, cnf, databases, level, extra, started),)
     snapshot = Snapshot(
         id=snapshot_id, session=ctx.ref.name, repository=ctx.repository.name,
         engine=ctx.appbinding.engine.value, server_version=server.get("version", "unknown"),
         target=ctx.appbinding.name, databases=tuple(databases),
-        streams=(stream,),
+        streams=streams,
         started_at=started_at, finished_at=datetime.now(UTC))
-    write_snapshot(storage, snapshot)
+    pause_at(ctx.settings, "before_manifest")
+    write_snapshot(storage, cipher, snapshot)
     return snapshot
+
+
+def take_snapshot(ctx: StepContext, params: Mapping[str, str]) -> Snapshot:
+    """Under the target's and the repository's locks: the snapshot, taken if missing."""
+    binding = ctx.appbinding
+    target = target_lock_name(binding.kind, binding.namespace, binding.name)
+    with backup_lock(ctx.store, ctx.repository, str(ctx.ref), target=target,
+                     lease_s=ctx.settings.lock_lease_s,
+                     on_wait=lambda why: set_status(ctx, {"waitingFor": why})) as expired:
+        set_status(ctx, {"waitingFor": None,
+                         **({"expiredLocks": list(expired)} if expired else {})})
+        snapshot = find_snapshot(ctx.storage, ctx.cipher, ctx.ref.name)  # a duplicate's?
+        if snapshot is not None:
+            log.info("snapshot %s completed meanwhile; not taking it again", snapshot.id)
+            return snapshot
+        return dump_to_repository(ctx, params)
 
 
 @session_step("stashq.dump_upload", queue=DATA_QUEUE)
 def dump_upload(ctx: StepContext, params: Mapping[str, str]) -> None:
     """Take the snapshot unless this session already has one; record its stats."""
-    snapshot = find_snapshot(ctx.storage, ctx.ref.name)
+    ensure_config(ctx)
+    snapshot = find_snapshot(ctx.storage, ctx.cipher, ctx.ref.name)
     if snapshot is not None:
         log.info("snapshot %s already complete; not taking it again", snapshot.id)
     else:
-        with backup_lock(ctx.store, ctx.repository, str(ctx.ref)):  # retention waits for it
-            snapshot = dump_to_repository(ctx, params)
+        snapshot = take_snapshot(ctx, params)
     seconds = (snapshot.finished_at - snapshot.started_at).total_seconds()
     set_status(ctx, {"snapshot": {"name": snapshot.id, "totalSize": snapshot.size_bytes,
                                   "uploaded": snapshot.size_bytes, "rawSize": snapshot.raw_bytes,

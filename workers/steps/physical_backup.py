@@ -1,4 +1,4 @@
-"""physical backup: a data directory as xbstream → zstd → sha256 → repository.
+"""physical backup: a data directory as xbstream → zstd → (encryption →) sha256 → repository.
 
 Two sources, one path. ``galera-sst``: garbd asks a cluster node for a State Snapshot
 Transfer to this worker (``workers.engines.galera``); the donor's small galera info
@@ -27,8 +27,8 @@ from workers.engines import galera
 from workers.engines.base import defaults_file
 from workers.engines.physical import ToolProcess, backup_args, physical_tools
 from workers.locks import backup_lock
-from workers.snapshots import ensure_config, find_snapshot, write_snapshot, write_stream
-from workers.steps.dump_upload import report_progress
+from workers.snapshots import find_snapshot, write_snapshot, write_stream
+from workers.steps.dump_upload import ensure_config, report_progress
 from workers.steps.physical_precheck import GALERA_METHOD, backup_method
 from workers.steps.session import DATA_QUEUE, session_step, set_status
 from workers.xbstream import (
@@ -55,9 +55,10 @@ DATA_STREAM = "datadir.xbstream.zst"
 
 def store_stream(ctx: StepContext, name: str, raw: Iterable[bytes], level: int,
                  check: Callable[[], None] | None = None) -> Stream:
-    """Compress, hash and upload ``raw`` under the snapshot; ``check()`` runs at its end,
-    before the upload completes, and may raise to abort it."""
-    return write_stream(ctx.storage, data_key(ctx.ref.name, name), name, _xbstream(raw),
+    """Compress, encrypt, hash and upload ``raw`` under the snapshot; ``check()`` runs at
+    its end, before the upload completes, and may raise to abort it."""
+    return write_stream(ctx.storage, ctx.cipher, data_key(ctx.ref.name, name), name,
+                        _xbstream(raw),
                         level=level, report=report_progress(ctx, time.monotonic()),
                         check_end=None if check is None else lambda _stats: check())
 
@@ -145,7 +146,6 @@ def mariabackup_streams(ctx: StepContext, params: Mapping[str, str],
 def take_physical_snapshot(ctx: StepContext, params: Mapping[str, str]) -> Snapshot:
     method = backup_method(params)
     storage, snapshot_id = ctx.storage, ctx.ref.name
-    ensure_config(storage)
     storage.cleanup_incomplete(f"{DATA_DIR}{snapshot_id}/")
     started_at = datetime.now(UTC)
     level = int(params.get("zstdLevel") or ctx.settings.zstd_level)
@@ -157,14 +157,15 @@ def take_physical_snapshot(ctx: StepContext, params: Mapping[str, str]) -> Snaps
         server_version=ctx.session.status.get("server", {}).get("version", "unknown"),
         target=ctx.appbinding.name, streams=tuple(streams), started_at=started_at,
         finished_at=datetime.now(UTC), method=method, position=position)
-    write_snapshot(storage, snapshot)
+    write_snapshot(storage, ctx.cipher, snapshot)
     return snapshot
 
 
 @session_step("stashq.physical_backup", queue=DATA_QUEUE)
 def physical_backup(ctx: StepContext, params: Mapping[str, str]) -> None:
     """Take the physical snapshot unless this session already has one; record its stats."""
-    snapshot = find_snapshot(ctx.storage, ctx.ref.name)
+    ensure_config(ctx)
+    snapshot = find_snapshot(ctx.storage, ctx.cipher, ctx.ref.name)
     if snapshot is not None:
         log.info("snapshot %s already complete; not taking it again", snapshot.id)
     else:

@@ -14,15 +14,13 @@ import logging
 import os
 from collections.abc import Mapping
 
-from celery.exceptions import Ignore
-
 from workers import database
 from workers.context import StepContext
 from workers.engines import galera
 from workers.engines.physical import physical_tools
 from workers.snapshots import resolve_snapshot
-from workers.steps.precheck import check_server
-from workers.steps.session import FINAL_PHASES, now_iso, session_step, set_status
+from workers.steps.precheck import check_server, start_session
+from workers.steps.session import session_step, set_status
 from workflows.errors import InvalidResource, PrecheckFailed, StorageError
 from workflows.snapshots import Snapshot
 
@@ -63,13 +61,14 @@ def check_backup(ctx: StepContext) -> dict[str, str]:
                                  "this worker")
     try:
         ctx.storage.check_writable()
+        ctx.cipher  # noqa: B018 - a missing or wrong password fails now, not after the copy
     except StorageError as e:
         raise type(e)(f'Repository "{ctx.repository.name}": {e}') from e
     return {"flavor": server.flavor.value, "version": server.version_string}
 
 
 def check_restore(ctx: StepContext) -> Snapshot:
-    snapshot = resolve_snapshot(ctx.storage, ctx.repository.name,
+    snapshot = resolve_snapshot(ctx.storage, ctx.cipher, ctx.repository.name,
                                 ctx.session.snapshot)  # type: ignore[union-attr]
     if snapshot.kind != "physical":
         raise InvalidResource(f'snapshot "{snapshot.id}" is a {snapshot.kind} snapshot; restore '
@@ -87,11 +86,7 @@ def check_restore(ctx: StepContext) -> Snapshot:
 @session_step("stashq.physical_precheck")
 def physical_precheck(ctx: StepContext, params: Mapping[str, str]) -> None:
     """Verify, then mark the session Running."""
-    if ctx.session.status.get("phase") in FINAL_PHASES:
-        log.info("session already %s; not running it again", ctx.session.status["phase"])
-        raise Ignore()
-    set_status(ctx, {"phase": "Running", "startTime": ctx.session.status.get("startTime")
-                     or now_iso()})
+    start_session(ctx)
     ctx.plan  # noqa: B018 - resolves the Task now, so a bad one fails first
     if ctx.is_backup:
         server = check_backup(ctx)

@@ -111,7 +111,7 @@ def unpack(ctx: StepContext, snapshot: Snapshot, directory: Path) -> None:
     tool = physical_tools(ctx.appbinding.engine).stream()
     client = ClientProcess([tool, "-x", "-C", str(directory)], stdin_pipe=True)
     try:  # a corrupt stream raises inside feed, before mbstream's input is closed
-        client.feed(read_stream(ctx.storage, snapshot.id, stream,
+        client.feed(read_stream(ctx.storage, ctx.cipher, snapshot.id, stream,
                                 report_progress(ctx, time.monotonic())))
     finally:
         client.stop()
@@ -132,7 +132,7 @@ def restore_replica(ctx: StepContext, params: Mapping[str, str]) -> dict[str, An
     directory = data_dir_for(params.get("dataDir", ""), replica=replica,
                              target=ctx.appbinding.name, session=ctx.ref.name,
                              namespace=ctx.ref.namespace)
-    snapshot = resolve_snapshot(ctx.storage, ctx.repository.name,
+    snapshot = resolve_snapshot(ctx.storage, ctx.cipher, ctx.repository.name,
                                 ctx.session.snapshot)  # type: ignore[union-attr]
     done = claim(directory, str(ctx.ref))
     if done is not None:

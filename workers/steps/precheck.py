@@ -3,7 +3,8 @@
 Checks, each failing with its own message: the references resolve (configuration,
 repository, AppBinding, Secrets, Task), the database accepts the AppBinding's
 credentials, its flavor and version match the Task, the client binaries are installed,
-and the repository is reachable and writable (backup) or holds the snapshot (restore).
+and the repository is reachable and writable (backup) or holds the snapshot (restore),
+and the password opens an encrypted repository (or no password is set for a plain one).
 """
 
 from __future__ import annotations
@@ -53,22 +54,29 @@ def run_precheck(ctx: StepContext) -> ServerInfo:
         if ctx.is_backup:
             ctx.engine.dump_client()
             ctx.storage.check_writable()
+            ctx.cipher  # noqa: B018 - a missing or wrong password fails now, not after the dump
         else:
             ctx.engine.restore_client()
-            resolve_snapshot(ctx.storage, ctx.repository.name, ctx.session.snapshot)  # type: ignore[union-attr]
+            resolve_snapshot(ctx.storage, ctx.cipher, ctx.repository.name,
+                             ctx.session.snapshot)  # type: ignore[union-attr]
     except StorageError as e:
         raise type(e)(f'Repository "{ctx.repository.name}": {e}') from e
     return server
 
 
-@session_step("stashq.precheck")
-def precheck(ctx: StepContext, params: Mapping[str, str]) -> None:
-    """Verify, then mark the session Running."""
+def start_session(ctx: StepContext) -> None:
+    """Mark the session Running; stop the chain if it already ended (a redelivery)."""
     if ctx.session.status.get("phase") in FINAL_PHASES:
         log.info("session already %s; not running it again", ctx.session.status["phase"])
         raise Ignore()
     set_status(ctx, {"phase": "Running", "startTime": ctx.session.status.get("startTime")
                      or now_iso()})
+
+
+@session_step("stashq.precheck")
+def precheck(ctx: StepContext, params: Mapping[str, str]) -> None:
+    """Verify, then mark the session Running."""
+    start_session(ctx)
     server = run_precheck(ctx)
     set_status(ctx, {"server": {"flavor": server.flavor.value, "version": server.version_string},
                      "conditions": {"PrecheckPassed": "True"}})

@@ -33,7 +33,7 @@ def push_session_metrics(ctx: StepContext, status: Mapping[str, Any]) -> None:
     metrics.push(ctx.settings.pushgateway_url, session_facts(ctx, status))
 
 
-@session_step("stashq.push_metrics")
+@session_step("stashq.push_metrics", after_final=True)
 def push_metrics(ctx: StepContext, params: Mapping[str, str]) -> None:
     """Push metrics, then record that they were pushed."""
     push_session_metrics(ctx, ctx.session.status)

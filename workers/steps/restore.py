@@ -1,9 +1,11 @@
-"""restore: repository → sha256 + zstd checksum → the SQL client, as one stream.
+"""restore: repository → sha256 (+ per-segment authentication) + zstd checksum → the SQL
+client, as one stream.
 
 A one-database snapshot (dumped without CREATE DATABASE / USE) can be restored under
 another name (param ``database``); a multi-database snapshot recreates its databases
 by their own names. A sha256 mismatch kills the client before its input is closed and
-fails the session naming the snapshot.
+fails the session naming the snapshot; in an encrypted repository a segment that does
+not authenticate does so before any byte of it reaches the client.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ from collections.abc import Mapping
 from workers import database
 from workers.context import StepContext
 from workers.engines.base import defaults_file
+from workers.parallel_restore import is_parallel, restore_parallel
 from workers.process import ClientProcess
 from workers.snapshots import read_stream, resolve_snapshot
 from workers.steps.dump_upload import report_progress
@@ -39,7 +42,7 @@ def target_database(snapshot: Snapshot, params: Mapping[str, str]) -> str | None
 
 
 def restore_snapshot(ctx: StepContext, params: Mapping[str, str]) -> Snapshot:
-    snapshot = resolve_snapshot(ctx.storage, ctx.repository.name,
+    snapshot = resolve_snapshot(ctx.storage, ctx.cipher, ctx.repository.name,
                                 ctx.session.snapshot)  # type: ignore[union-attr]
     db = target_database(snapshot, params)
     if db is not None:
@@ -48,12 +51,15 @@ def restore_snapshot(ctx: StepContext, params: Mapping[str, str]) -> Snapshot:
             cursor.execute(f"CREATE DATABASE IF NOT EXISTS {quote_identifier(db)}")
     set_status(ctx, {"snapshot": {"name": snapshot.id, "database": db}})
     started = time.monotonic()
+    if is_parallel(snapshot):  # schema, then data streams at once, then post-data
+        restore_parallel(ctx, snapshot, db, params, report_progress(ctx, started))
+        return snapshot
     with defaults_file(ctx.connection) as cnf:
         for stream in snapshot.streams:
             client = ClientProcess(ctx.engine.restore_args(cnf, db, params.get("args", "").split()),
                                    stdin_pipe=True)
             try:  # a corrupt stream raises inside feed, before the client's input is closed
-                client.feed(read_stream(ctx.storage, snapshot.id, stream,
+                client.feed(read_stream(ctx.storage, ctx.cipher, snapshot.id, stream,
                                         report_progress(ctx, started)))
             finally:
                 client.stop()

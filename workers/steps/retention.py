@@ -82,10 +82,19 @@ def prune(storage: Storage, lease: Lease | None, config: BackupConfiguration,
     return deleted
 
 
+def abort_dead_uploads(storage: Storage) -> int:
+    """Under the exclusive lock no backup is writing, so every open multipart upload is
+    left by a backup that died with S3 unreachable (it could not abort): abort them."""
+    aborted = storage.cleanup_incomplete(DATA_DIR)
+    if aborted:
+        log.warning("aborted %d multipart upload(s) left open by failed backups", aborted)
+    return aborted
+
+
 def apply_policy(ctx: StepContext, config: BackupConfiguration, policy: RetentionPolicy,
                  lease: Lease | None) -> dict[str, Any]:
     storage = ctx.storage
-    selection = select(config, policy, snapshots_of(config, list_snapshots(storage)))
+    selection = select(config, policy, snapshots_of(config, list_snapshots(storage, ctx.cipher)))
     report: dict[str, Any] = {"policy": policy.name, "dryRun": policy.dry_run,
                               "prune": policy.prune, "kept": len(selection.keep),
                               "forgotten": list(selection.forget[:MAX_LISTED_IDS]),
@@ -99,6 +108,8 @@ def apply_policy(ctx: StepContext, config: BackupConfiguration, policy: Retentio
     forget(storage, lease, selection.forget)
     if policy.prune:
         report["prunedObjects"] = prune(storage, lease, config, selection.forget)
+        if lease is not None and (aborted := abort_dead_uploads(storage)):
+            report["abortedUploads"] = aborted
     log.info("policy %s kept %d snapshot(s), forgot %d%s", policy.name, len(selection.keep),
              len(selection.forget), f", pruned {report['prunedObjects']} object(s)"
              if policy.prune else "")
@@ -114,7 +125,9 @@ def locked(ctx: StepContext, wait_s: float) -> Iterator[Lease | None]:
         yield None
         return
     with repository_lock(ctx.store, ctx.repository, str(ctx.ref), exclusive=True,
-                         purpose="retention", wait_s=wait_s) as lease:
+                         purpose="retention", wait_s=wait_s, lease_s=ctx.settings.lock_lease_s,
+                         on_wait=lambda why: set_status(ctx, {"waitingFor": why})) as lease:
+        set_status(ctx, {"waitingFor": None})
         yield lease
 
 
@@ -134,6 +147,7 @@ def retention(ctx: StepContext, params: Mapping[str, str]) -> None:
     except RepositoryLocked as e:
         log.warning("retention deferred to a later backup: %s", e)
         set_status(ctx, {"retention": {"policy": policy.name, "deferred": e.reason},
+                         "waitingFor": None,
                          "conditions": {"RetentionPolicyApplied": "False"}})
         return
     set_status(ctx, {"retention": report, "conditions": {"RetentionPolicyApplied": "True"}})

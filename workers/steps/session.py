@@ -1,26 +1,41 @@
-"""The frame around every step: context, logging, and a final phase on failure.
+"""The frame around every step: context, logging, heartbeats, retries, a final phase.
 
 A session must always reach a final phase with a reason (Stash issues #1488, #889):
 any exception in a step marks the session Failed with a sentence a person can act on
 (our own errors carry one; anything else gets a generic reason and a logged
 traceback), then re-raises so the chain stops.
+
+Around that, the frame
+
+- does nothing for a session already final (a redelivered message, a duplicate queued
+  by the stale-session sweeper): the chain stops there, so a late message can neither
+  take a second snapshot nor turn Failed into Succeeded or back. Steps that run after
+  the final phase is written (``push_metrics``) say so with ``after_final``;
+- keeps ``status.heartbeatAt`` fresh while the step runs (``workers/heartbeat.py``);
+- retries a step that failed with a ``Transient`` error (S3 unreachable, a busy lock)
+  with exponential backoff (``workflows/backoff.py``), recording ``status.retry``, and
+  fails the session only when the retries are used up.
 """
 
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
 from typing import Any
 
 from celery import shared_task
-from celery.exceptions import Ignore
+from celery.exceptions import Ignore, Retry
 
 from workers.context import SessionRef, StepContext
+from workers.heartbeat import heartbeat
 from workers.logs import session_context
 from workers.state import open_store
 from workers.state.base import ResourceStore
-from workflows.errors import StashQError
+from workflows.backoff import retry_delay_s
+from workflows.errors import StashQError, Transient
+from workflows.schedule import iso_utc
 
 log = logging.getLogger(__name__)
 
@@ -40,8 +55,13 @@ def now_iso() -> str:
     return datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
-def session_step(name: str, *, queue: str = CONTROL_QUEUE) -> Callable[[StepFunction], Any]:
-    """Register ``fn(ctx, params)`` as the Celery task ``name``."""
+def session_step(name: str, *, queue: str = CONTROL_QUEUE,
+                 after_final: bool = False) -> Callable[[StepFunction], Any]:
+    """Register ``fn(ctx, params)`` as the Celery task ``name``.
+
+    ``after_final``: the step also runs for a session already Succeeded or Failed (it
+    follows the step that writes the final phase); other steps stop the chain there.
+    """
 
     ROUTES[name] = {"queue": queue}
 
@@ -51,21 +71,66 @@ def session_step(name: str, *, queue: str = CONTROL_QUEUE) -> Callable[[StepFunc
         def step(self: Any, ref: str, params: Mapping[str, str]) -> None:
             ctx = StepContext(self.app.stashq_settings, _store(self.app), SessionRef.parse(ref))
             with session_context(ctx.ref.name):
-                log.info("step %s started", name)
-                try:
-                    fn(ctx, params)
-                except Ignore:
-                    log.info("step %s: nothing left to do, chain stopped", name)
-                    raise
-                except Exception as e:
-                    record_failure(ctx, name, e)
-                    raise
-                log.info("step %s done", name)
+                run_step(self, ctx, name, fn, params, after_final=after_final)
 
         step.__doc__ = fn.__doc__
         return step
 
     return register
+
+
+def run_step(task: Any, ctx: StepContext, name: str, fn: StepFunction,
+             params: Mapping[str, str], *, after_final: bool) -> None:
+    """The frame: phase guard, heartbeat, retry on transient errors, failure record."""
+    phase = None
+    try:
+        phase = ctx.session.status.get("phase")
+        if phase in FINAL_PHASES and not after_final:
+            log.info("step %s: session already %s, nothing to do (a redelivered or "
+                     "duplicate message); chain stopped", name, phase)
+            raise Ignore()
+        log.info("step %s started", name)
+        with heartbeat(lambda patch: set_status(ctx, patch), name,
+                       ctx.settings.heartbeat_interval_s, now_iso):
+            fn(ctx, params)
+    except Ignore:
+        log.info("step %s: nothing left to do, chain stopped", name)
+        raise
+    except Exception as e:
+        retries = int(task.request.retries or 0)
+        if isinstance(e, Transient) and retries < ctx.settings.retry_limit:
+            retry_later(task, ctx, name, e, retries)
+        if phase in FINAL_PHASES or (after_final and phase is None):  # the phase stands
+            record_late_failure(ctx, name, e, retries=retries)
+        else:
+            record_failure(ctx, name, e, retries=retries)
+        raise
+    log.info("step %s done", name)
+
+
+def retry_later(task: Any, ctx: StepContext, step: str, error: Exception,
+                retries: int) -> None:
+    """Queue the step again after its backoff (raises ``Retry``); return only if the
+    retry could not be queued, so that the caller records the failure instead."""
+    settings = ctx.settings
+    delay = retry_delay_s(retries, base_s=settings.retry_base_s,
+                          max_s=settings.retry_max_delay_s)
+    due = time.time() + delay
+    reason = failure_reason(step, error)
+    log.warning("step %s failed (%s); retry %d of %d in %.0fs", step, reason, retries + 1,
+                settings.retry_limit, delay)
+    try:  # first: the sweeper must see the wait as a sign of life, not as silence
+        set_status(ctx, {"retry": {"step": step, "attempt": retries + 1,
+                                   "of": settings.retry_limit, "reason": reason,
+                                   "at": iso_utc(due), "timestamp": due}})
+    except Exception as e:
+        log.warning("retry of %s not recorded in the status: %s", step, e)
+    try:
+        task.retry(exc=error, countdown=delay, max_retries=settings.retry_limit)
+    except Retry:
+        raise
+    except Exception:
+        log.exception("could not queue the retry of %s", step)
 
 
 def _store(app: Any) -> ResourceStore:
@@ -75,15 +140,18 @@ def _store(app: Any) -> ResourceStore:
     return store
 
 
-def failure_reason(step: str, error: BaseException) -> str:
+def failure_reason(step: str, error: BaseException, retries: int = 0) -> str:
     if isinstance(error, StashQError):
-        return error.reason
-    return (f"unexpected {type(error).__name__} in step {step}; "
-            "the worker log has the details")
+        reason = error.reason
+    else:
+        reason = (f"unexpected {type(error).__name__} in step {step}; "
+                  "the worker log has the details")
+    return f"{reason} (gave up after {retries} retries)" if retries else reason
 
 
-def record_failure(ctx: StepContext, step: str, error: BaseException) -> None:
-    reason = failure_reason(step, error)
+def record_failure(ctx: StepContext, step: str, error: BaseException, *,
+                   retries: int = 0) -> None:
+    reason = failure_reason(step, error, retries)
     if isinstance(error, StashQError):
         log.error("step %s failed: %s", step, reason)
     else:
@@ -96,6 +164,18 @@ def record_failure(ctx: StepContext, step: str, error: BaseException) -> None:
 
         push_session_metrics(ctx, status)
     except Exception:  # the original error matters more; say we could not record it
+        log.exception("could not record the failure of %s", ctx.ref)
+
+
+def record_late_failure(ctx: StepContext, step: str, error: BaseException, *,
+                        retries: int = 0) -> None:
+    """A step after the final phase failed (metrics not pushed): say so beside the
+    phase, never instead of it; the backup itself is what the phase is about."""
+    reason = failure_reason(step, error, retries)
+    log.error("step %s failed after the session ended: %s", step, reason)
+    try:
+        set_status(ctx, {"lateFailure": {"step": step, "reason": reason, "at": now_iso()}})
+    except Exception:
         log.exception("could not record the failure of %s", ctx.ref)
 
 

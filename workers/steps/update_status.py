@@ -47,7 +47,7 @@ def update_status(ctx: StepContext, params: Mapping[str, str]) -> None:
         raise StashQError("the data step recorded no snapshot; refusing to report success")
     repo = ctx.repository
     ctx.store.patch_status(Repository, repo.name, repo.namespace,
-                           repository_stats(list_snapshots(ctx.storage)))
+                           repository_stats(list_snapshots(ctx.storage, ctx.cipher)))
     seconds = session_seconds(status)
     set_status(ctx, {"phase": "Succeeded", "reason": None, "progress": None,
                      "sessionDuration": f"{seconds}s", "sessionDurationSeconds": seconds,

@@ -32,4 +32,5 @@ def open_storage(repository: Repository, secret: Secret | None, settings: Settin
     return S3Storage(endpoint=s3.endpoint, bucket=s3.bucket, prefix=s3.prefix, region=s3.region,
                      access_key=secret.require(ACCESS_KEY), secret_key=secret.require(SECRET_KEY),
                      path_style=s3.path_style, insecure_tls=s3.insecure_tls,
-                     part_bytes=settings.part_bytes, parts_in_flight=settings.parts_in_flight)
+                     part_bytes=settings.part_bytes, parts_in_flight=settings.parts_in_flight,
+                     max_attempts=settings.s3_max_attempts)

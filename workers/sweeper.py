@@ -1,0 +1,218 @@
+"""The stale-session sweeper: no session stays Running after its worker is gone.
+
+A worker killed mid-step (``kill -9``, out of memory, a lost node) leaves its session
+Running and its message unacknowledged in Redis, which hands it out again only after
+the visibility timeout (hours: it must exceed the longest backup). Meanwhile the
+session's heartbeat (``workers/heartbeat.py``) goes quiet, and this sweeper, run by
+every worker (at start-up, then every ``stale_sweep_interval_s``) and by every beat,
+acts on it as ``workflows/staleness.py`` decides:
+
+- **queue it again**, up to ``stale_requeue_limit`` times: the whole chain is sent
+  anew and every step is idempotent per session (pre-check runs again, ``dump_upload``
+  finds the finished snapshot or aborts the half-written upload and dumps again);
+- then **fail it**, with a reason naming the step and the time it went quiet.
+
+When the original message comes back after the visibility timeout, its steps find the
+session final and stop (``workers/steps/session.py``), or find its snapshot.
+
+The hard part is doing it once with many sweepers: each takes a short lease on the
+session (``sweep:<session>``) and reads the status again under it before acting; the
+action itself refreshes ``requeuedAt``, so the next sweeper finds the session alive.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import secrets
+import threading
+import time
+from collections.abc import Callable, Iterator
+from typing import Any, Protocol, runtime_checkable
+
+from workers.chains import build_chain
+from workers.context import SESSION_KINDS, SessionRef, StepContext
+from workers.heartbeat import worker_name
+from workers.locks import Leases
+from workers.logs import session_context
+from workers.state import open_store
+from workers.state.base import ResourceStore
+from workers.state.redis import RawObject
+from workers.steps.session import now_iso
+from workflows.errors import StashQError
+from workflows.schedule import iso_utc
+from workflows.settings import Settings
+from workflows.staleness import StaleVerdict, stale_verdict
+
+log = logging.getLogger(__name__)
+
+
+@runtime_checkable
+class RawSessions(Protocol):
+    def list_raw(self, cls: Any, namespace: str | None = None) -> list[RawObject]:
+        """Every object of a kind, unparsed."""
+
+
+class StaleSweeper:
+    """Finds stale Running sessions and queues them again or fails them."""
+
+    def __init__(self, app: Any, store: ResourceStore, settings: Settings, *,
+                 namespace: str | None = None, clock: Callable[[], float] = time.time) -> None:
+        self.app, self.store, self.settings = app, store, settings
+        self.namespace, self.clock = namespace, clock
+        self._next_sweep = 0.0
+
+    # --- when -------------------------------------------------------------------------
+
+    def maybe_sweep(self) -> None:
+        """Sweep if ``stale_sweep_interval_s`` passed since the last sweep (beat's tick)."""
+        interval_s = self.settings.stale_sweep_interval_s
+        if interval_s <= 0 or time.monotonic() < self._next_sweep:
+            return
+        self._next_sweep = time.monotonic() + interval_s
+        self.sweep_safely()
+
+    def run(self, stop: threading.Event) -> None:
+        """Sweep now, then every ``stale_sweep_interval_s`` until ``stop`` (a worker)."""
+        self.sweep_safely()
+        interval_s = self.settings.stale_sweep_interval_s
+        while interval_s > 0 and not stop.wait(interval_s):
+            self.sweep_safely()
+
+    def sweep_safely(self) -> list[tuple[SessionRef, StaleVerdict]]:
+        try:
+            return self.sweep()
+        except Exception as e:  # the store may be restarting: the next sweep will do
+            log.warning("stale-session sweep failed: %s: %s", type(e).__name__, e)
+            return []
+
+    # --- what -------------------------------------------------------------------------
+
+    def sweep(self) -> list[tuple[SessionRef, StaleVerdict]]:
+        """One pass over every Running session; return what was done to which."""
+        done = []
+        for ref in self.stale_sessions():
+            with session_context(ref.name):
+                try:
+                    verdict = self.handle(ref)
+                except Exception:  # this session's trouble must not spare the others
+                    log.exception("%s: stale, but could not be handled", ref)
+                    continue
+            if verdict is not None:
+                done.append((ref, verdict))
+        return done
+
+    def stale_sessions(self) -> list[SessionRef]:
+        now, found = self.clock(), []
+        for kind, cls in SESSION_KINDS.items():
+            for namespace, name, status in self._statuses(cls):
+                if self._verdict(status, now) is not None:
+                    found.append(SessionRef(kind, namespace, name))
+        return found
+
+    def _statuses(self, cls: Any) -> Iterator[tuple[str, str, dict[str, Any]]]:
+        store = self.store
+        if isinstance(store, RawSessions):  # one bad object must not hide the others
+            for obj in store.list_raw(cls, self.namespace):
+                try:
+                    status = json.loads(obj.status) if obj.status else {}
+                except ValueError:
+                    continue
+                if isinstance(status, dict):
+                    yield obj.namespace, obj.name, status
+            return
+        for session in store.list(cls, self.namespace):
+            yield session.namespace, session.name, session.status
+
+    def _verdict(self, status: dict[str, Any], now: float) -> StaleVerdict | None:
+        return stale_verdict(status, now=now, timeout_s=self.settings.heartbeat_timeout_s,
+                             requeue_limit=self.settings.stale_requeue_limit)
+
+    def handle(self, ref: SessionRef) -> StaleVerdict | None:
+        """Under the session's sweep lease, with its status read again: act on it."""
+        with self._claim(ref) as claimed:
+            if not claimed:
+                return None
+            status = self.store.get(ref.cls, ref.name, ref.namespace).status
+            verdict = self._verdict(status, self.clock())
+            if verdict is None:
+                return None
+            log.warning("%s: %s", ref, verdict.reason)
+            if verdict.action == "requeue":
+                self.requeue(ref, verdict)
+            else:
+                self.fail(ref, verdict.reason, status.get("heartbeatStep"))
+            return verdict
+
+    @contextlib.contextmanager
+    def _claim(self, ref: SessionRef) -> Iterator[bool]:
+        store = self.store
+        if not isinstance(store, Leases):
+            yield True  # a store without leases: sweepers may race; the steps cope
+            return
+        lock, token = f"sweep:{ref}", secrets.token_hex(8)
+        answer = store.acquire_lease(lock, token, {"owner": worker_name(), "purpose": "sweep"},
+                                     exclusive=True,
+                                     lease_s=float(self.settings.heartbeat_timeout_s))
+        try:
+            yield answer.acquired
+        finally:
+            if answer.acquired:
+                store.release_lease(lock, token)
+
+    def requeue(self, ref: SessionRef, verdict: StaleVerdict) -> None:
+        """Send the session's whole chain again; fail it if that is impossible."""
+        self._patch(ref, {"requeued": verdict.requeued, "requeuedAt": now_iso(),
+                          "lastRequeue": {"at": now_iso(), "by": worker_name(),
+                                          "reason": verdict.reason}})
+        ctx = StepContext(self.settings, self.store, ref)
+        try:
+            result = build_chain(self.app, ctx.plan, str(ref)).apply_async()
+        except StashQError as e:
+            self.fail(ref, f"{verdict.reason}, but it cannot be queued: {e.reason}", None)
+            return
+        except Exception as e:
+            self.fail(ref, f"{verdict.reason}, but it could not be queued: "
+                           f"{type(e).__name__}: {e}", None)
+            return
+        self._patch(ref, {"taskId": str(result.id)})
+        log.info("%s queued again (%d of %d)", ref, verdict.requeued,
+                 self.settings.stale_requeue_limit)
+
+    def fail(self, ref: SessionRef, reason: str, step: object) -> None:
+        now = self.clock()
+        status = self._patch(ref, {"phase": "Failed", "reason": reason,
+                                   "failedStep": step if isinstance(step, str) else None,
+                                   "completionTime": iso_utc(now), "completionTimestamp": now})
+        from workers.steps.push_metrics import push_session_metrics
+
+        try:
+            push_session_metrics(StepContext(self.settings, self.store, ref), status)
+        except Exception as e:  # the failure is recorded; the metric is a bonus
+            log.warning("metrics of failed %s not pushed: %s", ref, e)
+
+    def _patch(self, ref: SessionRef, patch: dict[str, Any]) -> dict[str, Any]:
+        return self.store.patch_status(ref.cls, ref.name, ref.namespace, patch)
+
+
+_STOP_ATTR = "stashq_sweeper_stop"
+
+
+def start_in_worker(sender: Any = None, **_: Any) -> None:
+    """``worker_ready`` handler: sweep at start-up, then periodically, in a thread of the
+    worker's main process (the pool's children run steps, not this)."""
+    app = sender.app
+    settings: Settings = app.stashq_settings
+    stop = threading.Event()
+    setattr(app, _STOP_ATTR, stop)
+    sweeper = StaleSweeper(app, open_store(settings), settings)
+    threading.Thread(target=sweeper.run, args=(stop,), daemon=True,
+                     name="stashq stale sweeper").start()
+
+
+def stop_in_worker(sender: Any = None, **_: Any) -> None:
+    """``worker_shutdown`` handler."""
+    stop = getattr(getattr(sender, "app", None), _STOP_ATTR, None)
+    if isinstance(stop, threading.Event):
+        stop.set()
