@@ -7,6 +7,7 @@ dangling reference) is marked Failed with the reason instead of being queued.
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from typing import Any
 
 from celery import Celery
@@ -50,6 +51,23 @@ def backup_session(config: str, namespace: str, slot_unix: int,
         metadata=Metadata(name=session_name(config, slot_unix), namespace=namespace),
         spec={"invoker": Invoker(name=config)},  # type: ignore[arg-type]
         status=status or {"phase": "Pending"})
+
+
+def queue_or_fail(queue: Callable[[SessionRef], object], store: ResourceStore,
+                  ref: SessionRef) -> bool:
+    """Queue ``ref`` for an event source that must keep going: a failure never escapes,
+    it ends the session Failed with the reason (dispatch already recorded ours)."""
+    try:
+        queue(ref)
+        return True
+    except StashQError as e:
+        log.error("%s not queued: %s", ref, e.reason)
+    except Exception as e:
+        log.exception("%s could not be queued", ref)
+        store.patch_status(ref.cls, ref.name, ref.namespace, {
+            "phase": "Failed", "reason": f"could not be queued: {type(e).__name__}: {e}",
+            "completionTime": now_iso()})
+    return False
 
 
 def new_backup_session(store: ResourceStore, config: str, namespace: str, slot_unix: int,

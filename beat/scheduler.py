@@ -44,12 +44,12 @@ from beat.configurations import (
     located,
     schedule_id,
 )
-from beat.dispatch import backup_session
+from beat.dispatch import backup_session, queue_or_fail
 from workers.context import SessionRef
 from workers.logs import session_context
 from workers.state.redis import RawObject
 from workers.steps.session import FINAL_PHASES
-from workflows.errors import InvalidResource, StashQError
+from workflows.errors import InvalidResource
 from workflows.resources import BackupConfiguration, BackupSession, Resource
 from workflows.retention import sessions_beyond_limit
 from workflows.schedule import (
@@ -346,15 +346,7 @@ class Scheduler:
             "reason": "never queued: the scheduler that created it stopped before queuing it"})
 
     def _queue(self, ref: SessionRef, now: float) -> None:
-        try:
-            self.dispatch(ref)
-        except StashQError as e:  # dispatch marked it Failed with this reason
-            log.error("%s not queued: %s", ref, e.reason)
-        except Exception as e:
-            log.exception("%s could not be queued", ref)
-            self.store.patch_status(BackupSession, ref.name, ref.namespace, {
-                "phase": "Failed", "reason": f"could not be queued: {type(e).__name__}: {e}",
-                "completionTime": iso_utc(now), "completionTimestamp": now})
+        queue_or_fail(self.dispatch, self.store, ref)
 
     def _record(self, plan: SlotPlan, now: float) -> dict[str, Any]:
         """The configuration's status after its slot got a session (by this replica)."""

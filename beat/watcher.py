@@ -44,6 +44,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Literal, Protocol
 
+from beat.dispatch import queue_or_fail
 from workers.context import SESSION_KINDS, SessionRef
 from workers.state.base import (
     INITIAL_PHASE_ANNOTATION,
@@ -51,7 +52,7 @@ from workers.state.base import (
     ResourceVersionExpired,
 )
 from workers.steps.session import FINAL_PHASES, now_iso
-from workflows.errors import InvalidResource, NotFound, StashQError, TransientStorageError
+from workflows.errors import InvalidResource, NotFound, TransientStorageError
 from workflows.parsing import parse_resource
 
 log = logging.getLogger(__name__)
@@ -261,16 +262,7 @@ class Watcher:
         return False
 
     def _queue(self, ref: SessionRef) -> None:
-        try:
-            self.dispatch(ref)
-        except StashQError as e:  # dispatch marked it Failed with this reason
-            log.error("%s not queued: %s", ref, e.reason)
-        except Exception as e:
-            log.exception("%s could not be queued", ref)
-            self.store.patch_status(ref.cls, ref.name, ref.namespace, {
-                "phase": "Failed", "reason": f"could not be queued: {type(e).__name__}: {e}",
-                "completionTime": now_iso()})
-        else:
+        if queue_or_fail(self.dispatch, self.store, ref):
             log.info("queued %s (claimed by %s)", ref, self.identity)
 
     def _fail_stale(self, ref: SessionRef, raw: RawDict) -> None:
