@@ -1,5 +1,5 @@
 # StashQ: the two commands of the README, and the benchmarks.
-.PHONY: install demo test lint bench
+.PHONY: install demo test lint bench bench-parallel
 
 PY := .venv/bin/python
 
@@ -19,3 +19,6 @@ test: lint
 
 bench: install
 	$(PY) -m benchmarks.bench_backup
+
+bench-parallel: install
+	$(PY) -m benchmarks.bench_parallel

@@ -88,7 +88,7 @@ class Result:
     dump_bytes: int
     runs: list[Run]       #: backups
     restores: list[Run]
-    peak_rss_mib: float   #: the worker group's largest VmHWM after the backups
+    peak_rss_mib: dict[str, float]  #: per StashQ backup: a fresh worker group's largest VmHWM
 
 
 def directory_bytes(path: Path) -> int:
@@ -122,6 +122,21 @@ def run_stashq_backup(stack: Stack, namespace: str, pipeline: str,
     run.extra = {"session": float(status["sessionDurationSeconds"]),
                  "step": float(status["snapshot"]["processingTimeSeconds"])}
     return run, name
+
+
+def memory_of(stack: Stack, namespace: str, pipeline: str) -> float:
+    """Peak RSS (MiB) of one backup, alone in a fresh worker: VmHWM only grows, so the
+    timed runs, which share a worker, cannot tell one pipeline's peak from another's."""
+    stack.worker.stop()
+    stack.worker.start()
+    assert stack.worker.proc is not None
+    meter = Meter(stack.mariadb.running_pid() or -1, stack.s3.running_pid() or -1,
+                  stack.worker.proc.pid)
+    run_stashq_backup(stack, namespace, pipeline, meter)
+    peak = max(peak_rss_mib(stack.worker.proc.pid).values())
+    stack.worker.stop()
+    print(f"   peak RSS of {LABELS[pipeline]:<26} {peak:7.0f} MiB", flush=True)
+    return peak
 
 
 def recreate(stack: Stack, database: str) -> None:
@@ -190,14 +205,13 @@ def bench(size_mib: int, runs: int, stack: Stack, cnf: Path, root: Path) -> Resu
                 result = run_backup_baseline(pipeline, values, root / f"out.{pipeline}", meter)
             timed.append(result)
             print(f"   run {run + 1} {LABELS[pipeline]:<30} {result.wall_s:7.2f} s", flush=True)
-    peaks = peak_rss_mib(stack.worker.proc.pid)
     run_shell(f"{dump} > {shlex.quote(values['file'])}")  # the restores' sources, untimed
     run_shell(BACKUPS["mydumper"].format(out=shlex.quote(values["dir"]), **values))
     restores = run_restores(stack, namespace, values, snapshots, meter, worker_meter)
-    stack.worker.stop()
+    peaks = {p: memory_of(stack, namespace, p) for p in STASHQ}
     with stack.mariadb.connect() as conn, conn.cursor() as cursor:
         cursor.execute(f"DROP DATABASE `{database}`")
-    return Result(size_mib, rows, dump_bytes, timed, restores, max(peaks.values()))
+    return Result(size_mib, rows, dump_bytes, timed, restores, peaks)
 
 
 # --- reporting -----------------------------------------------------------------------
@@ -211,15 +225,15 @@ def median(runs: list[Run], pipeline: str, key: str = "wall_s") -> float:
 def report(result: Result, argv: list[str]) -> None:
     runs, restores = result.runs, result.restores
     raw = median(runs, "raw")
-    print(f"\n{result.size_mib} MiB requested, dump {result.dump_bytes / MIB:,.0f} MiB; "
-          f"worker peak RSS {result.peak_rss_mib:.0f} MiB")
+    print(f"\n{result.size_mib} MiB requested, dump {result.dump_bytes / MIB:,.0f} MiB")
     print(f"{'backup':<32} {'wall s':>7} {'x raw':>6} {'session s':>9} {'CPU s':>6} "
-          f"{'DB s':>6} {'S3 s':>6} {'stored MiB':>10}")
+          f"{'DB s':>6} {'S3 s':>6} {'stored MiB':>10} {'peak RSS MiB':>12}")
     for p in [*BACKUPS, *STASHQ]:
         session = f"{median(runs, p, 'session'):9.2f}" if p in STASHQ else " " * 9
         print(f"{LABELS[p]:<32} {median(runs, p):7.2f} {median(runs, p) / raw:6.2f} {session} "
               + " ".join(f"{median(runs, p, k):6.1f}" for k in ("cpu_s", "db_cpu_s", "s3_cpu_s"))
-              + f" {median(runs, p, 'stored_bytes') / MIB:10.1f}")
+              + f" {median(runs, p, 'stored_bytes') / MIB:10.1f}"
+              + (f" {result.peak_rss_mib[p]:12.0f}" if p in STASHQ else ""))
     base = median(restores, "mariadb")
     print(f"\n{'restore':<32} {'wall s':>7} {'x mariadb':>9} {'CPU s':>6} {'DB s':>6}")
     for r in restores:
@@ -261,6 +275,8 @@ def main(argv: list[str]) -> int:
                         help="dump size, MiB (%(default)s)")
     parser.add_argument("--runs", type=int, default=1,
                         help="runs of each backup; medians are shown (%(default)s)")
+    parser.add_argument("--env", action="append", default=[], metavar="NAME=VALUE",
+                        help="worker setting, e.g. STASHQ_PARTS_IN_FLIGHT=1 (repeatable)")
     args = parser.parse_args(argv)
     if not (shutil.which("mydumper") and shutil.which("myloader")):
         print("mydumper/myloader are not installed (apt-get install mydumper)", file=sys.stderr)
@@ -272,7 +288,8 @@ def main(argv: list[str]) -> int:
         print(f"starting servers in {root} ...", flush=True)
         mariadb, redis, s3, pushgateway = start_servers(
             root, 2 * args.size_mib + BUFFER_POOL_SLACK_MIB, exits)  # source and restored copy
-        env = stashq_env(redis, pushgateway, root) | {"STASHQ_ZSTD_LEVEL": "1"}
+        env = stashq_env(redis, pushgateway, root) | {"STASHQ_ZSTD_LEVEL": "1"} | dict(
+            item.split("=", 1) for item in args.env)
         cnf = exits.enter_context(defaults_file(ConnectionInfo(
             mariadb.host, mariadb.port, mariadb.user, mariadb.password)))
         worker = Worker(env, root / "worker.log")

@@ -39,8 +39,9 @@ from workers.process import ClientProcess
 from workers.shared_snapshot import commits_blocked
 from workers.snapshots import write_stream
 from workers.streaming import PROGRESS_INTERVAL_S, StreamStats
-from workflows.errors import DumpFailed
+from workflows.errors import DumpFailed, InvalidResource
 from workflows.parallel_plan import DumpPart, TableSize, plan_parts, split_candidates
+from workflows.resources import Engine
 from workflows.snapshots import Stream, data_key
 
 log = logging.getLogger(__name__)
@@ -173,6 +174,9 @@ def dump_parallel(ctx: StepContext, cnf: Path, databases: Sequence[str], paralle
     """Dump ``databases`` with up to ``parallel`` data clients sharing one snapshot;
     ``completed(client)`` checks the end of each stream (the dump step's check)."""
     what = f'AppBinding "{ctx.appbinding.name}"'
+    if ctx.appbinding.engine is not Engine.MARIADB:  # mysqldump (GTID_PURGED per stream): untried
+        raise InvalidResource(f"{what}: parallel dumps are supported for MariaDB only; "
+                              "set parallel to 1", path="spec.task.params.parallel")
     for attempt in range(1, PLAN_ATTEMPTS + 1):
         with database.connect(ctx.connection, what=what) as conn:
             tables, views = database.schema_objects(conn, databases)

@@ -37,8 +37,13 @@ BLOCK_WAIT_S = 30
 #: Seconds the clients get to open their transactions while commits are blocked. They
 #: take milliseconds; a client that is not seen by then is hidden (a proxy) or stuck.
 CONFIRM_TIMEOUT_S = 10.0
-#: Seconds between two looks at the server while confirming.
-CONFIRM_POLL_S = 0.01
+#: Seconds between two looks at the server. InnoDB refreshes information_schema.INNODB_TRX
+#: only when nobody has read it for 0.1 s: polled faster, it would never show the clients.
+TRX_CACHE_IDLE_S = 0.11
+#: Seconds between two looks at /proc while waiting for the clients to connect.
+CONNECT_POLL_S = 0.002
+#: Seconds from a client's connection to its START TRANSACTION (a few SET statements).
+SETTLE_S = 0.01
 
 
 class SnapshotWindow:
@@ -55,6 +60,7 @@ class SnapshotWindow:
         deadline = time.monotonic() + timeout_s
         pending = list(clients)
         while pending:
+            _connected(pending, deadline)  # only then is asking the server worth it
             held = self._open_ports()
             pending = [c for c in pending if not (client_ports(c.pid) & held or _done(c))]
             if pending and time.monotonic() > deadline:
@@ -64,7 +70,16 @@ class SnapshotWindow:
                     "or NAT between worker and server hides which connection is whose: "
                     "connect directly, or set parallel to 1")
             if pending:
-                time.sleep(CONFIRM_POLL_S)
+                time.sleep(TRX_CACHE_IDLE_S)
+
+
+def _connected(clients: Sequence[ClientProcess], deadline: float) -> None:
+    """Wait until every client holds a TCP socket (or has exited), then a moment more."""
+    while time.monotonic() < deadline:
+        if all(client_ports(c.pid) or c.poll() is not None for c in clients):
+            time.sleep(SETTLE_S)
+            return
+        time.sleep(CONNECT_POLL_S)
 
 
 def _done(client: ClientProcess) -> bool:

@@ -64,6 +64,24 @@ def test_clients_are_confirmed_once_their_transactions_exist_while_commits_wait(
             client.stop()
 
 
+def test_clients_are_seen_although_innodb_trx_was_just_read(
+        info: ConnectionInfo, cnf: Path, mariadb_server: MariaDBServer) -> None:
+    """InnoDB refreshes INNODB_TRX only after 0.1 s without a reader: a monitor's read
+    just before the clients start must not hide them (nor may our own polling)."""
+    with commits_blocked(info, ["mysql"], what="test") as window, \
+            mariadb_server.connect() as monitor:
+        monitor.cursor().execute("SELECT * FROM information_schema.INNODB_TRX")
+        clients = [sql_client(cnf, "START TRANSACTION WITH CONSISTENT SNAPSHOT; DO SLEEP(3)")
+                   for _ in range(2)]
+        try:
+            started = time.monotonic()
+            window.confirm(clients, timeout_s=3)
+            assert time.monotonic() - started < 1
+        finally:
+            for client in clients:
+                client.stop()
+
+
 def test_a_client_without_a_transaction_is_not_confirmed(info: ConnectionInfo,
                                                          cnf: Path) -> None:
     client = sql_client(cnf, "DO SLEEP(5)")
