@@ -12,6 +12,7 @@ import logging
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import urlsplit, urlunsplit
 
 from prometheus_client import CollectorRegistry, Gauge, pushadd_to_gateway
 
@@ -84,10 +85,21 @@ def build_registry(facts: SessionFacts) -> CollectorRegistry:
 
 def push(gateway_url: str, facts: SessionFacts) -> None:
     """Push the session's metrics; a Pushgateway failure is a StorageError."""
+    where = _without_credentials(gateway_url)  # messages end up in session status
     try:
         pushadd_to_gateway(gateway_url, job=facts.job, registry=build_registry(facts),
                            timeout=PUSH_TIMEOUT_S)
     except OSError as e:  # URLError and socket errors are OSErrors
-        raise TransientStorageError(f"Pushgateway {gateway_url} is unreachable: {e}") from e
+        raise TransientStorageError(f"Pushgateway {where} is unreachable: {e}") from e
     except Exception as e:
-        raise StorageError(f"Pushgateway {gateway_url} refused the metrics: {e}") from e
+        raise StorageError(f"Pushgateway {where} refused the metrics: {e}") from e
+
+
+def _without_credentials(url: str) -> str:
+    parts = urlsplit(url)
+    if parts.username is None and parts.password is None:
+        return url
+    netloc = parts.hostname or ""
+    if parts.port is not None:
+        netloc += f":{parts.port}"
+    return urlunsplit(parts._replace(netloc=netloc))

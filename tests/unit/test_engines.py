@@ -10,6 +10,7 @@ import pytest
 
 from workers.engines import ConnectionInfo, ServerInfo, engine_for
 from workers.engines.base import defaults_file
+from workflows.errors import PrecheckFailed
 from workflows.resources import Engine
 
 CONN = ConnectionInfo(host="db.example", port=3307, user="backup", password='p"a\\ss w0rd')
@@ -20,7 +21,9 @@ def test_dump_is_consistent_and_carries_no_credentials(engine: Engine) -> None:
     adapter = engine_for(engine)
     try:
         argv = adapter.dump_args(Path("/tmp/x.cnf"), ["shop", "-odd name`"], ["--skip-dump-date"])
-    except Exception as e:  # mysqldump may be missing on a MariaDB-only machine
+    except PrecheckFailed as e:  # no such client on this machine: a setup problem in CI
+        if os.environ.get("CI", "").lower() in ("true", "1"):
+            pytest.fail(str(e))
         pytest.skip(str(e))
     assert argv[1] == "--defaults-file=/tmp/x.cnf"
     for option in ("--single-transaction", "--quick", "--routines", "--events", "--triggers",
