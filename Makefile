@@ -1,5 +1,5 @@
 # StashQ: the two commands of the README, and the benchmarks.
-.PHONY: install demo test lint bench bench-parallel
+.PHONY: install demo test lint bench bench-parallel bench-beat bench-encryption
 
 PY := .venv/bin/python
 
@@ -22,3 +22,9 @@ bench: install
 
 bench-parallel: install
 	$(PY) -m benchmarks.bench_parallel
+
+bench-beat: install
+	$(PY) -m benchmarks.bench_beat
+
+bench-encryption: install
+	$(PY) -m benchmarks.bench_encryption
