@@ -61,8 +61,9 @@ DUMP_BYTES_PER_ROW = 220
 LOAD_CONNECTIONS = 2
 #: Buffer pool beyond the largest dump, MiB: the data stays in memory, as in the notes.
 BUFFER_POOL_SLACK_MIB = 512
-#: Compression levels of the baselines; StashQ's is set to the same zstd level.
-ZSTD_LEVEL = 3
+#: zstd level of the `| zstd -T0` baseline and of StashQ (set to the same): StashQ's
+#: default, 1, unless BENCH_ZSTD_LEVEL says otherwise (3 compares with `zstd -3`).
+ZSTD_LEVEL = int(os.environ.get("BENCH_ZSTD_LEVEL", "1"))
 GZIP_LEVEL = 6
 #: Seconds one backup may take before the benchmark gives up.
 BACKUP_TIMEOUT_S = 1800
