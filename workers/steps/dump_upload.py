@@ -165,17 +165,28 @@ def take_snapshot(ctx: StepContext, params: Mapping[str, str]) -> Snapshot:
         return dump_to_repository(ctx, params)
 
 
-@session_step("stashq.dump_upload", queue=DATA_QUEUE)
-def dump_upload(ctx: StepContext, params: Mapping[str, str]) -> None:
-    """Take the snapshot unless this session already has one; record its stats."""
+def snapshot_once(ctx: StepContext, take: Callable[[], Snapshot]) -> Snapshot:
+    """This session's snapshot: the finished one if a previous delivery took it, else
+    ``take()`` (idempotent per session: the snapshot id is the session name)."""
     ensure_config(ctx)
     snapshot = find_snapshot(ctx.storage, ctx.cipher, ctx.ref.name)
     if snapshot is not None:
         log.info("snapshot %s already complete; not taking it again", snapshot.id)
-    else:
-        snapshot = take_snapshot(ctx, params)
+        return snapshot
+    return take()
+
+
+def snapshot_stats(snapshot: Snapshot) -> dict[str, object]:
+    """What a backup session's status says of its snapshot (both data steps)."""
     seconds = (snapshot.finished_at - snapshot.started_at).total_seconds()
-    set_status(ctx, {"snapshot": {"name": snapshot.id, "totalSize": snapshot.size_bytes,
-                                  "uploaded": snapshot.size_bytes, "rawSize": snapshot.raw_bytes,
-                                  "processingTimeSeconds": round(seconds, 3),
-                                  "databases": list(snapshot.databases)}})
+    return {"name": snapshot.id, "totalSize": snapshot.size_bytes,
+            "uploaded": snapshot.size_bytes, "rawSize": snapshot.raw_bytes,
+            "processingTimeSeconds": round(seconds, 3)}
+
+
+@session_step("stashq.dump_upload", queue=DATA_QUEUE)
+def dump_upload(ctx: StepContext, params: Mapping[str, str]) -> None:
+    """Take the snapshot unless this session already has one; record its stats."""
+    snapshot = snapshot_once(ctx, lambda: take_snapshot(ctx, params))
+    set_status(ctx, {"snapshot": snapshot_stats(snapshot)
+                     | {"databases": list(snapshot.databases)}})

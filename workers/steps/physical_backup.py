@@ -27,8 +27,8 @@ from workers.engines import galera
 from workers.engines.base import defaults_file
 from workers.engines.physical import ToolProcess, backup_args, physical_tools
 from workers.locks import backup_lock
-from workers.snapshots import find_snapshot, write_snapshot, write_stream
-from workers.steps.dump_upload import ensure_config, report_progress
+from workers.snapshots import write_snapshot, write_stream
+from workers.steps.dump_upload import report_progress, snapshot_once, snapshot_stats
 from workers.steps.physical_precheck import GALERA_METHOD, backup_method
 from workers.steps.session import DATA_QUEUE, session_step, set_status
 from workers.xbstream import (
@@ -164,18 +164,13 @@ def take_physical_snapshot(ctx: StepContext, params: Mapping[str, str]) -> Snaps
 @session_step("stashq.physical_backup", queue=DATA_QUEUE)
 def physical_backup(ctx: StepContext, params: Mapping[str, str]) -> None:
     """Take the physical snapshot unless this session already has one; record its stats."""
-    ensure_config(ctx)
-    snapshot = find_snapshot(ctx.storage, ctx.cipher, ctx.ref.name)
-    if snapshot is not None:
-        log.info("snapshot %s already complete; not taking it again", snapshot.id)
-    else:
+
+    def take() -> Snapshot:
         with backup_lock(ctx.store, ctx.repository, str(ctx.ref)):  # retention waits for it
-            snapshot = take_physical_snapshot(ctx, params)
-    seconds = (snapshot.finished_at - snapshot.started_at).total_seconds()
+            return take_physical_snapshot(ctx, params)
+
+    snapshot = snapshot_once(ctx, take)
     position = snapshot.position.model_dump(by_alias=True, exclude_none=True) \
         if snapshot.position else None
-    set_status(ctx, {"snapshot": {"name": snapshot.id, "kind": snapshot.kind,
-                                  "method": snapshot.method, "totalSize": snapshot.size_bytes,
-                                  "uploaded": snapshot.size_bytes, "rawSize": snapshot.raw_bytes,
-                                  "processingTimeSeconds": round(seconds, 3),
-                                  "position": position}})
+    set_status(ctx, {"snapshot": snapshot_stats(snapshot)
+                     | {"kind": snapshot.kind, "method": snapshot.method, "position": position}})
