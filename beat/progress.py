@@ -15,8 +15,11 @@ from workers.context import SessionRef
 from workers.state.base import ResourceStore
 from workflows.errors import SessionFailed, StashQError
 
-#: Seconds between polls of the session status.
-POLL_INTERVAL_S = 0.5
+#: Seconds between polls of the session status: a tenth of the time waited so far,
+#: within these bounds, so a short session is seen done within ~10 % of its duration
+#: and a long one costs the store two reads a second.
+MIN_POLL_INTERVAL_S = 0.05
+MAX_POLL_INTERVAL_S = 0.5
 FINAL = ("Succeeded", "Failed", "Skipped")
 
 
@@ -33,6 +36,10 @@ def progress_line(phase: str, progress: dict[str, object], elapsed_s: float) -> 
     rate = float(progress.get("rateBytesPerSecond", 0) or 0)  # type: ignore[arg-type]
     return (f"{phase:<9} {human_bytes(dumped):>10}  {human_bytes(rate):>10}/s  "
             f"{elapsed_s:6.1f}s elapsed")
+
+
+def poll_interval(elapsed_s: float) -> float:
+    return min(MAX_POLL_INTERVAL_S, max(MIN_POLL_INTERVAL_S, elapsed_s / 10))
 
 
 def wait_for(store: ResourceStore, ref: SessionRef, timeout_s: float) -> dict[str, object]:
@@ -54,7 +61,7 @@ def wait_for(store: ResourceStore, ref: SessionRef, timeout_s: float) -> dict[st
         if elapsed > timeout_s:
             raise StashQError(f"gave up waiting for {ref} after {timeout_s:.0f}s "
                               f"(still {phase}); it keeps running")
-        time.sleep(POLL_INTERVAL_S)
+        time.sleep(poll_interval(elapsed))
     if tty:
         click.echo("", err=True)
     if phase == "Failed":

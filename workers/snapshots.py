@@ -13,6 +13,7 @@ from collections.abc import Callable, Iterable, Iterator
 from workers.encryption import PASSWORD_KEY, RepositoryCipher, new_encryption, open_encryption
 from workers.storage.base import Storage
 from workers.streaming import (
+    ZSTD_THREADS,
     StreamStats,
     compress,
     count_stored,
@@ -39,17 +40,18 @@ Cipher = RepositoryCipher | None
 
 
 def write_stream(storage: Storage, cipher: Cipher, key: str, name: str, raw: Iterable[bytes], *,
-                 level: int, report: Report | None = None,
+                 level: int, threads: int = ZSTD_THREADS, report: Report | None = None,
                  check_end: Report | None = None) -> Stream:
     """Compress, encrypt (if ``cipher``), hash and store ``raw`` under ``key``: the one way
     data is written. The sha256 and size are of the stored bytes.
 
-    ``raw`` is read ahead in a thread. ``check_end(stats)`` runs after the last chunk and
+    ``raw`` is read ahead in a thread; ``threads`` are zstd's (see ``compress``).
+    ``check_end(stats)`` runs after the last chunk and
     before the object is completed: raising there (a truncated dump, say) aborts the
     upload, so nothing is stored.
     """
     stats = StreamStats()
-    chunks: Iterable[bytes] = compress(prefetch(raw), stats, level)
+    chunks: Iterable[bytes] = compress(prefetch(raw), stats, level, threads)
     if check_end is not None:
         chunks = _then(chunks, lambda: check_end(stats))
     if cipher is not None:

@@ -33,6 +33,8 @@ TAIL_BYTES = 4096
 #: zstd's multithreaded job size. Its default (several MiB × window per thread) cost
 #: ~100 MiB at level 3; 2 MiB costs ~30 MiB for the same speed and output size.
 ZSTD_JOB_BYTES = 2 * 2**20
+#: zstd worker threads of a stream: one per core (-1), so one stream keeps both cores busy.
+ZSTD_THREADS = -1
 #: Seconds between progress callbacks.
 PROGRESS_INTERVAL_S = 1.0
 
@@ -100,9 +102,15 @@ def prefetch(source: Iterable[bytes], depth: int = PREFETCH_DEPTH) -> Iterator[b
         stop.set()
 
 
-def compress(chunks: Iterable[bytes], stats: StreamStats, level: int) -> Iterator[bytes]:
-    """zstd-compress ``chunks`` (one frame with a content checksum), counting raw bytes."""
-    compressor = zstandard.ZstdCompressor(level=level, threads=-1, write_checksum=True)
+def compress(chunks: Iterable[bytes], stats: StreamStats, level: int,
+             threads: int = ZSTD_THREADS) -> Iterator[bytes]:
+    """zstd-compress ``chunks`` (one frame with a content checksum), counting raw bytes.
+
+    ``threads``: zstd's worker threads; -1 one per core, 0 none (compress in this thread).
+    """
+    params = zstandard.ZstdCompressionParameters.from_level(
+        level, threads=threads, job_size=ZSTD_JOB_BYTES if threads else 0, write_checksum=1)
+    compressor = zstandard.ZstdCompressor(compression_params=params)
     cobj = compressor.compressobj()
     for chunk in chunks:
         stats.raw_bytes += len(chunk)
