@@ -1,5 +1,5 @@
 # StashQ: the two commands of the README, and the benchmarks.
-.PHONY: install demo test lint bench bench-parallel bench-beat bench-encryption
+.PHONY: install demo test lint bench bench-stream bench-parallel bench-beat bench-encryption
 
 PY := .venv/bin/python
 
@@ -17,8 +17,14 @@ lint: install
 test: lint
 	$(PY) -m pytest -q
 
+# The suite of issue 8 (256 and 1024 MiB); the optional 4 GiB size:
+#   make bench BENCH_ARGS="--sizes 256,1024,4096"
+BENCH_ARGS ?=
 bench: install
-	$(PY) -m benchmarks.bench_backup
+	$(PY) -m benchmarks.bench_backup $(BENCH_ARGS)
+
+bench-stream: install
+	$(PY) -m benchmarks.bench_stream
 
 bench-parallel: install
 	$(PY) -m benchmarks.bench_parallel

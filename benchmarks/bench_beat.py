@@ -146,7 +146,8 @@ class TimedRedisStore(RedisStore):
 
     def __init__(self, client: Any, clock: BenchClock) -> None:
         super().__init__(client)
-        self.clock, self.delays = clock, []  # type: list[float]
+        self.clock = clock
+        self.delays: list[float] = []
 
     def create_many(self, resources: Sequence[Resource]) -> list[bool]:
         created = super().create_many(resources)

@@ -28,9 +28,10 @@ declare -A PACKAGE_OF=(
   [mbstream]=mariadb-backup
   [socat]=socat
   [ss]=iproute2  # the SST scripts find listening ports with it
-  # parallel dump baselines (benchmarks/bench_parallel.py)
+  # benchmark baselines (benchmarks/bench_backup.py, benchmarks/bench_parallel.py)
   [mydumper]=mydumper
   [myloader]=mydumper
+  [restic]=restic
 )
 # file -> Debian package, for what ships no program
 declare -A PACKAGE_OF_FILE=(

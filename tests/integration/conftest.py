@@ -30,11 +30,14 @@ class Worker:
     proc: subprocess.Popen[bytes] | None = field(default=None)
 
     def start(self) -> None:
+        """Start and wait for this start's "ready." (the log is appended to: a restarted
+        worker must not be taken for ready on its predecessor's line)."""
+        before = len(self.log())
         log = self.log_path.open("ab")
         self.proc = subprocess.Popen([STASHQ, "worker", "-c", "2"], env=self.env, stdout=log,
                                      stderr=subprocess.STDOUT, start_new_session=True)
         deadline = time.monotonic() + WORKER_READY_S
-        while "ready." not in self.log():
+        while "ready." not in self.log()[before:]:
             if self.proc.poll() is not None or time.monotonic() > deadline:
                 raise RuntimeError(f"worker did not start:\n{self.log()[-3000:]}")
             time.sleep(0.2)

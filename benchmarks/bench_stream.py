@@ -1,0 +1,161 @@
+"""`make bench-stream`: StashQ's byte pipeline alone, to see where a backup's time goes.
+
+`make bench` times whole sessions; this times the one path every backup's bytes take
+(`workers.snapshots.write_stream`: read ahead, zstd, sha256, store) in this process,
+without Celery, Redis or a CLI, into three sinks, against the shell pipelines, on the
+same dump, interleaved:
+
+- `mariadb-dump > /dev/null`, `| zstd -1 -T0 > file` (the baselines of `make bench`);
+- StashQ into a sink that only counts (the pipeline's own cost);
+- StashQ into a local-file repository (plus the write and its fsync);
+- StashQ into the S3 server (plus the upload and the server, on the same cores).
+
+Wall seconds and CPU seconds per process: this process (StashQ's pipeline), its
+children (the dump client, zstd), mariadbd and the S3 server.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import resource
+import shlex
+import shutil
+import statistics
+import sys
+import tempfile
+import uuid
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import cast
+
+from benchmarks.common import (
+    MIB,
+    Meter,
+    buffer_pool_mib,
+    count_dump_bytes,
+    load_database,
+    rows_for,
+    run_shell,
+    start_servers,
+)
+from workers.engines.base import ConnectionInfo, defaults_file
+from workers.engines.mysql import CONSISTENT_DUMP_OPTIONS
+from workers.process import ClientProcess
+from workers.snapshots import write_stream
+from workers.storage.base import Storage
+from workers.storage.local import LocalStorage
+from workers.storage.s3 import PART_BYTES, PARTS_IN_FLIGHT, S3Storage
+from workflows.settings import Settings
+
+DATABASE = "bench_stream"
+PIPELINES = ("raw", "zstd", "null", "local", "s3")
+LABELS = {"raw": "mariadb-dump > /dev/null", "zstd": "| zstd -{level} -T0 > file",
+          "null": "StashQ pipeline -> counting sink", "local": "StashQ pipeline -> local repo",
+          "s3": "StashQ pipeline -> S3 server"}
+
+
+class CountingSink:
+    """A storage that only counts what reaches it: the pipeline's cost without a sink's."""
+
+    def put_stream(self, key: str, chunks: Iterable[bytes]) -> int:
+        return sum(len(chunk) for chunk in chunks)
+
+
+@dataclass
+class Timed:
+    pipeline: str
+    wall_s: float
+    self_cpu_s: float  #: this process: StashQ's pipeline threads
+    child_cpu_s: float  #: the dump client (and zstd for the shell pipeline)
+    db_cpu_s: float
+    s3_cpu_s: float
+
+
+def _cpu() -> tuple[float, float]:
+    me = resource.getrusage(resource.RUSAGE_SELF)
+    kids = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return me.ru_utime + me.ru_stime, kids.ru_utime + kids.ru_stime
+
+
+def stash(argv: list[str], storage: Storage, key: str, level: int, chunk_bytes: int) -> None:
+    client = ClientProcess(argv)
+    try:
+        write_stream(storage, None, key, "dump.sql", client.chunks(chunk_bytes), level=level)
+    finally:
+        client.stop()
+
+
+def parse_args(argv: list[str]) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.bench_stream",
+                                     description=__doc__.split("\n\n")[0] if __doc__ else "")
+    parser.add_argument("--size-mib", type=int, default=256, help="dump size (default 256)")
+    parser.add_argument("--runs", type=int, default=5, help="runs of each (default 5)")
+    parser.add_argument("--part-mib", type=int, default=PART_BYTES // MIB,
+                        help=f"S3 part size (default {PART_BYTES // MIB})")
+    parser.add_argument("--parts-in-flight", type=int, default=PARTS_IN_FLIGHT,
+                        help=f"S3 parts uploading at once (default {PARTS_IN_FLIGHT})")
+    return parser.parse_args(argv)
+
+
+def main(argv: list[str]) -> int:
+    args = parse_args(argv)
+    settings = Settings.from_env({})
+    level, chunk_bytes = settings.zstd_level, settings.dump_chunk_bytes
+    with contextlib.ExitStack() as exits:
+        root = Path(tempfile.mkdtemp(prefix="stashq-bench-stream-"))
+        exits.callback(shutil.rmtree, root, ignore_errors=True)
+        print(f"starting servers in {root} ...", flush=True)
+        mariadb, _, s3, _ = start_servers(root, buffer_pool_mib(args.size_mib), exits)
+        load_database(mariadb, DATABASE, rows_for(args.size_mib))
+        cnf = exits.enter_context(defaults_file(ConnectionInfo(
+            mariadb.host, mariadb.port, mariadb.user, mariadb.password)))
+        argv_dump = ["mariadb-dump", f"--defaults-file={cnf}", *CONSISTENT_DUMP_OPTIONS,
+                     DATABASE]
+        dump = shlex.join(argv_dump)
+        dump_bytes = count_dump_bytes(dump)  # untimed: warms the caches
+        bucket = f"stream-{uuid.uuid4().hex[:12]}"
+        s3.make_bucket(bucket)
+        sinks: dict[str, Storage] = {
+            "null": cast(Storage, CountingSink()),  # only put_stream is called
+            "local": LocalStorage(root / "repo"),
+            "s3": S3Storage(endpoint=s3.endpoint, bucket=bucket, prefix="bench",
+                            region="us-east-1", access_key=s3.access_key,
+                            secret_key=s3.secret_key, part_bytes=args.part_mib * MIB,
+                            parts_in_flight=args.parts_in_flight)}
+        meter = Meter(mariadb.running_pid() or -1, s3.running_pid() or -1)
+        print(f"dump {dump_bytes / MIB:,.0f} MiB; zstd level {level}; S3 parts "
+              f"{args.part_mib} MiB x {args.parts_in_flight} in flight", flush=True)
+        timed: list[Timed] = []
+        for run in range(args.runs):
+            for pipeline in PIPELINES[run % len(PIPELINES):] + PIPELINES[:run % len(PIPELINES)]:
+                before, (me0, kids0) = meter.read(), _cpu()
+                if pipeline == "raw":
+                    run_shell(f"{dump} > /dev/null")
+                elif pipeline == "zstd":
+                    run_shell(f"{dump} | zstd -{level} -T0 -q -f -o {root / 'out.zst'}")
+                else:
+                    stash(argv_dump, sinks[pipeline], f"run-{run}", level, chunk_bytes)
+                m, (me1, kids1) = meter.run(pipeline, before), _cpu()
+                timed.append(Timed(pipeline, m.wall_s, me1 - me0, kids1 - kids0,
+                                   m.db_cpu_s, m.s3_cpu_s))
+        report(timed, level)
+    return 0
+
+
+def report(timed: list[Timed], level: int) -> None:
+    def med(pipeline: str, key: str) -> float:
+        return float(statistics.median(getattr(t, key) for t in timed if t.pipeline == pipeline))
+
+    raw = med("raw", "wall_s")
+    print(f"\n{'median of runs':<34} {'wall s':>7} {'x raw':>6} {'self CPU':>9} "
+          f"{'dump/zstd CPU':>14} {'DB s':>5} {'S3 s':>5}")
+    for p in PIPELINES:
+        print(f"{LABELS[p].format(level=level):<34} {med(p, 'wall_s'):7.2f} "
+              f"{med(p, 'wall_s') / raw:6.2f} {med(p, 'self_cpu_s'):9.2f} "
+              f"{med(p, 'child_cpu_s'):14.2f} {med(p, 'db_cpu_s'):5.2f} {med(p, 's3_cpu_s'):5.2f}")
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
