@@ -36,22 +36,30 @@ from benchmarks.common import (
     buffer_pool_mib,
     count_dump_bytes,
     load_database,
+    recreate,
+    restore_mismatch,
     rows_for,
     run_shell,
     start_servers,
+    table_checksums,
 )
 from workers.engines.base import ConnectionInfo, defaults_file
-from workers.engines.mysql import CONSISTENT_DUMP_OPTIONS
+from workers.engines.mysql import CONSISTENT_DUMP_OPTIONS, RESTORE_OPTIONS
 from workers.process import ClientProcess
-from workers.snapshots import write_stream
+from workers.snapshots import read_stream, write_stream
 from workers.storage.base import Storage
 from workers.storage.local import LocalStorage
 from workers.storage.s3 import PART_BYTES, PARTS_IN_FLIGHT, S3Storage
 from workflows.settings import Settings
+from workflows.snapshots import Stream
 
 DATABASE = "bench_stream"
 PIPELINES = ("raw", "zstd", "null", "local", "s3")
-LABELS = {"raw": "mariadb-dump > /dev/null", "zstd": "| zstd -{level} -T0 > file",
+RESTORES = ("load", "unzstd", "from-s3")
+RESTORED = "bench_stream_restored"
+LABELS = {"load": "mariadb < dump.sql", "unzstd": "zstd -dc dump.sql.zst | mariadb",
+          "from-s3": "StashQ pipeline S3 server -> mariadb",
+          "raw": "mariadb-dump > /dev/null", "zstd": "| zstd -{level} -T0 > file",
           "null": "StashQ pipeline -> counting sink", "local": "StashQ pipeline -> local repo",
           "s3": "StashQ pipeline -> S3 server"}
 
@@ -79,10 +87,19 @@ def _cpu() -> tuple[float, float]:
     return me.ru_utime + me.ru_stime, kids.ru_utime + kids.ru_stime
 
 
-def stash(argv: list[str], storage: Storage, key: str, level: int, chunk_bytes: int) -> None:
+def stash(argv: list[str], storage: Storage, key: str, level: int, chunk_bytes: int) -> Stream:
     client = ClientProcess(argv)
     try:
-        write_stream(storage, None, key, "dump.sql", client.chunks(chunk_bytes), level=level)
+        return write_stream(storage, None, key, "dump.sql", client.chunks(chunk_bytes),
+                            level=level)
+    finally:
+        client.stop()
+
+
+def unstash(argv: list[str], storage: Storage, stream: Stream) -> None:
+    client = ClientProcess(argv, stdin_pipe=True)
+    try:
+        client.feed(read_stream(storage, None, "bench", stream))
     finally:
         client.stop()
 
@@ -115,6 +132,7 @@ def main(argv: list[str]) -> int:
                      DATABASE]
         dump = shlex.join(argv_dump)
         dump_bytes = count_dump_bytes(dump)  # untimed: warms the caches
+        source = table_checksums(mariadb, DATABASE)
         bucket = f"stream-{uuid.uuid4().hex[:12]}"
         s3.make_bucket(bucket)
         sinks: dict[str, Storage] = {
@@ -136,10 +154,29 @@ def main(argv: list[str]) -> int:
                 elif pipeline == "zstd":
                     run_shell(f"{dump} | zstd -{level} -T0 -q -f -o {root / 'out.zst'}")
                 else:
-                    stash(argv_dump, sinks[pipeline], f"run-{run}", level, chunk_bytes)
+                    stored = stash(argv_dump, sinks[pipeline], f"run-{run}", level, chunk_bytes)
                 m, (me1, kids1) = meter.run(pipeline, before), _cpu()
                 timed.append(Timed(pipeline, m.wall_s, me1 - me0, kids1 - kids0,
                                    m.db_cpu_s, m.s3_cpu_s))
+        run_shell(f"{dump} > {root / 'dump.sql'} && zstd -{level} -q -f {root / 'dump.sql'}")
+        argv_load = ["mariadb", f"--defaults-file={cnf}", *RESTORE_OPTIONS, RESTORED]
+        load = shlex.join(argv_load)
+        for run in range(args.runs):
+            for pipeline in RESTORES[run % len(RESTORES):] + RESTORES[:run % len(RESTORES)]:
+                recreate(mariadb, RESTORED)
+                before, (me0, kids0) = meter.read(), _cpu()
+                if pipeline == "load":
+                    run_shell(f"{load} < {root / 'dump.sql'}")
+                elif pipeline == "unzstd":
+                    run_shell(f"zstd -dc {root / 'dump.sql.zst'} | {load}")
+                else:
+                    unstash(argv_load, sinks["s3"], stored)
+                m, (me1, kids1) = meter.run(pipeline, before), _cpu()
+                timed.append(Timed(pipeline, m.wall_s, me1 - me0, kids1 - kids0,
+                                   m.db_cpu_s, m.s3_cpu_s))
+                if run == 0 and (bad := restore_mismatch(source, table_checksums(mariadb,
+                                                                                 RESTORED))):
+                    raise RuntimeError(f"{LABELS[pipeline]} restored other data: {bad}")
         report(timed, level)
     return 0
 
@@ -149,12 +186,19 @@ def report(timed: list[Timed], level: int) -> None:
         return float(statistics.median(getattr(t, key) for t in timed if t.pipeline == pipeline))
 
     raw = med("raw", "wall_s")
-    print(f"\n{'median of runs':<34} {'wall s':>7} {'x raw':>6} {'self CPU':>9} "
+    print(f"\n{'backup, median of runs':<38} {'wall s':>7} {'x raw':>6} {'self CPU':>9} "
           f"{'dump/zstd CPU':>14} {'DB s':>5} {'S3 s':>5}")
     for p in PIPELINES:
-        print(f"{LABELS[p].format(level=level):<34} {med(p, 'wall_s'):7.2f} "
+        print(f"{LABELS[p].format(level=level):<38} {med(p, 'wall_s'):7.2f} "
               f"{med(p, 'wall_s') / raw:6.2f} {med(p, 'self_cpu_s'):9.2f} "
               f"{med(p, 'child_cpu_s'):14.2f} {med(p, 'db_cpu_s'):5.2f} {med(p, 's3_cpu_s'):5.2f}")
+    load = med("load", "wall_s")
+    print(f"\n{'restore, median of runs':<38} {'wall s':>7} {'x load':>6} {'self CPU':>9} "
+          f"{'client CPU':>14} {'DB s':>5} {'S3 s':>5}")
+    for p in RESTORES:
+        print(f"{LABELS[p]:<38} {med(p, 'wall_s'):7.2f} {med(p, 'wall_s') / load:6.2f} "
+              f"{med(p, 'self_cpu_s'):9.2f} {med(p, 'child_cpu_s'):14.2f} "
+              f"{med(p, 'db_cpu_s'):5.2f} {med(p, 's3_cpu_s'):5.2f}")
 
 
 if __name__ == "__main__":
