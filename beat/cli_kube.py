@@ -14,9 +14,7 @@ import signal
 import click
 
 from beat.cli import Env, reports_errors
-from beat.dispatch import dispatch
 from workflows.errors import StashQError
-from workflows.resources import BackupConfiguration
 
 namespace_option = click.option("-n", "--namespace", default=None,
                                 help="Namespace (default: STASHQ_NAMESPACE or 'default').")
@@ -52,6 +50,8 @@ def resume(config: str, namespace: str | None) -> None:
 
 
 def set_paused(env: Env, name: str, *, paused: bool) -> None:
+    from workflows.resources import BackupConfiguration
+
     current = env.store.get(BackupConfiguration, name, env.namespace)
     word = "paused" if paused else "resumed"
     if current.spec.paused == paused:
@@ -71,6 +71,7 @@ def watch(namespace: str | None) -> None:
 
     Any number may run side by side: a session is queued by the one that claims it.
     """
+    from beat.dispatch import dispatch
     from beat.watcher import Watcher
     from workers import logs
     from workers.state.kube import KubeStore

@@ -465,6 +465,8 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--restore-runs", type=int, default=DEFAULT_RESTORE_RUNS,
                         help="runs of each restore; medians are shown (%(default)s)")
     args = parser.parse_args(argv)
+    if args.runs < 1 or args.restore_runs < 1:
+        parser.error("--runs and --restore-runs must be at least 1")
     args.sizes = [args.size_mib] if args.size_mib else [int(s) for s in args.sizes.split(",")]
     return args
 

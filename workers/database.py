@@ -10,13 +10,15 @@ import re
 import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-
-import pymysql
+from typing import TYPE_CHECKING
 
 from workers.engines import ConnectionInfo, ServerInfo
 from workflows.errors import DumpFailed, PrecheckFailed
 from workflows.parallel_plan import TableSize
 from workflows.resources import Engine
+
+if TYPE_CHECKING:  # pymysql (and the cryptography it loads) only in processes that connect
+    import pymysql
 
 #: Databases that belong to the server, never to the user.
 SYSTEM_DATABASES = frozenset({"mysql", "information_schema", "performance_schema", "sys"})
@@ -29,6 +31,8 @@ UNKNOWN_DATABASE = 1049
 @contextmanager
 def connect(conn: ConnectionInfo, *, what: str, wait_s: float = 0) -> Iterator[pymysql.Connection]:
     """Connect, retrying unreachable servers for ``wait_s``; ``what`` names the binding."""
+    import pymysql
+
     deadline = time.monotonic() + wait_s
     while True:
         try:
@@ -133,6 +137,8 @@ def block_commits(connection: pymysql.Connection, *, what: str, wait_s: int) -> 
     running query. Elsewhere ``FLUSH TABLES WITH READ LOCK``, which also pauses a Galera
     node's replication but waits for running queries: at most ``wait_s`` seconds.
     """
+    import pymysql
+
     info = server_info(connection)
     with connection.cursor() as cursor:
         cursor.execute(f"SET SESSION lock_wait_timeout = {int(wait_s)}")

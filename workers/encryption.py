@@ -31,16 +31,15 @@ import functools
 import os
 import struct
 from collections.abc import Iterable, Iterator
-
-from cryptography.exceptions import InvalidTag
-from cryptography.hazmat.primitives import hashes
-from cryptography.hazmat.primitives.ciphers.aead import AESGCM
-from cryptography.hazmat.primitives.kdf.hkdf import HKDF
-from cryptography.hazmat.primitives.kdf.scrypt import Scrypt
-from cryptography.hazmat.primitives.keywrap import InvalidUnwrap, aes_key_unwrap, aes_key_wrap
+from typing import TYPE_CHECKING
 
 from workflows.errors import IntegrityError, PrecheckFailed
 from workflows.snapshots import STREAM_SCHEME, Encryption, Kdf
+
+# cryptography (~10 MiB resident) is imported where it is used: a process that never
+# opens an encrypted repository (the CLI, an unencrypted worker) does not load it here.
+if TYPE_CHECKING:
+    from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 #: The Secret key holding the repository password: the one Stash's restic reads.
 PASSWORD_KEY = "RESTIC_PASSWORD"  # noqa: S105 - a key name, not a password
@@ -109,6 +108,10 @@ class RepositoryCipher:
         return self._object_aead(salt, associated_data), prefix
 
     def _object_aead(self, salt: bytes, associated_data: bytes) -> AESGCM:
+        from cryptography.hazmat.primitives import hashes
+        from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+        from cryptography.hazmat.primitives.kdf.hkdf import HKDF
+
         hkdf = HKDF(algorithm=hashes.SHA256(), length=KEY_BYTES, salt=salt,
                     info=associated_data)
         return AESGCM(hkdf.derive(self._key))
@@ -116,6 +119,8 @@ class RepositoryCipher:
 
 def _open_segment(aead: AESGCM, prefix: bytes, index: int, piece: bytes, last: bool,
                   offset: int) -> bytes:
+    from cryptography.exceptions import InvalidTag
+
     try:
         return aead.decrypt(_nonce(prefix, index, last), piece, None)
     except InvalidTag:
@@ -129,6 +134,8 @@ def _open_segment(aead: AESGCM, prefix: bytes, index: int, piece: bytes, last: b
 
 
 def _opens(aead: AESGCM, prefix: bytes, index: int, piece: bytes, *, last: bool) -> bool:
+    from cryptography.exceptions import InvalidTag
+
     try:
         aead.decrypt(_nonce(prefix, index, last), piece, None)
     except InvalidTag:
@@ -162,6 +169,8 @@ def _segments(chunks: Iterable[bytes], first_bytes: int,
 
 def new_encryption(password: str) -> tuple[Encryption, RepositoryCipher]:
     """A new random repository key, wrapped under ``password``, for a new repository."""
+    from cryptography.hazmat.primitives.keywrap import aes_key_wrap
+
     kdf = Kdf(n=SCRYPT_N, r=SCRYPT_R, p=SCRYPT_P,
               salt=base64.b64encode(os.urandom(SCRYPT_SALT_BYTES)).decode())
     key = os.urandom(KEY_BYTES)
@@ -172,6 +181,8 @@ def new_encryption(password: str) -> tuple[Encryption, RepositoryCipher]:
 
 def open_encryption(encryption: Encryption, password: str) -> RepositoryCipher:
     """The repository's cipher; ``PrecheckFailed`` if ``password`` does not unwrap its key."""
+    from cryptography.hazmat.primitives.keywrap import InvalidUnwrap, aes_key_unwrap
+
     try:
         wrapped = base64.b64decode(encryption.wrapped_key, validate=True)
         return RepositoryCipher(aes_key_unwrap(_wrapping_key(password, encryption.kdf), wrapped))
@@ -187,4 +198,6 @@ def _wrapping_key(password: str, kdf: Kdf) -> bytes:
 @functools.lru_cache(maxsize=8)
 def _scrypt(password: bytes, salt: bytes, n: int, r: int, p: int) -> bytes:
     """scrypt costs ~0.4 s: each step of a session would pay it, so a process pays it once."""
+    from cryptography.hazmat.primitives.kdf.scrypt import Scrypt
+
     return Scrypt(salt=salt, length=KEY_BYTES, n=n, r=r, p=p).derive(password)

@@ -4,17 +4,21 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from workers import metrics
 from workers.context import StepContext
 from workers.steps.session import session_step
 from workflows.resources import Repository
+
+if TYPE_CHECKING:  # prometheus_client loads only in the process that pushes
+    from workers import metrics
 
 log = logging.getLogger(__name__)
 
 
 def session_facts(ctx: StepContext, status: Mapping[str, Any]) -> metrics.SessionFacts:
+    from workers import metrics
+
     config = ctx.config
     invoker_kind, invoker_name = (("BackupConfiguration", config.name) if config is not None
                                   else (ctx.ref.kind, ctx.ref.name))
@@ -30,6 +34,8 @@ def push_session_metrics(ctx: StepContext, status: Mapping[str, Any]) -> None:
     if not ctx.settings.pushgateway_url:
         log.info("no Pushgateway configured (STASHQ_PUSHGATEWAY_URL): metrics not pushed")
         return
+    from workers import metrics
+
     metrics.push(ctx.settings.pushgateway_url, session_facts(ctx, status))
 
 

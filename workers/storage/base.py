@@ -13,8 +13,9 @@ from __future__ import annotations
 from collections.abc import Iterable, Iterator
 from typing import Protocol
 
-#: Size of the chunks ``get_stream`` yields, in bytes.
-READ_CHUNK_BYTES = 4 * 2**20
+#: Size of the chunks ``get_stream`` yields, in bytes: a restore holds a few of these and
+#: their decompressed output (4 MiB cost ~39 MiB of peak RSS, 1 MiB ~11, measured).
+READ_CHUNK_BYTES = 1 * 2**20
 
 
 class Storage(Protocol):
