@@ -108,6 +108,7 @@ class ClientProcess:
         """Write ``chunks`` to stdin; a client that dies early is reported with its error."""
         stdin = self._proc.stdin
         assert stdin is not None
+        enlarge_pipe(stdin)  # the client reads on while we decompress the next chunk
         try:
             for chunk in chunks:
                 stdin.write(chunk)
