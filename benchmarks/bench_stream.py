@@ -146,6 +146,7 @@ def main(argv: list[str]) -> int:
         print(f"dump {dump_bytes / MIB:,.0f} MiB; zstd level {level}; S3 parts "
               f"{args.part_mib} MiB x {args.parts_in_flight} in flight", flush=True)
         timed: list[Timed] = []
+        stored: dict[str, Stream] = {}
         for run in range(args.runs):
             for pipeline in PIPELINES[run % len(PIPELINES):] + PIPELINES[:run % len(PIPELINES)]:
                 before, (me0, kids0) = meter.read(), _cpu()
@@ -154,7 +155,8 @@ def main(argv: list[str]) -> int:
                 elif pipeline == "zstd":
                     run_shell(f"{dump} | zstd -{level} -T0 -q -f -o {root / 'out.zst'}")
                 else:
-                    stored = stash(argv_dump, sinks[pipeline], f"run-{run}", level, chunk_bytes)
+                    stored[pipeline] = stash(argv_dump, sinks[pipeline], f"run-{run}", level,
+                                             chunk_bytes)
                 m, (me1, kids1) = meter.run(pipeline, before), _cpu()
                 timed.append(Timed(pipeline, m.wall_s, me1 - me0, kids1 - kids0,
                                    m.db_cpu_s, m.s3_cpu_s))
@@ -170,7 +172,7 @@ def main(argv: list[str]) -> int:
                 elif pipeline == "unzstd":
                     run_shell(f"zstd -dc {root / 'dump.sql.zst'} | {load}")
                 else:
-                    unstash(argv_load, sinks["s3"], stored)
+                    unstash(argv_load, sinks["s3"], stored["s3"])  # the last one in S3
                 m, (me1, kids1) = meter.run(pipeline, before), _cpu()
                 timed.append(Timed(pipeline, m.wall_s, me1 - me0, kids1 - kids0,
                                    m.db_cpu_s, m.s3_cpu_s))

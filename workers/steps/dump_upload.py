@@ -116,6 +116,7 @@ def dump_stream(ctx: StepContext, cnf: Path, databases: Sequence[str], level: in
         return write_stream(ctx.storage, ctx.cipher, data_key(ctx.ref.name, STREAM_NAME),
                             STREAM_NAME,
                             client.chunks(ctx.settings.dump_chunk_bytes), level=level,
+                            threads=ctx.settings.zstd_threads,
                             report=report_progress(ctx, started),
                             check_end=require_completion(client.name))
     finally:

@@ -59,7 +59,8 @@ def store_stream(ctx: StepContext, name: str, raw: Iterable[bytes], level: int,
     its end, before the upload completes, and may raise to abort it."""
     return write_stream(ctx.storage, ctx.cipher, data_key(ctx.ref.name, name), name,
                         _xbstream(raw),
-                        level=level, report=report_progress(ctx, time.monotonic()),
+                        level=level, threads=ctx.settings.zstd_threads,
+                        report=report_progress(ctx, time.monotonic()),
                         check_end=None if check is None else lambda _stats: check())
 
 
