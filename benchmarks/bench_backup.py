@@ -412,7 +412,7 @@ def report(results: list[SizeResult], argv: list[str]) -> None:
     for r in results:
         print("\n" + "\n".join(size_table(r)))
     checks = targets(results)
-    print("\ntargets (issue 8; backups on StashQ's session time, restores on wall time):")
+    print("\ntargets (issue 8; StashQ on its session time, baselines on wall time):")
     for what, value, limit, met in checks:
         print(f"  {what:<62} {value:7.2f}  limit {limit:g}  {'PASS' if met else 'MISS'}")
     RESULTS_PATH.parent.mkdir(exist_ok=True)
