@@ -176,8 +176,8 @@ def main(argv: list[str]) -> int:
                 m, (me1, kids1) = meter.run(pipeline, before), _cpu()
                 timed.append(Timed(pipeline, m.wall_s, me1 - me0, kids1 - kids0,
                                    m.db_cpu_s, m.s3_cpu_s))
-                if run == 0 and (bad := restore_mismatch(source, table_checksums(mariadb,
-                                                                                 RESTORED))):
+                restored = table_checksums(mariadb, RESTORED)
+                if bad := restore_mismatch(source, restored):
                     raise RuntimeError(f"{LABELS[pipeline]} restored other data: {bad}")
         report(timed, level)
     return 0

@@ -8,6 +8,7 @@ a thread into a bounded buffer so a chatty client can never block on a full pipe
 from __future__ import annotations
 
 import collections
+import functools
 import io
 import logging
 import os
@@ -38,9 +39,25 @@ ERROR_LINE = re.compile(r"error|couldn't|can't|failed|denied|unknown|lost connec
 
 def buffered_stdout(argv: Sequence[str]) -> list[str]:
     """``argv`` run with a large stdout buffer (``stdbuf`` execs it: same pid), or as is
-    where coreutils' stdbuf is missing."""
-    stdbuf = shutil.which("stdbuf")
+    where coreutils' stdbuf is missing or does not work."""
+    stdbuf = _working_stdbuf()
     return [stdbuf, "-o", STDOUT_BUFFER, *argv] if stdbuf else list(argv)
+
+
+@functools.cache
+def _working_stdbuf() -> str | None:
+    """stdbuf's path if it runs a program here (it needs its preload library), once per
+    process: a broken one would fail every dump with its own message, not the client's."""
+    stdbuf = shutil.which("stdbuf")
+    if stdbuf is None:
+        return None
+    try:
+        subprocess.run([stdbuf, "-o", STDOUT_BUFFER, "true"], check=True, timeout=10,
+                       stdin=subprocess.DEVNULL, capture_output=True)
+    except (OSError, subprocess.SubprocessError) as e:
+        log.warning("not buffering dump output: %s does not work here (%s)", stdbuf, e)
+        return None
+    return stdbuf
 
 
 class ClientProcess:

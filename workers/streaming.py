@@ -12,12 +12,16 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import functools
 import hashlib
+import math
+import os
 import queue
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import IO
 
 import zstandard
@@ -33,8 +37,11 @@ TAIL_BYTES = 4096
 #: zstd's multithreaded job size. Its default (several MiB × window per thread) cost
 #: ~100 MiB at level 3; 2 MiB costs ~30 MiB for the same speed and output size.
 ZSTD_JOB_BYTES = 2 * 2**20
-#: zstd worker threads of a stream: one per core (-1), so one stream keeps both cores busy.
+#: zstd worker threads of a stream: one per core (-1, see ``available_cpus``), so one
+#: stream keeps both cores busy.
 ZSTD_THREADS = -1
+#: Where a container's CPU limit is (cgroup v2 ``cpu.max``; v1 ``cpu/cpu.cfs_*``).
+CGROUP_ROOT = Path("/sys/fs/cgroup")
 #: Seconds between progress callbacks.
 PROGRESS_INTERVAL_S = 1.0
 
@@ -102,12 +109,30 @@ def prefetch(source: Iterable[bytes], depth: int = PREFETCH_DEPTH) -> Iterator[b
         stop.set()
 
 
+@functools.cache
+def available_cpus(cgroup: Path = CGROUP_ROOT) -> int:
+    """CPUs this process may use: its affinity mask, lowered to a cgroup CPU quota (a
+    Kubernetes CPU limit) if there is one. zstd's own "-1" counts the host's CPUs: 64
+    compression threads, and their memory, in a pod limited to 2 CPUs on a 64-core node."""
+    cpus = len(os.sched_getaffinity(0))
+    for quota_file, period_file in (("cpu.max", None),
+                                    ("cpu/cpu.cfs_quota_us", "cpu/cpu.cfs_period_us")):
+        with contextlib.suppress(OSError, ValueError, IndexError):
+            words = (cgroup / quota_file).read_text().split()
+            period = words[1] if period_file is None else (cgroup / period_file).read_text()
+            if words[0] not in ("max", "-1"):
+                return min(cpus, max(1, math.ceil(int(words[0]) / int(period))))
+    return cpus
+
+
 def compress(chunks: Iterable[bytes], stats: StreamStats, level: int,
              threads: int = ZSTD_THREADS) -> Iterator[bytes]:
     """zstd-compress ``chunks`` (one frame with a content checksum), counting raw bytes.
 
-    ``threads``: zstd's worker threads; -1 one per core, 0 none (compress in this thread).
+    ``threads``: zstd's worker threads; -1 one per usable CPU, 0 none (compress in this
+    thread).
     """
+    threads = available_cpus() if threads < 0 else threads
     params = zstandard.ZstdCompressionParameters.from_level(
         level, threads=threads, job_size=ZSTD_JOB_BYTES if threads else 0, write_checksum=1)
     compressor = zstandard.ZstdCompressor(compression_params=params)
