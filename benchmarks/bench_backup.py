@@ -465,7 +465,16 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
                         help="runs of each backup; medians are shown (%(default)s)")
     parser.add_argument("--restore-runs", type=int, default=DEFAULT_RESTORE_RUNS,
                         help="runs of each restore; medians are shown (%(default)s)")
+    parser.add_argument("--set", action="append", default=[], metavar="STASHQ_NAME=VALUE",
+                        help="a StashQ setting for the worker and CLI, e.g. "
+                             "STASHQ_ZSTD_THREADS=0 (repeatable; default: the product's)")
     args = parser.parse_args(argv)
+    try:
+        args.settings = dict(item.split("=", 1) for item in args.set)
+    except ValueError:
+        parser.error("--set takes STASHQ_NAME=VALUE")
+    if any(not name.startswith("STASHQ_") for name in args.settings):
+        parser.error("--set names a STASHQ_ setting")
     if args.runs < 1 or args.restore_runs < 1:
         parser.error("--runs and --restore-runs must be at least 1")
     args.sizes = [args.size_mib] if args.size_mib else [int(s) for s in args.sizes.split(",")]
@@ -485,7 +494,10 @@ def main(argv: list[str]) -> int:
         pool = buffer_pool_mib(2 * max(args.sizes))  # the source and a restored copy
         print(f"starting servers in {root} (buffer pool {pool:,} MiB) ...", flush=True)
         mariadb, redis, s3, pushgateway = start_servers(root, pool, exits)
-        env = stashq_env(redis, pushgateway, root, ZSTD_LEVEL)
+        env = stashq_env(redis, pushgateway, root, ZSTD_LEVEL) | args.settings
+        if args.settings:
+            print("StashQ settings: " + " ".join(f"{k}={v}" for k, v in args.settings.items()),
+                  flush=True)
         cnf = exits.enter_context(defaults_file(ConnectionInfo(
             mariadb.host, mariadb.port, mariadb.user, mariadb.password)))
         results = []
