@@ -62,11 +62,13 @@ from benchmarks.common import (
     directory_bytes,
     drop,
     empty_bucket,
+    env_assignments,
     fresh_worker_peak,
     load_database,
     meters,
     recreate,
     remove,
+    rotations,
     rows_for,
     run_shell,
     start_servers,
@@ -263,12 +265,6 @@ class Bench:
         verify_restored(self.stack.mariadb, target, source, LABELS[pipeline])
         drop(self.stack.mariadb, target)
         return run
-
-
-def rotations(order: list[str], runs: int) -> list[tuple[int, str]]:
-    """(run, pipeline) for `runs` runs of `order`, rotated by one each run (interleaved)."""
-    return [(run, p) for run in range(runs)
-            for p in order[run % len(order):] + order[:run % len(order)]]
 
 
 def bench_size(size_mib: int, args: argparse.Namespace, stack: Stack, cnf: Path, root: Path,
@@ -469,12 +465,7 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
                         help="a StashQ setting for the worker and CLI, e.g. "
                              "STASHQ_ZSTD_THREADS=0 (repeatable; default: the product's)")
     args = parser.parse_args(argv)
-    try:
-        args.settings = dict(item.split("=", 1) for item in args.set)
-    except ValueError:
-        parser.error("--set takes STASHQ_NAME=VALUE")
-    if any(not name.startswith("STASHQ_") for name in args.settings):
-        parser.error("--set names a STASHQ_ setting")
+    args.settings = env_assignments(parser, "--set", args.set, prefix="STASHQ_")
     if args.runs < 1 or args.restore_runs < 1:
         parser.error("--runs and --restore-runs must be at least 1")
     args.sizes = [args.size_mib] if args.size_mib else [int(s) for s in args.sizes.split(",")]

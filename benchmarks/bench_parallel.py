@@ -42,11 +42,13 @@ from benchmarks.common import (
     count_dump_bytes,
     directory_bytes,
     drop,
+    env_assignments,
     fresh_worker_peak,
     load_database,
     meters,
     recreate,
     remove,
+    rotations,
     rows_for,
     run_shell,
     start_servers,
@@ -145,15 +147,14 @@ def bench(size_mib: int, runs: int, stack: Stack, cnf: Path, root: Path) -> Resu
     print(f"   loaded in {load_s:.1f} s; dump is {dump_bytes / MIB:,.0f} MiB", flush=True)
     meter, worker_meter = meters(stack)
     order, timed, snapshots = [*BACKUPS, *STASHQ], [], {}
-    for run in range(runs):
-        for pipeline in order[run % len(order):] + order[:run % len(order)]:  # interleaved
-            if pipeline in STASHQ:
-                result, snapshots[pipeline] = stashq_backup(stack, namespace, STASHQ[pipeline],
-                                                            pipeline, worker_meter)
-            else:
-                result = run_backup_baseline(pipeline, values, root / f"out.{pipeline}", meter)
-            timed.append(result)
-            print(f"   run {run + 1} {LABELS[pipeline]:<30} {result.wall_s:7.2f} s", flush=True)
+    for run, pipeline in rotations(order, runs):
+        if pipeline in STASHQ:
+            result, snapshots[pipeline] = stashq_backup(stack, namespace, STASHQ[pipeline],
+                                                        pipeline, worker_meter)
+        else:
+            result = run_backup_baseline(pipeline, values, root / f"out.{pipeline}", meter)
+        timed.append(result)
+        print(f"   run {run + 1} {LABELS[pipeline]:<30} {result.wall_s:7.2f} s", flush=True)
     run_shell(f"{dump} > {shlex.quote(values['file'])}")  # the restores' sources, untimed
     run_shell(BACKUPS["mydumper"].format(out=shlex.quote(values["dir"]), **values))
     restores = run_restores(stack, namespace, values, snapshots, meter, worker_meter)
@@ -226,6 +227,7 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--env", action="append", default=[], metavar="NAME=VALUE",
                         help="worker setting, e.g. STASHQ_PARTS_IN_FLIGHT=1 (repeatable)")
     args = parser.parse_args(argv)
+    settings = env_assignments(parser, "--env", args.env)
     if not (shutil.which("mydumper") and shutil.which("myloader")):
         print("mydumper/myloader are not installed (apt-get install mydumper)", file=sys.stderr)
         return 1
@@ -236,8 +238,7 @@ def main(argv: list[str]) -> int:
         print(f"starting servers in {root} ...", flush=True)
         mariadb, redis, s3, pushgateway = start_servers(
             root, buffer_pool_mib(2 * args.size_mib), exits)  # source and restored copy
-        env = stashq_env(redis, pushgateway, root, 1) | dict(
-            item.split("=", 1) for item in args.env)
+        env = stashq_env(redis, pushgateway, root, 1) | settings
         cnf = exits.enter_context(defaults_file(ConnectionInfo(
             mariadb.host, mariadb.port, mariadb.user, mariadb.password)))
         worker = Worker(env, root / "worker.log")

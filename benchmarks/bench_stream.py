@@ -25,8 +25,9 @@ import statistics
 import sys
 import tempfile
 import uuid
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import cast
 
@@ -38,6 +39,7 @@ from benchmarks.common import (
     load_database,
     recreate,
     restore_mismatch,
+    rotations,
     rows_for,
     run_shell,
     start_servers,
@@ -147,38 +149,38 @@ def main(argv: list[str]) -> int:
               f"{args.part_mib} MiB x {args.parts_in_flight} in flight", flush=True)
         timed: list[Timed] = []
         stored: dict[str, Stream] = {}
-        for run in range(args.runs):
-            for pipeline in PIPELINES[run % len(PIPELINES):] + PIPELINES[:run % len(PIPELINES)]:
-                before, (me0, kids0) = meter.read(), _cpu()
-                if pipeline == "raw":
-                    run_shell(f"{dump} > /dev/null")
-                elif pipeline == "zstd":
-                    run_shell(f"{dump} | zstd -{level} -T0 -q -f -o {root / 'out.zst'}")
-                else:
-                    stored[pipeline] = stash(argv_dump, sinks[pipeline], f"run-{run}", level,
-                                             chunk_bytes)
-                m, (me1, kids1) = meter.run(pipeline, before), _cpu()
-                timed.append(Timed(pipeline, m.wall_s, me1 - me0, kids1 - kids0,
-                                   m.db_cpu_s, m.s3_cpu_s))
+
+        def measure(pipeline: str, action: Callable[[], object]) -> None:
+            before, (me0, kids0) = meter.read(), _cpu()
+            action()
+            m, (me1, kids1) = meter.run(pipeline, before), _cpu()
+            timed.append(Timed(pipeline, m.wall_s, me1 - me0, kids1 - kids0,
+                               m.db_cpu_s, m.s3_cpu_s))
+
+        def backup(pipeline: str, run: int) -> None:
+            if pipeline == "raw":
+                run_shell(f"{dump} > /dev/null")
+            elif pipeline == "zstd":
+                run_shell(f"{dump} | zstd -{level} -T0 -q -f -o {root / 'out.zst'}")
+            else:
+                stored[pipeline] = stash(argv_dump, sinks[pipeline], f"run-{run}", level,
+                                         chunk_bytes)
+
+        for run, pipeline in rotations(list(PIPELINES), args.runs):
+            measure(pipeline, partial(backup, pipeline, run))
         run_shell(f"{dump} > {root / 'dump.sql'} && zstd -{level} -q -f {root / 'dump.sql'}")
         argv_load = ["mariadb", f"--defaults-file={cnf}", *RESTORE_OPTIONS, RESTORED]
         load = shlex.join(argv_load)
-        for run in range(args.runs):
-            for pipeline in RESTORES[run % len(RESTORES):] + RESTORES[:run % len(RESTORES)]:
-                recreate(mariadb, RESTORED)
-                before, (me0, kids0) = meter.read(), _cpu()
-                if pipeline == "load":
-                    run_shell(f"{load} < {root / 'dump.sql'}")
-                elif pipeline == "unzstd":
-                    run_shell(f"zstd -dc {root / 'dump.sql.zst'} | {load}")
-                else:
-                    unstash(argv_load, sinks["s3"], stored["s3"])  # the last one in S3
-                m, (me1, kids1) = meter.run(pipeline, before), _cpu()
-                timed.append(Timed(pipeline, m.wall_s, me1 - me0, kids1 - kids0,
-                                   m.db_cpu_s, m.s3_cpu_s))
-                restored = table_checksums(mariadb, RESTORED)
-                if bad := restore_mismatch(source, restored):
-                    raise RuntimeError(f"{LABELS[pipeline]} restored other data: {bad}")
+        restores: dict[str, Callable[[], object]] = {
+            "load": partial(run_shell, f"{load} < {root / 'dump.sql'}"),
+            "unzstd": partial(run_shell, f"zstd -dc {root / 'dump.sql.zst'} | {load}"),
+            "from-s3": lambda: unstash(argv_load, sinks["s3"], stored["s3"]),  # the last in S3
+        }
+        for _, pipeline in rotations(list(RESTORES), args.runs):
+            recreate(mariadb, RESTORED)
+            measure(pipeline, restores[pipeline])
+            if bad := restore_mismatch(source, table_checksums(mariadb, RESTORED)):
+                raise RuntimeError(f"{LABELS[pipeline]} restored other data: {bad}")
         report(timed, level)
     return 0
 

@@ -8,6 +8,7 @@ suite's own (`tests/servers`, `tests/integration`).
 
 from __future__ import annotations
 
+import argparse
 import contextlib
 import os
 import resource
@@ -196,6 +197,25 @@ def stashq_env(redis: RedisServer, pushgateway: Pushgateway, root: Path,
     return env | {"STASHQ_BROKER_URL": redis.url, "STASHQ_REDIS_URL": redis.url,
                   "STASHQ_PUSHGATEWAY_URL": pushgateway.url, "STASHQ_DB_WAIT_S": "2",
                   "STASHQ_ZSTD_LEVEL": str(zstd_level), "TMPDIR": str(root)}
+
+
+def rotations(order: list[str], runs: int) -> list[tuple[int, str]]:
+    """(run, pipeline) for `runs` runs of `order`, rotated by one each run (interleaved)."""
+    return [(run, p) for run in range(runs)
+            for p in order[run % len(order):] + order[:run % len(order)]]
+
+
+def env_assignments(parser: argparse.ArgumentParser, flag: str, items: list[str], *,
+                    prefix: str = "") -> dict[str, str]:
+    """`NAME=VALUE` options (for the worker and CLI) as a dict; a usage error names the
+    item that has no "=" or a name without `prefix`."""
+    env = {}
+    for item in items:
+        name, sep, value = item.partition("=")
+        if not sep or not name.startswith(prefix):
+            parser.error(f"{flag} takes {prefix}NAME=VALUE, not {item!r}")
+        env[name] = value
+    return env
 
 
 def rows_for(size_mib: int) -> int:

@@ -9,10 +9,9 @@ from benchmarks.bench_backup import (
     MAX_PEAK_RSS_MIB,
     SizeResult,
     disk_needed_mib,
-    rotations,
     targets,
 )
-from benchmarks.common import Run, restore_mismatch
+from benchmarks.common import Run, restore_mismatch, rotations
 
 BACKUPS = {"raw": 10.0, "gzip": 50.0, "zstd": 12.0, "restic": 30.0, "mydumper": 9.0}
 SESSIONS = {"stashq": 12.0, "stashq-p2": 9.0}
