@@ -85,7 +85,11 @@ class ClientProcess:
             line = raw.decode("utf-8", "replace").rstrip()
             if line:
                 self.stderr_lines.append(line)
-                log.warning("%s: %s", self.name, line)
+                self._log_line(line)
+
+    def _log_line(self, line: str) -> None:
+        """Log one stderr line: a SQL client says little, and only when something is off."""
+        log.warning("%s: %s", self.name, line)
 
     def poll(self) -> int | None:
         """The exit code, or None while the client runs (never blocks)."""

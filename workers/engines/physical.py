@@ -77,14 +77,10 @@ def which(names: Sequence[str], role: str, engine: Engine) -> str:
 class ToolProcess(ClientProcess):
     """A physical backup tool streaming to stdout: judged by exit code + completion line."""
 
-    def _read_stderr(self) -> None:
-        assert self._proc.stderr is not None
-        for raw in self._proc.stderr:
-            line = raw.decode("utf-8", "replace").rstrip()
-            if line:
-                self.stderr_lines.append(line)
-                log.log(logging.WARNING if PROBLEM_LINE.search(line) else logging.DEBUG,
-                        "%s: %s", self.name, line)
+    def _log_line(self, line: str) -> None:
+        """The tool narrates every file it copies: only problem lines are warnings."""
+        log.log(logging.WARNING if PROBLEM_LINE.search(line) else logging.DEBUG,
+                "%s: %s", self.name, line)
 
     def finish(self) -> None:
         code = self._proc.wait(timeout=EXIT_TIMEOUT_S)
