@@ -13,10 +13,13 @@ import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from tests.servers import MariaDBServer, Pushgateway, RedisServer, S3Ports, S3Server, free_port
+from workers.state.redis import RedisStore
+from workflows.resources import RestoreSession
 
 STASHQ = str(Path(sys.executable).with_name("stashq"))
 #: Seconds a worker gets to say it is ready.
@@ -69,6 +72,20 @@ class Stack:
     def cli(self, *args: str, namespace: str | None = None, check: bool = False,
             timeout: float = 300) -> subprocess.CompletedProcess[str]:
         return run_cli(self.env, *args, namespace=namespace, check=check, timeout=timeout)
+
+
+def wait_restore(stack: Stack, namespace: str, name: str, timeout_s: float) -> dict[str, Any]:
+    """The final status of RestoreSession ``name``, read from the store; fails the test
+    with the worker's log if it is not final within ``timeout_s``."""
+    store = RedisStore.from_url(stack.redis_url)
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        status = store.get(RestoreSession, name, namespace).status
+        if status.get("phase") in ("Succeeded", "Failed"):
+            return status
+        time.sleep(0.5)
+    raise AssertionError(f"RestoreSession {name} not final: {status}\n"
+                         f"{stack.worker.log()[-3000:]}")
 
 
 def run_cli(env: dict[str, str], *args: str, namespace: str | None = None, check: bool = False,

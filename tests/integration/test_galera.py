@@ -17,7 +17,7 @@ from typing import Any
 
 import pytest
 
-from tests.integration.conftest import Stack
+from tests.integration.conftest import Stack, wait_restore
 from tests.integration.resources import s3_repository, secret
 from tests.integration.test_backup_restore import created
 from tests.servers import BinaryMissing, free_port
@@ -25,7 +25,7 @@ from tests.servers.galera import GaleraCluster, GaleraNode
 from tests.support.compare import describe
 from tests.support.sample import create_sample
 from workers.state.redis import RedisStore
-from workflows.resources import BackupSession, RestoreSession
+from workflows.resources import BackupSession
 
 pytestmark = pytest.mark.slow
 #: Seconds to wait for a RestoreSession applied from a manifest.
@@ -117,17 +117,6 @@ spec:
     return path
 
 
-def wait_restore(stack: Stack, namespace: str, name: str) -> dict[str, Any]:
-    store = RedisStore.from_url(stack.redis_url)
-    deadline = time.monotonic() + RESTORE_WAIT_S
-    while time.monotonic() < deadline:
-        status = store.get(RestoreSession, name, namespace).status
-        if status.get("phase") in ("Succeeded", "Failed"):
-            return status
-        time.sleep(0.5)
-    raise AssertionError(f"RestoreSession {name} not final: {status}\n{stack.worker.log()[-3000:]}")
-
-
 class Writer:
     """Inserts rows 1, 2, 3, ... into `w.t`, one transaction (one Galera seqno) each."""
 
@@ -208,7 +197,7 @@ def test_cluster_backup_through_garbd_while_writing_restores_per_replica(
     restored = tmp_path / "restored"
     session = restore_session(tmp_path / "restore.yaml", f"{restored}/{{replica}}/data")
     stack.cli("apply", "-f", str(session), namespace=namespace, check=True)
-    result = wait_restore(stack, namespace, "restore-cluster")
+    result = wait_restore(stack, namespace, "restore-cluster", RESTORE_WAIT_S)
     assert result["phase"] == "Succeeded", result.get("reason")
     replicas = result["replicas"]
     assert sorted(replicas) == ["0", "1", "2"]

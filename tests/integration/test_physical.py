@@ -9,14 +9,14 @@ import time
 from pathlib import Path
 from typing import Any
 
-from tests.integration.conftest import Stack
+from tests.integration.conftest import Stack, wait_restore
 from tests.integration.resources import appbinding, s3_repository, secret
 from tests.integration.test_backup_restore import created
 from tests.servers import MariaDBServer, free_port
 from tests.support.compare import describe
 from tests.support.sample import create_sample
 from workers.state.redis import RedisStore
-from workflows.resources import BackupSession, RestoreSession
+from workflows.resources import BackupSession
 
 RESTORE_WAIT_S = 120
 
@@ -56,14 +56,7 @@ spec:
     params: [{{name: dataDir, value: {json.dumps(str(data_dir))}}}]
 """)
     stack.cli("apply", "-f", str(path), namespace=namespace, check=True)
-    store = RedisStore.from_url(stack.redis_url)
-    deadline = time.monotonic() + RESTORE_WAIT_S
-    while time.monotonic() < deadline:
-        status = store.get(RestoreSession, name, namespace).status
-        if status.get("phase") in ("Succeeded", "Failed"):
-            return status
-        time.sleep(0.5)
-    raise AssertionError(f"RestoreSession {name} not final: {status}")
+    return wait_restore(stack, namespace, name, RESTORE_WAIT_S)
 
 
 def test_physical_backup_restores_into_a_new_servers_data_directory(
