@@ -58,6 +58,7 @@ from benchmarks.common import (
     apply_resources,
     bucket_bytes,
     buffer_pool_mib,
+    client_options,
     count_dump_bytes,
     directory_bytes,
     drop,
@@ -80,7 +81,6 @@ from benchmarks.common import (
 )
 from tests.integration.conftest import Stack, Worker
 from tests.servers import S3Server
-from workers.engines.base import ConnectionInfo, defaults_file
 from workers.engines.mysql import CONSISTENT_DUMP_OPTIONS
 
 #: Dump sizes measured by default, MiB: a small and a large one, to see memory stay flat.
@@ -489,8 +489,7 @@ def main(argv: list[str]) -> int:
         if args.settings:
             print("StashQ settings: " + " ".join(f"{k}={v}" for k, v in args.settings.items()),
                   flush=True)
-        cnf = exits.enter_context(defaults_file(ConnectionInfo(
-            mariadb.host, mariadb.port, mariadb.user, mariadb.password)))
+        cnf = exits.enter_context(client_options(mariadb))
         results = []
         for size in args.sizes:
             worker = Worker(env, root / f"worker-{size}.log")

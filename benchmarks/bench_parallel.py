@@ -39,6 +39,7 @@ from benchmarks.common import (
     _interrupt,
     apply_resources,
     buffer_pool_mib,
+    client_options,
     count_dump_bytes,
     directory_bytes,
     drop,
@@ -59,7 +60,6 @@ from benchmarks.common import (
     verify_restored,
 )
 from tests.integration.conftest import Stack, Worker
-from workers.engines.base import ConnectionInfo, defaults_file
 from workers.engines.mysql import CONSISTENT_DUMP_OPTIONS
 
 #: Dump size measured by default, MiB: "a few hundred MB".
@@ -239,8 +239,7 @@ def main(argv: list[str]) -> int:
         mariadb, redis, s3, pushgateway = start_servers(
             root, buffer_pool_mib(2 * args.size_mib), exits)  # source and restored copy
         env = stashq_env(redis, pushgateway, root, 1) | settings
-        cnf = exits.enter_context(defaults_file(ConnectionInfo(
-            mariadb.host, mariadb.port, mariadb.user, mariadb.password)))
+        cnf = exits.enter_context(client_options(mariadb))
         worker = Worker(env, root / "worker.log")
         exits.callback(worker.stop)
         stack = Stack(env, worker, mariadb, s3, pushgateway, redis.url)

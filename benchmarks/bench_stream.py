@@ -35,6 +35,7 @@ from benchmarks.common import (
     MIB,
     Meter,
     buffer_pool_mib,
+    client_options,
     count_dump_bytes,
     load_database,
     recreate,
@@ -45,7 +46,6 @@ from benchmarks.common import (
     start_servers,
     table_checksums,
 )
-from workers.engines.base import ConnectionInfo, defaults_file
 from workers.engines.mysql import CONSISTENT_DUMP_OPTIONS, RESTORE_OPTIONS
 from workers.process import ClientProcess
 from workers.snapshots import read_stream, write_stream
@@ -128,8 +128,7 @@ def main(argv: list[str]) -> int:
         print(f"starting servers in {root} ...", flush=True)
         mariadb, _, s3, _ = start_servers(root, buffer_pool_mib(args.size_mib), exits)
         load_database(mariadb, DATABASE, rows_for(args.size_mib))
-        cnf = exits.enter_context(defaults_file(ConnectionInfo(
-            mariadb.host, mariadb.port, mariadb.user, mariadb.password)))
+        cnf = exits.enter_context(client_options(mariadb))
         argv_dump = ["mariadb-dump", f"--defaults-file={cnf}", *CONSISTENT_DUMP_OPTIONS,
                      DATABASE]
         dump = shlex.join(argv_dump)

@@ -19,6 +19,7 @@ import time
 import uuid
 from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import FrameType
@@ -27,6 +28,7 @@ from tests.integration.conftest import Stack, Worker
 from tests.integration.resources import backup_configuration, standard_setup
 from tests.integration.test_backup_restore import created
 from tests.servers import MariaDBServer, Pushgateway, RedisServer, S3Ports, S3Server, free_port
+from workers.engines.base import ConnectionInfo, defaults_file
 from workers.state.redis import RedisStore
 from workflows.resources import BackupSession, RestoreSession
 
@@ -197,6 +199,13 @@ def stashq_env(redis: RedisServer, pushgateway: Pushgateway, root: Path,
     return env | {"STASHQ_BROKER_URL": redis.url, "STASHQ_REDIS_URL": redis.url,
                   "STASHQ_PUSHGATEWAY_URL": pushgateway.url, "STASHQ_DB_WAIT_S": "2",
                   "STASHQ_ZSTD_LEVEL": str(zstd_level), "TMPDIR": str(root)}
+
+
+def client_options(mariadb: MariaDBServer) -> AbstractContextManager[Path]:
+    """A 0600 option file with the server's root login, as StashQ writes one for its
+    clients: the baselines' `--defaults-file=CNF` (credentials never in argv)."""
+    return defaults_file(ConnectionInfo(mariadb.host, mariadb.port, mariadb.user,
+                                        mariadb.password))
 
 
 def rotations(order: list[str], runs: int) -> list[tuple[int, str]]:
