@@ -7,16 +7,17 @@ dangling reference) is marked Failed with the reason instead of being queued.
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Callable
 from typing import Any
 
 from celery import Celery
 
-from workers.chains import build_chain
 from workers.context import SessionRef, StepContext
+from workers.queueing import queue_chain
 from workers.state.base import ResourceStore
-from workers.steps.session import now_iso
 from workflows.errors import StashQError
+from workflows.phases import Phase, failed
 from workflows.resources import BackupSession, RestoreSession
 from workflows.resources.backup import Invoker
 from workflows.resources.base import API_VERSION, Metadata
@@ -27,19 +28,15 @@ log = logging.getLogger(__name__)
 
 
 def dispatch(app: Celery, store: ResourceStore, settings: Settings, ref: SessionRef) -> str:
-    """Send the session's chain; return the Celery id of its first step."""
+    """Send the session's chain; return its queue token (the chain's Celery root id)."""
     ctx = StepContext(settings, store, ref)
     try:
-        signature = build_chain(app, ctx.plan, str(ref))
+        token = queue_chain(app, store, ref, ctx.plan, phase=Phase.PENDING.value)
     except StashQError as e:
-        store.patch_status(ref.cls, ref.name, ref.namespace,
-                           {"phase": "Failed", "reason": e.reason, "completionTime": now_iso()})
+        store.patch_status(ref.cls, ref.name, ref.namespace, failed(e.reason, now=time.time()))
         raise
-    result = signature.apply_async()
-    store.patch_status(ref.cls, ref.name, ref.namespace,
-                       {"phase": "Pending", "queuedAt": now_iso(), "taskId": result.id})
     log.info("queued %s (%s)", ref, ctx.plan.task)
-    return str(result.id)
+    return str(token)
 
 
 def backup_session(config: str, namespace: str, slot_unix: int,
@@ -64,9 +61,8 @@ def queue_or_fail(queue: Callable[[SessionRef], object], store: ResourceStore,
         log.error("%s not queued: %s", ref, e.reason)
     except Exception as e:
         log.exception("%s could not be queued", ref)
-        store.patch_status(ref.cls, ref.name, ref.namespace, {
-            "phase": "Failed", "reason": f"could not be queued: {type(e).__name__}: {e}",
-            "completionTime": now_iso()})
+        store.patch_status(ref.cls, ref.name, ref.namespace, failed(
+            f"could not be queued: {type(e).__name__}: {e}", now=time.time()))
     return False
 
 

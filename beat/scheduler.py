@@ -48,8 +48,8 @@ from beat.dispatch import backup_session, queue_or_fail
 from workers.context import SessionRef
 from workers.logs import session_context
 from workers.state.redis import RawObject
-from workers.steps.session import FINAL_PHASES
 from workflows.errors import InvalidResource
+from workflows.phases import FINAL_PHASES
 from workflows.resources import BackupConfiguration, BackupSession, Resource
 from workflows.retention import sessions_beyond_limit
 from workflows.schedule import (

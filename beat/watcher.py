@@ -51,9 +51,10 @@ from workers.state.base import (
     ResourceStore,
     ResourceVersionExpired,
 )
-from workers.steps.session import FINAL_PHASES, now_iso
+from workers.steps.session import now_iso
 from workflows.errors import InvalidResource, NotFound, TransientStorageError
 from workflows.parsing import parse_resource
+from workflows.phases import FINAL_PHASES
 
 log = logging.getLogger(__name__)
 

@@ -103,7 +103,17 @@ def _redis_dbs() -> Iterator[int]:
 @pytest.fixture
 def redis_url(redis_server: RedisServer, _redis_dbs: Iterator[int]) -> str:
     """The URL of a Redis db of this test's own, emptied first."""
-    url = redis_server.url_for(next(_redis_dbs))
+    return _empty_db(redis_server, _redis_dbs)
+
+
+@pytest.fixture
+def broker_url(redis_server: RedisServer, _redis_dbs: Iterator[int]) -> str:
+    """Another Redis db of this test's own, for a broker kept apart from the store."""
+    return _empty_db(redis_server, _redis_dbs)
+
+
+def _empty_db(server: RedisServer, dbs: Iterator[int]) -> str:
+    url = server.url_for(next(dbs))
     with redis.Redis.from_url(url) as client:
         client.flushdb()
     return url

@@ -13,7 +13,11 @@ acts on it as ``workflows/staleness.py`` decides:
 - then **fail it**, with a reason naming the step and the time it went quiet.
 
 When the original message comes back after the visibility timeout, its steps find the
-session final and stop (``workers/steps/session.py``), or find its snapshot.
+session final, or queued again under another token, and stop (``workers/steps/session.py``).
+
+The same sweep finds sessions Pending for longer than ``pending_timeout_s``: if the
+broker still holds their message they wait for a worker (their status says so), if it
+lost it they are queued again under a new token, within the same limit, then failed.
 
 The hard part is doing it once with many sweepers: each takes a short lease on the
 session (``sweep:<session>``) and reads the status again under it before acting; the
@@ -31,19 +35,20 @@ import time
 from collections.abc import Callable, Iterator
 from typing import Any, Protocol, runtime_checkable
 
-from workers.chains import build_chain
+from workers.broker import queued_tokens
 from workers.context import SESSION_KINDS, SessionRef, StepContext
 from workers.heartbeat import worker_name
 from workers.locks import Leases
 from workers.logs import session_context
+from workers.queueing import queue_chain
 from workers.state import open_store
 from workers.state.base import ResourceStore
 from workers.state.redis import RawObject
-from workers.steps.session import now_iso
+from workers.steps.session import CONTROL_QUEUE, DATA_QUEUE, now_iso
 from workflows.errors import StashQError
-from workflows.schedule import iso_utc
+from workflows.phases import Phase, failed
 from workflows.settings import Settings
-from workflows.staleness import StaleVerdict, stale_verdict
+from workflows.staleness import StaleVerdict, pending_overdue, pending_verdict, stale_verdict
 
 log = logging.getLogger(__name__)
 
@@ -90,12 +95,14 @@ class StaleSweeper:
     # --- what -------------------------------------------------------------------------
 
     def sweep(self) -> list[tuple[SessionRef, StaleVerdict]]:
-        """One pass over every Running session; return what was done to which."""
+        """One pass over every Running and Pending session; return what was done to which."""
         done = []
-        for ref in self.stale_sessions():
+        found, pending = self.stale_sessions()
+        queued = queued_tokens(self.app, (CONTROL_QUEUE, DATA_QUEUE)) if pending else None
+        for ref in found:
             with session_context(ref.name):
                 try:
-                    verdict = self.handle(ref)
+                    verdict = self.handle(ref, queued)
                 except Exception:  # this session's trouble must not spare the others
                     log.exception("%s: stale, but could not be handled", ref)
                     continue
@@ -103,13 +110,17 @@ class StaleSweeper:
                 done.append((ref, verdict))
         return done
 
-    def stale_sessions(self) -> list[SessionRef]:
-        now, found = self.clock(), []
+    def stale_sessions(self) -> tuple[list[SessionRef], bool]:
+        """Sessions to look at, and whether any is Pending (the broker must be read)."""
+        now, found, pending = self.clock(), [], False
         for kind, cls in SESSION_KINDS.items():
             for namespace, name, status in self._statuses(cls):
-                if self._verdict(status, now) is not None:
+                overdue = pending_overdue(status, now=now,
+                                          timeout_s=self.settings.pending_timeout_s)
+                if overdue or self._verdict(status, now, None) is not None:
                     found.append(SessionRef(kind, namespace, name))
-        return found
+                    pending = pending or overdue
+        return found, pending
 
     def _statuses(self, cls: Any) -> Iterator[tuple[str, str, dict[str, Any]]]:
         store = self.store
@@ -125,24 +136,40 @@ class StaleSweeper:
         for session in store.list(cls, self.namespace):
             yield session.namespace, session.name, session.status
 
-    def _verdict(self, status: dict[str, Any], now: float) -> StaleVerdict | None:
-        return stale_verdict(status, now=now, timeout_s=self.settings.heartbeat_timeout_s,
-                             requeue_limit=self.settings.stale_requeue_limit)
+    def _verdict(self, status: dict[str, Any], now: float,
+                 queued: set[str] | None) -> StaleVerdict | None:
+        settings = self.settings
+        if status.get("phase") == Phase.PENDING:
+            token = status.get("queueToken")
+            return pending_verdict(status, now=now, timeout_s=settings.pending_timeout_s,
+                                   requeue_limit=settings.stale_requeue_limit,
+                                   message_queued=None if queued is None or token is None
+                                   else token in queued)
+        return stale_verdict(status, now=now, timeout_s=settings.heartbeat_timeout_s,
+                             requeue_limit=settings.stale_requeue_limit)
 
-    def handle(self, ref: SessionRef) -> StaleVerdict | None:
-        """Under the session's sweep lease, with its status read again: act on it."""
+    def handle(self, ref: SessionRef, queued: set[str] | None = None) -> StaleVerdict | None:
+        """Under the session's sweep lease, with its status read again: act on it.
+        ``queued``: the queue tokens the broker holds (None: unknown)."""
         with self._claim(ref) as claimed:
             if not claimed:
                 return None
             status = self.store.get(ref.cls, ref.name, ref.namespace).status
-            verdict = self._verdict(status, self.clock())
+            verdict = self._verdict(status, self.clock(), queued)
             if verdict is None:
                 return None
-            log.warning("%s: %s", ref, verdict.reason)
-            if verdict.action == "requeue":
-                self.requeue(ref, verdict)
+            # Each action holds only while nobody claimed or queued the session since.
+            seen = {"phase": status.get("phase"), "queueToken": status.get("queueToken")}
+            if verdict.action == "wait":
+                log.info("%s: %s", ref, verdict.reason)
+                self._patch(ref, {"waiting": verdict.reason, "waitingCheckedAt": now_iso()},
+                            seen)
+            elif verdict.action == "requeue":
+                log.warning("%s: %s", ref, verdict.reason)
+                self.requeue(ref, verdict, seen)
             else:
-                self.fail(ref, verdict.reason, status.get("heartbeatStep"))
+                log.warning("%s: %s", ref, verdict.reason)
+                self.fail(ref, verdict.reason, status.get("heartbeatStep"), seen)
             return verdict
 
     @contextlib.contextmanager
@@ -161,14 +188,17 @@ class StaleSweeper:
             if answer.acquired:
                 store.release_lease(lock, token)
 
-    def requeue(self, ref: SessionRef, verdict: StaleVerdict) -> None:
-        """Send the session's whole chain again; fail it if that is impossible."""
-        self._patch(ref, {"requeued": verdict.requeued, "requeuedAt": now_iso(),
-                          "lastRequeue": {"at": now_iso(), "by": worker_name(),
-                                          "reason": verdict.reason}})
+    def requeue(self, ref: SessionRef, verdict: StaleVerdict,
+                seen: dict[str, Any] | None = None) -> None:
+        """Send the session's whole chain again under a new queue token (a copy of the
+        old message that still turns up stops: superseded); fail it if that is impossible.
+        ``seen``: status fields that must still hold (else someone else acted: nothing)."""
         ctx = StepContext(self.settings, self.store, ref)
         try:
-            result = build_chain(self.app, ctx.plan, str(ref)).apply_async()
+            token = queue_chain(self.app, self.store, ref, ctx.plan, expect=seen,
+                                requeued=verdict.requeued, requeuedAt=now_iso(), waiting=None,
+                                lastRequeue={"at": now_iso(), "by": worker_name(),
+                                             "reason": verdict.reason})
         except StashQError as e:
             self.fail(ref, f"{verdict.reason}, but it cannot be queued: {e.reason}", None)
             return
@@ -176,15 +206,19 @@ class StaleSweeper:
             self.fail(ref, f"{verdict.reason}, but it could not be queued: "
                            f"{type(e).__name__}: {e}", None)
             return
-        self._patch(ref, {"taskId": str(result.id)})
+        if token is None:
+            log.info("%s changed while being queued again; left to whoever changed it", ref)
+            return
         log.info("%s queued again (%d of %d)", ref, verdict.requeued,
                  self.settings.stale_requeue_limit)
 
-    def fail(self, ref: SessionRef, reason: str, step: object) -> None:
-        now = self.clock()
-        status = self._patch(ref, {"phase": "Failed", "reason": reason,
-                                   "failedStep": step if isinstance(step, str) else None,
-                                   "completionTime": iso_utc(now), "completionTimestamp": now})
+    def fail(self, ref: SessionRef, reason: str, step: object,
+             seen: dict[str, Any] | None = None) -> None:
+        status = self._patch(ref, failed(reason, now=self.clock(), waiting=None,
+                                         step=step if isinstance(step, str) else None), seen)
+        if status is None:
+            log.info("%s changed while being failed; left to whoever changed it", ref)
+            return
         from workers.steps.push_metrics import push_session_metrics
 
         try:
@@ -192,8 +226,12 @@ class StaleSweeper:
         except Exception as e:  # the failure is recorded; the metric is a bonus
             log.warning("metrics of failed %s not pushed: %s", ref, e)
 
-    def _patch(self, ref: SessionRef, patch: dict[str, Any]) -> dict[str, Any]:
-        return self.store.patch_status(ref.cls, ref.name, ref.namespace, patch)
+    def _patch(self, ref: SessionRef, patch: dict[str, Any],
+               seen: dict[str, Any] | None = None) -> dict[str, Any] | None:
+        """Patch the status; with ``seen``, only while those fields hold (else None)."""
+        if seen is None:
+            return self.store.patch_status(ref.cls, ref.name, ref.namespace, patch)
+        return self.store.patch_status_where(ref.cls, ref.name, ref.namespace, seen, patch)
 
 
 _STOP_ATTR = "stashq_sweeper_stop"

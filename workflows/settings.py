@@ -68,6 +68,11 @@ class Settings:
     #: sweep lists the sessions (one round trip); 0: no periodic sweeps, only the one
     #: each worker makes at start-up.
     stale_sweep_interval_s: float = 60.0
+    #: A session still Pending this long after it was queued is looked at by the sweep:
+    #: if its message is gone from the broker (a Redis without persistence restarted) it
+    #: is queued again (within ``stale_requeue_limit``), if the message is still queued
+    #: its status says it waits for a worker. Above a busy pool's usual queueing delay.
+    pending_timeout_s: float = 180.0
     #: Times a step is retried after a transient failure (S3 or the state store
     #: unreachable, 5xx, a busy repository lock) before the session fails.
     retry_limit: int = 5

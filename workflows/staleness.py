@@ -7,6 +7,12 @@ last sign of life is older than the timeout is stale. The verdict is to queue it
 dump over) up to a limit, then to fail it with a reason a person can act on (Stash
 issues #1488, #889: sessions stuck in Running for ever).
 
+A Pending session has no heartbeat; its sign of life is its message on the broker's
+queue. One that stays Pending for longer than its bound either waits for a worker
+(the message is still queued: say so in the status, queue nothing) or lost its message
+(a Redis without persistence restarted: queue it again, within the same limit, then
+fail it saying what happened; Stash issues #1488, #1522: sessions Pending for days).
+
 Pure: the status and ``now`` (unix seconds) in, the verdict out.
 """
 
@@ -26,7 +32,7 @@ _ISO_FIELDS = ("heartbeatAt", "requeuedAt", "startTime")
 
 @dataclass(frozen=True)
 class StaleVerdict:
-    action: Literal["requeue", "fail"]
+    action: Literal["requeue", "fail", "wait"]
     reason: str
     requeued: int  #: times the session was queued again, this action included
 
@@ -62,8 +68,7 @@ def stale_verdict(status: Mapping[str, Any], *, now: float, timeout_s: float,
     if last is None or now - last <= timeout_s:
         return None
     step = status.get("heartbeatStep") or "an unknown step"
-    raw_requeued = status.get("requeued")
-    requeued = raw_requeued if isinstance(raw_requeued, int) else 0
+    requeued = times_requeued(status)
     beat = unix_time(status.get("heartbeatAt")) or unix_time(status.get("startTime")) or last
     silent = f"worker stopped reporting during {step} at {iso_utc(beat)}"
     queued_again = unix_time(status.get("requeuedAt"))
@@ -73,3 +78,38 @@ def stale_verdict(status: Mapping[str, Any], *, now: float, timeout_s: float,
         return StaleVerdict("requeue", f"{silent}; queued again ({requeued + 1} of "
                                        f"{requeue_limit})", requeued + 1)
     return StaleVerdict("fail", f"{silent}; re-queued {requeued} time(s)", requeued)
+
+
+def times_requeued(status: Mapping[str, Any]) -> int:
+    raw = status.get("requeued")
+    return raw if isinstance(raw, int) and not isinstance(raw, bool) else 0
+
+
+def pending_overdue(status: Mapping[str, Any], *, now: float, timeout_s: float) -> bool:
+    """Queued, still Pending, and for longer than ``timeout_s``?"""
+    queued_at = unix_time(status.get("queuedAt"))
+    return (status.get("phase") == "Pending" and queued_at is not None
+            and now - queued_at > timeout_s)
+
+
+def pending_verdict(status: Mapping[str, Any], *, now: float, timeout_s: float,
+                    requeue_limit: int, message_queued: bool | None) -> StaleVerdict | None:
+    """None unless ``pending_overdue``; ``message_queued``: is the session's message still
+    on the broker (None: the broker could not tell)?"""
+    if not pending_overdue(status, now=now, timeout_s=timeout_s):
+        return None
+    queued_at = unix_time(status.get("queuedAt")) or now
+    requeued = times_requeued(status)
+    since = f"queued at {iso_utc(queued_at)} and not started for {now - queued_at:.0f} s"
+    if message_queued:
+        return StaleVerdict("wait", f"waiting for a worker: {since}; its message is still "
+                                    "on the queue, so no worker is consuming it (start one: "
+                                    "stashq worker)", requeued)
+    lost = ("its message is no longer on the broker (lost: a Redis without persistence "
+            "restarted or was emptied?)" if message_queued is False
+            else "the broker's queues could not be read")
+    if requeued < requeue_limit:
+        return StaleVerdict("requeue", f"{since}; {lost}; queued again ({requeued + 1} of "
+                                       f"{requeue_limit})", requeued + 1)
+    return StaleVerdict("fail", f"{since}; {lost}; re-queued {requeued} time(s), never "
+                                "started", requeued)

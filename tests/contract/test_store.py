@@ -92,3 +92,37 @@ def test_list_by_namespace_and_delete(store: ResourceStore) -> None:
     assert [s.name for s in store.list(BackupSession)] == ["b-1"]
     with pytest.raises(NotFound):
         store.get(BackupSession, "a-1", "default")
+
+
+def test_a_conditional_patch_applies_only_while_the_fields_hold(store: ResourceStore) -> None:
+    store.create(session("c-1"))
+    store.patch_status(BackupSession, "c-1", "default", {"phase": "Pending", "queueToken": "t1"})
+    expect = {"phase": "Pending", "queueToken": "t1", "claimedBy": None}  # None: absent
+    claimed = store.patch_status_where(BackupSession, "c-1", "default", expect,
+                                       {"phase": "Running", "claimedBy": "t1"})
+    assert claimed == {"phase": "Running", "queueToken": "t1", "claimedBy": "t1"}
+    assert store.patch_status_where(BackupSession, "c-1", "default", expect,
+                                    {"phase": "Running", "claimedBy": "t2"}) is None
+    assert store.get(BackupSession, "c-1", "default").status["claimedBy"] == "t1"
+
+
+def test_of_concurrent_conditional_patches_exactly_one_wins(store: ResourceStore) -> None:
+    store.create(session("c-2"))
+    store.patch_status(BackupSession, "c-2", "default", {"phase": "Pending"})
+    wins: list[str] = []
+
+    def claim(token: str) -> None:
+        # Writes that the condition does not read (heartbeats) must not make it fail.
+        store.patch_status(BackupSession, "c-2", "default", {"heartbeatAt": token})
+        if store.patch_status_where(BackupSession, "c-2", "default",
+                                    {"phase": "Pending", "claimedBy": None},
+                                    {"phase": "Running", "claimedBy": token}) is not None:
+            wins.append(token)
+
+    threads = [threading.Thread(target=claim, args=(f"t{i}",)) for i in range(12)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert len(wins) == 1
+    assert store.get(BackupSession, "c-2", "default").status["claimedBy"] == wins[0]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 from tests.servers import MariaDBServer, S3Server
 
@@ -70,3 +71,27 @@ def standard_setup(path: Path, s3: S3Server, mariadb: MariaDBServer, bucket: str
     ]
     path.write_text("---\n".join(docs))
     return path
+
+
+def local_setup(mariadb: MariaDBServer, database: str, repo_dir: Path,
+                namespace: str) -> list[dict[str, Any]]:
+    """Raw resources of one backup of ``database`` into a local repository at ``repo_dir``:
+    for tests that apply them to a store directly."""
+    meta = {"namespace": namespace}
+    return [
+        {"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "db-auth", **meta},
+         "stringData": {"username": "root", "password": ""}},
+        {"apiVersion": "appcatalog.appscode.com/v1alpha1", "kind": "AppBinding",
+         "metadata": {"name": "db", **meta},
+         "spec": {"type": "kubedb.com/mariadb", "version": "10.11",
+                  "clientConfig": {"url": f"tcp(127.0.0.1:{mariadb.port})/"},
+                  "secret": {"name": "db-auth"}}},
+        {"apiVersion": "stashq.io/v1alpha1", "kind": "Repository",
+         "metadata": {"name": "repo", **meta},
+         "spec": {"backend": {"local": {"mountPath": str(repo_dir)}}}},
+        {"apiVersion": "stashq.io/v1alpha1", "kind": "BackupConfiguration",
+         "metadata": {"name": "nightly", **meta},
+         "spec": {"schedule": "0 3 * * *", "repository": {"name": "repo"},
+                  "target": {"ref": {"name": "db"}},
+                  "task": {"params": [{"name": "databases", "value": database}]}}},
+    ]

@@ -39,8 +39,9 @@ from tests.integration.test_failures import dump_pids
 from tests.servers import MariaDBServer, RedisServer, S3Server
 from workers.app import create_app
 from workers.state.redis import RedisStore
-from workers.steps.session import DATA_QUEUE, FINAL_PHASES
+from workers.steps.session import DATA_QUEUE
 from workers.sweeper import StaleSweeper
+from workflows.phases import FINAL_PHASES
 from workflows.resources import BackupSession
 from workflows.settings import Settings
 

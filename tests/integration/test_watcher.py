@@ -25,6 +25,7 @@ import pytest
 from beat.dispatch import new_backup_session
 from beat.watcher import Watcher, WatchSettings, session_state
 from tests.integration.conftest import STASHQ, Worker
+from tests.integration.resources import local_setup
 from tests.kube import FakeKubeAPI
 from tests.servers import MariaDBServer
 from tests.support.compare import differences
@@ -299,7 +300,7 @@ def test_a_session_created_through_the_api_is_run_by_a_real_worker(
            "STASHQ_STORE": "kubernetes", "STASHQ_KUBECONFIG": str(kubeconfig),
            "STASHQ_NAMESPACE": NS, "STASHQ_BROKER_URL": redis_url,
            "STASHQ_DB_WAIT_S": "2", "TMPDIR": str(tmp_path), "HOME": str(tmp_path)}
-    for doc in _resources(mariadb_server, database, tmp_path / "repo"):
+    for doc in local_setup(mariadb_server, database, tmp_path / "repo", NS):
         resource = parse_resource(doc)
         store.apply(resource)
     settings = Settings.from_env(env)
@@ -343,27 +344,6 @@ def test_a_session_created_through_the_api_is_run_by_a_real_worker(
     assert "Traceback" not in log
 
 
-def _resources(mariadb: MariaDBServer, database: str, repo_dir: Path) -> list[dict[str, Any]]:
-    meta = {"namespace": NS}
-    return [
-        {"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "db-auth", **meta},
-         "stringData": {"username": "root", "password": ""}},
-        {"apiVersion": "appcatalog.appscode.com/v1alpha1", "kind": "AppBinding",
-         "metadata": {"name": "db", **meta},
-         "spec": {"type": "kubedb.com/mariadb", "version": "10.11",
-                  "clientConfig": {"url": f"tcp(127.0.0.1:{mariadb.port})/"},
-                  "secret": {"name": "db-auth"}}},
-        {"apiVersion": "stashq.io/v1alpha1", "kind": "Repository",
-         "metadata": {"name": "repo", **meta},
-         "spec": {"backend": {"local": {"mountPath": str(repo_dir)}}}},
-        {"apiVersion": "stashq.io/v1alpha1", "kind": "BackupConfiguration",
-         "metadata": {"name": "nightly", **meta},
-         "spec": {"schedule": "0 3 * * *", "repository": {"name": "repo"},
-                  "target": {"ref": {"name": "db"}},
-                  "task": {"params": [{"name": "databases", "value": database}]}}},
-    ]
-
-
 # --- the commands: stashq watch / trigger / pause / resume on Kubernetes -------------------
 
 
@@ -378,7 +358,7 @@ def test_stashq_watch_queues_one_message_per_session(
         mariadb_server: MariaDBServer, tmp_path: Path) -> None:
     import redis
 
-    for doc in _resources(mariadb_server, "shop", tmp_path / "repo"):
+    for doc in local_setup(mariadb_server, "shop", tmp_path / "repo", NS):
         store.apply(parse_resource(doc))
     env = kube_env(kubeconfig, redis_url, tmp_path)
     log = (tmp_path / "watch.log").open("wb")
@@ -410,7 +390,7 @@ def test_watch_refuses_the_redis_store(tmp_path: Path) -> None:
 def test_pause_and_resume_flip_spec_paused(store: KubeStore, kube_api: FakeKubeAPI,
                                            kubeconfig: Path, mariadb_server: MariaDBServer,
                                            tmp_path: Path) -> None:
-    for doc in _resources(mariadb_server, "shop", tmp_path / "repo"):
+    for doc in local_setup(mariadb_server, "shop", tmp_path / "repo", NS):
         store.apply(parse_resource(doc))
     env = kube_env(kubeconfig, "redis://127.0.0.1:1/0", tmp_path)
 

@@ -9,7 +9,7 @@ from hypothesis import strategies as st
 from workflows.backoff import retry_delay_s
 from workflows.errors import InvalidResource
 from workflows.settings import Settings
-from workflows.staleness import last_sign_of_life, stale_verdict
+from workflows.staleness import last_sign_of_life, pending_verdict, stale_verdict
 
 #: 2025-01-01T12:00:00Z
 T0 = 1735732800.0
@@ -38,6 +38,43 @@ def test_stale_verdict(status: dict[str, object], now: float,
                        expected: tuple[str, int] | None) -> None:
     verdict = stale_verdict(status, now=now, timeout_s=300, requeue_limit=2)
     assert (verdict and (verdict.action, verdict.requeued)) == expected
+
+
+PENDING = {"phase": "Pending", "queuedAt": "2025-01-01T12:00:00.000Z", "queueToken": "t"}
+
+
+@pytest.mark.parametrize(("status", "now", "queued", "expected"), [
+    (PENDING, T0 + 180, False, None),                         # exactly the bound: fine
+    (PENDING, T0 + 181, False, ("requeue", 1)),               # message lost
+    (PENDING | {"requeued": 1}, T0 + 181, False, ("requeue", 2)),
+    (PENDING | {"requeued": 2}, T0 + 181, False, ("fail", 2)),
+    (PENDING, T0 + 181, True, ("wait", 0)),                   # no worker: never a copy
+    (PENDING | {"requeued": 2}, T0 + 9999, True, ("wait", 2)),
+    (PENDING, T0 + 181, None, ("requeue", 1)),                # broker unreadable: bounded
+    (PENDING | {"requeued": 2}, T0 + 181, None, ("fail", 2)),
+    ({"phase": "Pending"}, T0 + 9999, False, None),           # never queued: the watcher's
+    (PENDING | {"phase": "Running"}, T0 + 9999, False, None),
+    (PENDING | {"phase": "Skipped"}, T0 + 9999, False, None),
+])
+def test_pending_verdict(status: dict[str, object], now: float, queued: bool | None,
+                         expected: tuple[str, int] | None) -> None:
+    verdict = pending_verdict(status, now=now, timeout_s=180, requeue_limit=2,
+                              message_queued=queued)
+    assert (verdict and (verdict.action, verdict.requeued)) == expected
+
+
+def test_pending_reasons_say_what_happened() -> None:
+    lost = pending_verdict(PENDING | {"requeued": 2}, now=T0 + 600, timeout_s=180,
+                           requeue_limit=2, message_queued=False)
+    assert lost is not None and lost.reason == (
+        "queued at 2025-01-01T12:00:00Z and not started for 600 s; its message is no "
+        "longer on the broker (lost: a Redis without persistence restarted or was "
+        "emptied?); re-queued 2 time(s), never started")
+    waiting = pending_verdict(PENDING, now=T0 + 600, timeout_s=180, requeue_limit=2,
+                              message_queued=True)
+    assert waiting is not None and waiting.reason.startswith(
+        "waiting for a worker: queued at 2025-01-01T12:00:00Z and not started for 600 s; "
+        "its message is still on the queue")
 
 
 def test_reasons_name_the_step_and_the_time_it_went_quiet() -> None:

@@ -8,6 +8,7 @@ Kubernetes status subresource.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any, Protocol, TypeVar
 
 from workflows.errors import StashQError, Transient
@@ -45,5 +46,16 @@ class ResourceStore(Protocol):
                      patch: dict[str, Any]) -> dict[str, Any]:
         """Merge ``patch`` into the status atomically; return the new status."""
 
+    def patch_status_where(self, cls: type[Resource], name: str, namespace: str,
+                           expect: Mapping[str, Any],
+                           patch: dict[str, Any]) -> dict[str, Any] | None:
+        """Merge ``patch`` only if each ``expect`` field of the status still has that
+        value (None: absent), atomically; the new status, or None if one differed."""
+
     def delete(self, cls: type[Resource], name: str, namespace: str) -> None:
         """Remove the resource and its status; a missing one is not an error."""
+
+
+def status_matches(status: Mapping[str, Any], expect: Mapping[str, Any]) -> bool:
+    """Does ``status`` hold every value of ``expect`` (None: the field is absent)?"""
+    return all(status.get(name) == value for name, value in expect.items())

@@ -20,6 +20,9 @@ The hard part is concurrency, and the API server arbitrates it:
   field; a ``409 Conflict`` it still answers is retried here.
 - ``patch_status_if`` puts the ``resourceVersion`` the caller saw into the patch, so
   the server applies it only if the object did not change since: the watcher's claim.
+- ``patch_status_where`` reads the status, compares the fields it is conditioned on and
+  patches at the version it read; a write in between (a heartbeat, say) makes it read
+  and compare again: the step's claim of a session.
 - ``apply`` replaces spec and metadata (PUT) at the version just read; a conflict
   reads again and retries (last writer wins, as ``kubectl replace``).
 """
@@ -30,7 +33,7 @@ import contextlib
 import json
 import logging
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
@@ -39,7 +42,11 @@ from kubernetes import client, config
 from kubernetes.client.exceptions import ApiException
 from kubernetes.watch.watch import iter_resp_lines
 
-from workers.state.base import INITIAL_PHASE_ANNOTATION, ResourceVersionExpired
+from workers.state.base import (
+    INITIAL_PHASE_ANNOTATION,
+    ResourceVersionExpired,
+    status_matches,
+)
 from workers.state.redis import RawObject, RawObjects
 from workflows.errors import (
     InvalidResource,
@@ -242,6 +249,23 @@ class KubeStore:
             except Conflict:
                 _pause(attempt, f'status of {cls.KIND} "{name}" conflicted')
         raise TransientStorageError(f'status of {cls.KIND} "{name}" kept conflicting; gave up '
+                                    f"after {CONFLICT_ATTEMPTS} tries")
+
+    def patch_status_where(self, cls: type[Resource], name: str, namespace: str,
+                           expect: Mapping[str, Any],
+                           patch: dict[str, Any]) -> dict[str, Any] | None:
+        for attempt in range(CONFLICT_ATTEMPTS):
+            raw = self.get_raw(cls.KIND, name, namespace)
+            if not status_matches(raw.get("status") or {}, expect):
+                return None
+            body = {"metadata": {"resourceVersion": raw["metadata"]["resourceVersion"]},
+                    "status": patch}
+            try:
+                updated = self._patch_status(cls.KIND, name, namespace, body)
+                return dict(updated.get("status") or {})
+            except Conflict:
+                _pause(attempt, f'status of {cls.KIND} "{name}" changed while being compared')
+        raise TransientStorageError(f'status of {cls.KIND} "{name}" kept changing; gave up '
                                     f"after {CONFLICT_ATTEMPTS} tries")
 
     def delete(self, cls: type[Resource], name: str, namespace: str) -> None:

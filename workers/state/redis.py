@@ -29,6 +29,7 @@ from typing import Any, Concatenate, NamedTuple, ParamSpec, TypeVar
 import redis
 
 from workers.locks import LeaseAnswer
+from workers.state.base import status_matches
 from workflows.errors import NotFound, StorageError, TransientStorageError
 from workflows.resources import Resource
 
@@ -187,6 +188,27 @@ class RedisStore:
             result.append(status)
 
         result: list[dict[str, Any]] = []
+        self._redis.transaction(apply_patch, key)
+        return result[-1]
+
+    @_reachable
+    def patch_status_where(self, cls: type[Resource], name: str, namespace: str,
+                           expect: Mapping[str, Any],
+                           patch: dict[str, Any]) -> dict[str, Any] | None:
+        key = _key("status", cls.KIND, namespace, name)
+
+        def apply_patch(pipe: Any) -> None:
+            current = pipe.get(key)
+            status = json.loads(current) if current else {}
+            if not status_matches(status, expect):
+                result.append(None)
+                return
+            status = merge_patch(status, patch)
+            pipe.multi()
+            pipe.set(key, json.dumps(status))
+            result.append(status)
+
+        result: list[dict[str, Any] | None] = []
         self._redis.transaction(apply_patch, key)
         return result[-1]
 

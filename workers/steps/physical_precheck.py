@@ -19,7 +19,7 @@ from workers.context import StepContext
 from workers.engines import galera
 from workers.engines.physical import physical_tools
 from workers.snapshots import resolve_snapshot
-from workers.steps.precheck import check_server, start_session
+from workers.steps.precheck import check_server
 from workers.steps.session import session_step, set_status
 from workflows.errors import InvalidResource, PrecheckFailed, StorageError
 from workflows.snapshots import Snapshot
@@ -85,8 +85,7 @@ def check_restore(ctx: StepContext) -> Snapshot:
 
 @session_step("stashq.physical_precheck")
 def physical_precheck(ctx: StepContext, params: Mapping[str, str]) -> None:
-    """Verify, then mark the session Running."""
-    start_session(ctx)
+    """Verify (the frame marked the session Running when it claimed it)."""
     ctx.plan  # noqa: B018 - resolves the Task now, so a bad one fails first
     if ctx.is_backup:
         server = check_backup(ctx)

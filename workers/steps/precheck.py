@@ -12,7 +12,6 @@ from __future__ import annotations
 import logging
 from collections.abc import Mapping
 
-from celery.exceptions import Ignore
 from packaging.specifiers import SpecifierSet
 from packaging.version import InvalidVersion, Version
 
@@ -20,7 +19,7 @@ from workers import database
 from workers.context import StepContext
 from workers.engines import ServerInfo
 from workers.snapshots import resolve_snapshot
-from workers.steps.session import FINAL_PHASES, now_iso, session_step, set_status
+from workers.steps.session import session_step, set_status
 from workflows.errors import PrecheckFailed, StorageError
 
 log = logging.getLogger(__name__)
@@ -64,19 +63,9 @@ def run_precheck(ctx: StepContext) -> ServerInfo:
     return server
 
 
-def start_session(ctx: StepContext) -> None:
-    """Mark the session Running; stop the chain if it already ended (a redelivery)."""
-    if ctx.session.status.get("phase") in FINAL_PHASES:
-        log.info("session already %s; not running it again", ctx.session.status["phase"])
-        raise Ignore()
-    set_status(ctx, {"phase": "Running", "startTime": ctx.session.status.get("startTime")
-                     or now_iso()})
-
-
 @session_step("stashq.precheck")
 def precheck(ctx: StepContext, params: Mapping[str, str]) -> None:
-    """Verify, then mark the session Running."""
-    start_session(ctx)
+    """Verify (the frame marked the session Running when it claimed it)."""
     server = run_precheck(ctx)
     set_status(ctx, {"server": {"flavor": server.flavor.value, "version": server.version_string},
                      "conditions": {"PrecheckPassed": "True"}})

@@ -11,6 +11,9 @@ Around that, the frame
   by the stale-session sweeper): the chain stops there, so a late message can neither
   take a second snapshot nor turn Failed into Succeeded or back. Steps that run after
   the final phase is written (``push_metrics``) say so with ``after_final``;
+- lets only the session's current queueing run it: the first step claims the session
+  (Pending → Running, conditioned on the status it read), a copy of a message that was
+  queued again finds itself superseded and stops (``workflows/claims.py``);
 - keeps ``status.heartbeatAt`` fresh while the step runs (``workers/heartbeat.py``);
 - retries a step that failed with a ``Transient`` error (S3 unreachable, a busy lock)
   with exponential backoff (``workflows/backoff.py``), recording ``status.retry``, and
@@ -22,7 +25,6 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable, Mapping
-from datetime import UTC, datetime
 from typing import Any
 
 from celery import shared_task
@@ -34,12 +36,15 @@ from workers.logs import session_context
 from workers.state import open_store
 from workers.state.base import ResourceStore
 from workflows.backoff import retry_delay_s
+from workflows.claims import claim_decision, claim_patch
 from workflows.errors import StashQError, Transient
+from workflows.phases import FINAL_PHASES, failed, iso_ms
 from workflows.schedule import iso_utc
 
 log = logging.getLogger(__name__)
 
-FINAL_PHASES = frozenset({"Succeeded", "Failed", "Skipped"})
+#: Times a claim reads the status again after a concurrent write changed what it read.
+CLAIM_ATTEMPTS = 3
 #: Queue for steps that move data (dump, upload, restore) vs quick control steps.
 DATA_QUEUE = "stashq.data"
 CONTROL_QUEUE = "stashq.control"
@@ -51,8 +56,7 @@ StepFunction = Callable[[StepContext, Mapping[str, str]], None]
 
 
 def now_iso() -> str:
-    # Milliseconds: durations are computed from these (whole seconds overstated them).
-    return datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    return iso_ms(time.time())
 
 
 def session_step(name: str, *, queue: str = CONTROL_QUEUE,
@@ -85,10 +89,8 @@ def run_step(task: Any, ctx: StepContext, name: str, fn: StepFunction,
     phase = None
     try:
         phase = ctx.session.status.get("phase")
-        if phase in FINAL_PHASES and not after_final:
-            log.info("step %s: session already %s, nothing to do (a redelivered or "
-                     "duplicate message); chain stopped", name, phase)
-            raise Ignore()
+        if not after_final:
+            phase = claim(ctx, name, str(task.request.root_id or task.request.id))
         log.info("step %s started", name)
         with heartbeat(lambda patch: set_status(ctx, patch), name,
                        ctx.settings.heartbeat_interval_s, now_iso):
@@ -106,6 +108,29 @@ def run_step(task: Any, ctx: StepContext, name: str, fn: StepFunction,
             record_failure(ctx, name, e, retries=retries)
         raise
     log.info("step %s done", name)
+
+
+def claim(ctx: StepContext, step: str, token: str) -> object:
+    """Run as queueing ``token`` or raise ``Ignore``; the session's phase once claimed."""
+    status = ctx.session.status
+    for _ in range(CLAIM_ATTEMPTS):
+        decision = claim_decision(status, token)
+        if decision.action == "stop":
+            log.info("step %s: %s; nothing to do (a redelivered or duplicate message); "
+                     "chain stopped", step, decision.reason)
+            raise Ignore()
+        if decision.action == "proceed":
+            return status.get("phase")
+        claimed = ctx.store.patch_status_where(ctx.ref.cls, ctx.ref.name, ctx.ref.namespace,
+                                               decision.expect,
+                                               claim_patch(status, token, now_iso()))
+        if claimed is not None:
+            log.info("step %s: session claimed (queueing %s)", step, token)
+            return claimed.get("phase")
+        status = ctx.store.get(ctx.ref.cls, ctx.ref.name, ctx.ref.namespace).status
+    log.warning("step %s: the session kept changing while being claimed; chain stopped "
+                "(the stale-session sweeper will queue it again if nobody runs it)", step)
+    raise Ignore()
 
 
 def retry_later(task: Any, ctx: StepContext, step: str, error: Exception,
@@ -158,8 +183,7 @@ def record_failure(ctx: StepContext, step: str, error: BaseException, *,
         log.exception("step %s failed unexpectedly", step)
     try:
         status = ctx.store.patch_status(ctx.ref.cls, ctx.ref.name, ctx.ref.namespace,
-                                        {"phase": "Failed", "reason": reason,
-                                         "failedStep": step, "completionTime": now_iso()})
+                                        failed(reason, now=time.time(), step=step))
         from workers.steps.push_metrics import push_session_metrics
 
         push_session_metrics(ctx, status)

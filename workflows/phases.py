@@ -1,0 +1,43 @@
+"""The session vocabulary every layer shares: phases and the status patches that move a
+session between them.
+
+A session's status is written by the CLI, the scheduler, the watcher, the sweeper and
+the steps; they must agree on the words and on what a failure records (the reason a
+person reads, the step, when), or ``stashq sessions``, the metrics and the history
+limit each see a different session. Pure: ``now`` comes in as unix seconds.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from enum import StrEnum
+from typing import Any
+
+
+class Phase(StrEnum):
+    """Stash's BackupSession/RestoreSession phases."""
+
+    PENDING = "Pending"
+    RUNNING = "Running"
+    SUCCEEDED = "Succeeded"
+    FAILED = "Failed"
+    SKIPPED = "Skipped"
+
+
+#: Phases a session never leaves.
+FINAL_PHASES = frozenset({Phase.SUCCEEDED, Phase.FAILED, Phase.SKIPPED})
+
+
+def iso_ms(unix: float) -> str:
+    """``2025-01-01T03:00:00.123Z``: status times, to the millisecond because durations
+    are computed from them (whole seconds overstated short sessions)."""
+    return datetime.fromtimestamp(unix, UTC).isoformat(timespec="milliseconds") \
+        .replace("+00:00", "Z")
+
+
+def failed(reason: str, *, now: float, step: str | None = None,
+           **extra: Any) -> dict[str, Any]:
+    """The patch that ends a session Failed: the reason, the step (None clears an older
+    one), when (as text and as unix seconds), and any ``extra`` fields."""
+    return {"phase": Phase.FAILED.value, "reason": reason, "failedStep": step,
+            "completionTime": iso_ms(now), "completionTimestamp": now, **extra}
