@@ -166,6 +166,28 @@ def test_the_bundled_redis_gets_its_password_on_stdin(helm: Helm) -> None:
         secret["metadata"]["name"]
 
 
+@pytest.mark.parametrize(("set_values", "appendonly"), [
+    ([], "yes"),
+    (["redis.bundled.auth.enabled=false"], "yes"),
+    (["redis.bundled.persistence.enabled=false"], "no"),
+    (["redis.bundled.persistence.enabled=false", "redis.bundled.auth.enabled=false"], "no"),
+])
+def test_the_bundled_redis_keeps_the_queue_on_a_claim_unless_told_not_to(
+        helm: Helm, set_values: list[str], appendonly: str) -> None:
+    manifests = helm.template(set_values=[*set_values, "redis.bundled.persistence.size=2Gi"])
+    command = " ".join(container_of(manifests, "redis")["command"])
+    assert f"--appendonly {appendonly}" in command.replace('--appendonly "', "--appendonly ")
+    volumes = component(manifests, "Deployment", "redis")["spec"]["template"]["spec"]["volumes"]
+    data = next(v for v in volumes if v["name"] == "data")
+    claims = by_kind(manifests, "PersistentVolumeClaim")
+    if appendonly == "yes":
+        assert data == {"name": "data",
+                        "persistentVolumeClaim": {"claimName": f"{PREFIX}-redis-data"}}
+        assert claims[f"{PREFIX}-redis-data"]["spec"]["resources"]["requests"]["storage"] == "2Gi"
+    else:
+        assert "emptyDir" in data and claims == {}
+
+
 # --- pods -------------------------------------------------------------------------------
 
 
