@@ -13,6 +13,7 @@ from workflows.catalog import builtin_tasks
 from workflows.errors import InvalidResource, NotFound
 from workflows.manifests import load_manifests
 from workflows.parsing import parse_resource
+from workflows.phases import pending
 from workflows.resources import (
     AppBinding,
     BackupConfiguration,
@@ -93,7 +94,7 @@ def apply_paths(store: ResourceStore, paths: Iterable[Path], namespace: str,
             yield f"{resource.kind}/{resource.name} configured"
     for _, resource in batch:
         if isinstance(resource, SESSION_KINDS):
-            if store.create(resource.model_copy(update={"status": {"phase": "Pending"}})):
+            if store.create(resource.model_copy(update={"status": pending()})):
                 dispatch(SessionRef(resource.kind, resource.namespace, resource.name))
                 yield f"{resource.kind}/{resource.name} created"
             else:

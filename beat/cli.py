@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 import click
 
 from workflows.errors import IntegrityError, StashQError
+from workflows.phases import pending
 from workflows.settings import Settings
 
 # Each command imports what it uses: ``stashq --help`` loads neither pydantic, Redis nor
@@ -149,7 +150,7 @@ def restore(repository: str, target: str, snapshot: str, database: str, task_nam
             spec={"repository": {"name": repository},  # type: ignore[arg-type]
                   "target": {"ref": {"name": target}, "rules": [{"snapshots": [snapshot]}]},
                   "task": {"name": task_name, "params": params}},
-            status={"phase": "Pending"})
+            status=pending())
         if env.store.create(session):
             break
     else:

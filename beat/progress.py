@@ -14,13 +14,13 @@ import click
 from workers.context import SessionRef
 from workers.state.base import ResourceStore
 from workflows.errors import SessionFailed, StashQError
+from workflows.phases import FINAL_PHASES, Phase
 
 #: Seconds between polls of the session status: a tenth of the time waited so far,
 #: within these bounds, so a short session is seen done within ~10 % of its duration
 #: and a long one costs the store two reads a second.
 MIN_POLL_INTERVAL_S = 0.05
 MAX_POLL_INTERVAL_S = 0.5
-FINAL = ("Succeeded", "Failed", "Skipped")
 
 
 def human_bytes(n: float) -> str:
@@ -56,7 +56,7 @@ def wait_for(store: ResourceStore, ref: SessionRef, timeout_s: float) -> dict[st
         elif phase != last_phase:
             click.echo(f"{ref.kind}/{ref.name}: {phase}", err=True)
         last_phase = phase
-        if phase in FINAL:
+        if phase in FINAL_PHASES:
             break
         if elapsed > timeout_s:
             raise StashQError(f"gave up waiting for {ref} after {timeout_s:.0f}s "
@@ -64,7 +64,7 @@ def wait_for(store: ResourceStore, ref: SessionRef, timeout_s: float) -> dict[st
         time.sleep(poll_interval(elapsed))
     if tty:
         click.echo("", err=True)
-    if phase == "Failed":
+    if phase == Phase.FAILED:
         raise SessionFailed(f"{ref.kind}/{ref.name} failed: {status.get('reason', 'no reason')}")
     click.echo(f"{ref.kind}/{ref.name} {phase} in {status.get('sessionDuration', '?')}")
     return status

@@ -37,6 +37,7 @@ from workers.steps.physical_backup import DATA_STREAM
 from workers.steps.physical_precheck import GALERA_METHOD
 from workers.steps.session import DATA_QUEUE, session_step, set_status
 from workflows.errors import IntegrityError, InvalidResource, PrecheckFailed, StashQError
+from workflows.phases import Phase
 from workflows.plan import REPLICA_PARAM
 from workflows.snapshots import Snapshot
 
@@ -142,7 +143,7 @@ def restore_replica(ctx: StepContext, params: Mapping[str, str]) -> dict[str, An
     unpack(ctx, snapshot, directory)
     position = prepare(physical_tools(ctx.appbinding.engine).backup(), directory,
                        params.get("prepareArgs", "").split())
-    status: dict[str, Any] = {"dataDir": str(directory), "phase": "Succeeded",
+    status: dict[str, Any] = {"dataDir": str(directory), "phase": Phase.SUCCEEDED.value,
                               "snapshot": snapshot.id, "bootstrap": replica == 0}
     if snapshot.method == GALERA_METHOD:
         status["position"] = finish_galera(directory, position, replica, snapshot)
