@@ -26,6 +26,7 @@ from workflows.settings import Settings
 # Celery, and only the commands that queue a session load the worker's steps.
 if TYPE_CHECKING:
     from workers.context import SessionRef
+    from workers.repository import Repository as RepositoryObject
 
 F = TypeVar("F", bound=Callable[..., Any])
 #: Consecutive seconds tried for a new RestoreSession's name before giving up.
@@ -183,12 +184,10 @@ def sessions(namespace: str | None) -> None:
 @reports_errors
 def snapshots(repository: str, namespace: str | None) -> None:
     """List the snapshots in REPOSITORY (manifests only: unfinished data never shows)."""
-    from workers.snapshots import list_snapshots
-
     env = Env(namespace)
     rows = [(s.id, s.finished_at.strftime("%Y-%m-%d %H:%M:%S"), s.engine, _size(s.raw_bytes),
              _size(s.size_bytes), ",".join(s.databases))
-            for s in list_snapshots(*open_repository(env, repository))]
+            for s in open_repository(env, repository).list_snapshots()]
     _table(("ID", "TIME (UTC)", "ENGINE", "DUMP", "STORED", "DATABASES"), rows)
 
 
@@ -200,11 +199,8 @@ def snapshots(repository: str, namespace: str | None) -> None:
 @reports_errors
 def check(repository: str, read_data: bool, namespace: str | None) -> None:
     """Verify every snapshot of REPOSITORY; exit 7 if anything is wrong."""
-    from workers.check import check_repository
-
     env = Env(namespace)
-    storage, cipher = open_repository(env, repository)
-    report = check_repository(storage, cipher, read_data=read_data)
+    report = open_repository(env, repository).check(read_data=read_data)
     for problem in report.problems:
         click.echo(f"problem: {problem}")
     for orphan in report.orphans:
@@ -296,19 +292,15 @@ def run_beat(namespace: str | None, starting_deadline_s: float | None, clock_ori
     scheduler.run()
 
 
-def open_repository(env: Env, name: str) -> tuple[Any, Any]:
-    """The storage of Repository ``name`` and its cipher, from what its Secret holds."""
-    from workers.encryption import PASSWORD_KEY
-    from workers.snapshots import read_config, unlock
-    from workers.storage import open_storage
+def open_repository(env: Env, name: str) -> RepositoryObject:
+    """The Repository object of Repository ``name``, opened with what its Secret holds."""
+    from workers.repository import open_repository as open_object
     from workflows.resources import Repository, Secret
 
     repo = env.store.get(Repository, name, env.namespace)
     secret_name = repo.spec.backend.storage_secret_name
     secret = env.store.get(Secret, secret_name, repo.namespace) if secret_name else None
-    storage = open_storage(repo, secret, env.settings)
-    password = secret.values.get(PASSWORD_KEY) if secret is not None else None
-    return storage, unlock(read_config(storage), password, repository=name, secret=secret_name)
+    return open_object(repo, secret, env.settings)
 
 
 def _size(n: int) -> str:

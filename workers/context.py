@@ -12,12 +12,10 @@ import functools
 from dataclasses import dataclass
 from typing import TypeVar
 
-from workers.encryption import PASSWORD_KEY
 from workers.engines import ConnectionInfo, EngineAdapter, engine_for
-from workers.snapshots import Cipher, read_config, unlock
+from workers.repository import Repository as RepositoryObject
+from workers.repository import open_repository
 from workers.state.base import ResourceStore
-from workers.storage import open_storage
-from workers.storage.base import Storage
 from workflows.catalog import DEFAULT_TASKS, builtin_functions, builtin_tasks
 from workflows.errors import InvalidResource, NotFound
 from workflows.plan import REPLICAS_PARAM, Plan, resolve_task
@@ -65,8 +63,6 @@ class SessionRef:
 class StepContext:
     """Lazily resolved view of one session; cached per step execution."""
 
-    _cipher: tuple[Cipher] | None = None  #: set once config.json exists
-
     def __init__(self, settings: Settings, store: ResourceStore, ref: SessionRef) -> None:
         self.settings, self.store, self.ref = settings, store, ref
 
@@ -108,30 +104,9 @@ class StepContext:
         return self._secret(name, self.repository, "spec.backend.storageSecretName")
 
     @functools.cached_property
-    def storage(self) -> Storage:
-        return open_storage(self.repository, self.storage_secret, self.settings)
-
-    @property
-    def password(self) -> str | None:
-        """The repository password (``RESTIC_PASSWORD`` in the storage Secret), if any."""
-        secret = self.storage_secret
-        return None if secret is None else secret.values.get(PASSWORD_KEY)
-
-    @property
-    def cipher(self) -> Cipher:
-        """What the repository is read and written with: None if it is unencrypted, or
-        new (its ``config.json`` not written yet: then asked again next time).
-
-        ``PrecheckFailed`` if it is encrypted and the password is missing or wrong, or
-        if it is not and a password is set.
-        """
-        if self._cipher is None:
-            config = read_config(self.storage)
-            if config is None:
-                return None
-            self._cipher = (unlock(config, self.password, repository=self.repository.name,
-                                   secret=self.repository.spec.backend.storage_secret_name),)
-        return self._cipher[0]
+    def repo(self) -> RepositoryObject:
+        """The Repository object: every read and write of the repository goes through it."""
+        return open_repository(self.repository, self.storage_secret, self.settings)
 
     @functools.cached_property
     def engine(self) -> EngineAdapter:

@@ -28,18 +28,11 @@ from workers.locks import BACKUP_WAIT_S, Leases, backup_lock, repository_lock, t
 from workers.parallel_dump import dump_parallel
 from workers.pauses import pause_at
 from workers.process import ClientProcess
-from workers.snapshots import (
-    create_config,
-    find_snapshot,
-    read_config,
-    write_snapshot,
-    write_stream,
-)
 from workers.steps.session import DATA_QUEUE, now_iso, session_step, set_status
 from workers.streaming import StreamStats
 from workflows.errors import DumpFailed, PrecheckFailed
 from workflows.parallel_plan import parse_parallel
-from workflows.snapshots import DATA_DIR, Snapshot, Stream, data_key
+from workflows.snapshots import Snapshot, Stream
 
 log = logging.getLogger(__name__)
 
@@ -86,18 +79,9 @@ def report_progress(ctx: StepContext, started: float) -> Callable[[StreamStats],
     return report
 
 
-def ensure_config(ctx: StepContext) -> None:
-    """Give a new repository its ``config.json`` (with a password: a random key, wrapped)
-    before anything is written: once, under the exclusive lock, since two first backups
-    into one repository may race and the loser's key would be lost."""
-    if read_config(ctx.storage) is None:
-        with _creating(ctx):
-            if read_config(ctx.storage) is None:
-                create_config(ctx.storage, ctx.password)
-
-
 @contextlib.contextmanager
 def _creating(ctx: StepContext) -> Iterator[None]:
+    """The repository's exclusive lock, while a first backup writes its ``config.json``."""
     if not isinstance(ctx.store, Leases):
         yield
         return
@@ -113,21 +97,20 @@ def dump_stream(ctx: StepContext, cnf: Path, databases: Sequence[str], level: in
     log.info("dumping %d database(s) with %s (pid %d)", len(databases), client.name, client.pid)
     pause_at(ctx.settings, "before_upload")
     try:
-        return write_stream(ctx.storage, ctx.cipher, data_key(ctx.ref.name, STREAM_NAME),
-                            STREAM_NAME,
-                            client.chunks(ctx.settings.dump_chunk_bytes), level=level,
-                            threads=ctx.settings.zstd_threads,
-                            report=report_progress(ctx, started),
-                            check_end=require_completion(client.name))
+        return ctx.repo.write_stream(ctx.ref.name, STREAM_NAME,
+                                     client.chunks(ctx.settings.dump_chunk_bytes), level=level,
+                                     threads=ctx.settings.zstd_threads,
+                                     report=report_progress(ctx, started),
+                                     check_end=require_completion(client.name))
     finally:
         client.stop()
 
 
 def dump_to_repository(ctx: StepContext, params: Mapping[str, str]) -> Snapshot:
-    storage, cipher, snapshot_id = ctx.storage, ctx.cipher, ctx.ref.name
+    snapshot_id = ctx.ref.name
     databases = selected_databases(ctx, params)
     server = ctx.session.status.get("server", {})
-    storage.cleanup_incomplete(f"{DATA_DIR}{snapshot_id}/")
+    ctx.repo.discard_unfinished(snapshot_id)
     started_at, started = datetime.now(UTC), time.monotonic()
     level = int(params.get("zstdLevel") or ctx.settings.zstd_level)
     extra = params.get("args", "").split()
@@ -146,7 +129,7 @@ def dump_to_repository(ctx: StepContext, params: Mapping[str, str]) -> Snapshot:
         streams=streams,
         started_at=started_at, finished_at=datetime.now(UTC))
     pause_at(ctx.settings, "before_manifest")
-    write_snapshot(storage, cipher, snapshot)
+    ctx.repo.commit(snapshot)
     return snapshot
 
 
@@ -159,7 +142,7 @@ def take_snapshot(ctx: StepContext, params: Mapping[str, str]) -> Snapshot:
                      on_wait=lambda why: set_status(ctx, {"waitingFor": why})) as expired:
         set_status(ctx, {"waitingFor": None,
                          **({"expiredLocks": list(expired)} if expired else {})})
-        snapshot = find_snapshot(ctx.storage, ctx.cipher, ctx.ref.name)  # a duplicate's?
+        snapshot = ctx.repo.find_snapshot(ctx.ref.name)  # a duplicate's?
         if snapshot is not None:
             log.info("snapshot %s completed meanwhile; not taking it again", snapshot.id)
             return snapshot
@@ -169,8 +152,8 @@ def take_snapshot(ctx: StepContext, params: Mapping[str, str]) -> Snapshot:
 def snapshot_once(ctx: StepContext, take: Callable[[], Snapshot]) -> Snapshot:
     """This session's snapshot: the finished one if a previous delivery took it, else
     ``take()`` (idempotent per session: the snapshot id is the session name)."""
-    ensure_config(ctx)
-    snapshot = find_snapshot(ctx.storage, ctx.cipher, ctx.ref.name)
+    ctx.repo.ensure_config(lambda: _creating(ctx))
+    snapshot = ctx.repo.find_snapshot(ctx.ref.name)
     if snapshot is not None:
         log.info("snapshot %s already complete; not taking it again", snapshot.id)
         return snapshot

@@ -27,7 +27,6 @@ from workers.engines import galera
 from workers.engines.base import defaults_file
 from workers.engines.physical import ToolProcess, backup_args, physical_tools
 from workers.locks import backup_lock
-from workers.snapshots import write_snapshot, write_stream
 from workers.steps.dump_upload import report_progress, snapshot_once, snapshot_stats
 from workers.steps.physical_precheck import GALERA_METHOD, backup_method
 from workers.steps.session import DATA_QUEUE, session_step, set_status
@@ -43,7 +42,7 @@ from workers.xbstream import (
     scanned,
 )
 from workflows.errors import DumpFailed, InvalidResource
-from workflows.snapshots import DATA_DIR, Position, Snapshot, Stream, data_key
+from workflows.snapshots import Position, Snapshot, Stream
 
 log = logging.getLogger(__name__)
 
@@ -57,11 +56,10 @@ def store_stream(ctx: StepContext, name: str, raw: Iterable[bytes], level: int,
                  check: Callable[[], None] | None = None) -> Stream:
     """Compress, encrypt, hash and upload ``raw`` under the snapshot; ``check()`` runs at
     its end, before the upload completes, and may raise to abort it."""
-    return write_stream(ctx.storage, ctx.cipher, data_key(ctx.ref.name, name), name,
-                        _xbstream(raw),
-                        level=level, threads=ctx.settings.zstd_threads,
-                        report=report_progress(ctx, time.monotonic()),
-                        check_end=None if check is None else lambda _stats: check())
+    return ctx.repo.write_stream(ctx.ref.name, name, _xbstream(raw), level=level,
+                                 threads=ctx.settings.zstd_threads,
+                                 report=report_progress(ctx, time.monotonic()),
+                                 check_end=None if check is None else lambda _stats: check())
 
 
 def _xbstream(chunks: Iterable[bytes]) -> Iterator[bytes]:
@@ -146,8 +144,8 @@ def mariabackup_streams(ctx: StepContext, params: Mapping[str, str],
 
 def take_physical_snapshot(ctx: StepContext, params: Mapping[str, str]) -> Snapshot:
     method = backup_method(params)
-    storage, snapshot_id = ctx.storage, ctx.ref.name
-    storage.cleanup_incomplete(f"{DATA_DIR}{snapshot_id}/")
+    snapshot_id = ctx.ref.name
+    ctx.repo.discard_unfinished(snapshot_id)
     started_at = datetime.now(UTC)
     level = int(params.get("zstdLevel") or ctx.settings.zstd_level)
     source = galera_streams if method == GALERA_METHOD else mariabackup_streams
@@ -158,7 +156,7 @@ def take_physical_snapshot(ctx: StepContext, params: Mapping[str, str]) -> Snaps
         server_version=ctx.session.status.get("server", {}).get("version", "unknown"),
         target=ctx.appbinding.name, streams=tuple(streams), started_at=started_at,
         finished_at=datetime.now(UTC), method=method, position=position)
-    write_snapshot(storage, ctx.cipher, snapshot)
+    ctx.repo.commit(snapshot)
     return snapshot
 
 

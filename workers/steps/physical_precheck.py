@@ -18,7 +18,6 @@ from workers import database
 from workers.context import StepContext
 from workers.engines import galera
 from workers.engines.physical import physical_tools
-from workers.snapshots import resolve_snapshot
 from workers.steps.precheck import check_server
 from workers.steps.session import session_step, set_status
 from workflows.errors import InvalidResource, PrecheckFailed, StorageError
@@ -60,16 +59,15 @@ def check_backup(ctx: StepContext) -> dict[str, str]:
                                  f"beside the server; its data directory {data_dir} is not on "
                                  "this worker")
     try:
-        ctx.storage.check_writable()
-        ctx.cipher  # noqa: B018 - a missing or wrong password fails now, not after the copy
+        ctx.repo.check_writable()
+        ctx.repo.cipher  # noqa: B018 - a missing or wrong password fails now, not after the copy
     except StorageError as e:
         raise type(e)(f'Repository "{ctx.repository.name}": {e}') from e
     return {"flavor": server.flavor.value, "version": server.version_string}
 
 
 def check_restore(ctx: StepContext) -> Snapshot:
-    snapshot = resolve_snapshot(ctx.storage, ctx.cipher, ctx.repository.name,
-                                ctx.session.snapshot)  # type: ignore[union-attr]
+    snapshot = ctx.repo.resolve_snapshot(ctx.session.snapshot)  # type: ignore[union-attr]
     if snapshot.kind != "physical":
         raise InvalidResource(f'snapshot "{snapshot.id}" is a {snapshot.kind} snapshot; restore '
                               "it with a logical restore Task", path="spec.task.name")

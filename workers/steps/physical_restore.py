@@ -31,7 +31,6 @@ from workers.context import StepContext
 from workers.engines import galera
 from workers.engines.physical import physical_tools, prepare
 from workers.process import ClientProcess
-from workers.snapshots import read_stream, resolve_snapshot
 from workers.steps.dump_upload import report_progress
 from workers.steps.physical_backup import DATA_STREAM
 from workers.steps.physical_precheck import GALERA_METHOD
@@ -112,8 +111,8 @@ def unpack(ctx: StepContext, snapshot: Snapshot, directory: Path) -> None:
     tool = physical_tools(ctx.appbinding.engine).stream()
     client = ClientProcess([tool, "-x", "-C", str(directory)], stdin_pipe=True)
     try:  # a corrupt stream raises inside feed, before mbstream's input is closed
-        client.feed(read_stream(ctx.storage, ctx.cipher, snapshot.id, stream,
-                                report_progress(ctx, time.monotonic())))
+        client.feed(ctx.repo.read_stream(snapshot, stream,
+                                         report_progress(ctx, time.monotonic())))
     finally:
         client.stop()
 
@@ -133,8 +132,7 @@ def restore_replica(ctx: StepContext, params: Mapping[str, str]) -> dict[str, An
     directory = data_dir_for(params.get("dataDir", ""), replica=replica,
                              target=ctx.appbinding.name, session=ctx.ref.name,
                              namespace=ctx.ref.namespace)
-    snapshot = resolve_snapshot(ctx.storage, ctx.cipher, ctx.repository.name,
-                                ctx.session.snapshot)  # type: ignore[union-attr]
+    snapshot = ctx.repo.resolve_snapshot(ctx.session.snapshot)  # type: ignore[union-attr]
     done = claim(directory, str(ctx.ref))
     if done is not None:
         log.info("replica %d already restored into %s", replica, directory)

@@ -18,7 +18,6 @@ from packaging.version import InvalidVersion, Version
 from workers import database
 from workers.context import StepContext
 from workers.engines import ServerInfo
-from workers.snapshots import resolve_snapshot
 from workers.steps.session import session_step, set_status
 from workflows.errors import PrecheckFailed, StorageError
 
@@ -52,12 +51,11 @@ def run_precheck(ctx: StepContext) -> ServerInfo:
     try:
         if ctx.is_backup:
             ctx.engine.dump_client()
-            ctx.storage.check_writable()
-            ctx.cipher  # noqa: B018 - a missing or wrong password fails now, not after the dump
+            ctx.repo.check_writable()
+            ctx.repo.cipher  # noqa: B018 - a missing or wrong password fails now, not after the dump
         else:
             ctx.engine.restore_client()
-            resolve_snapshot(ctx.storage, ctx.cipher, ctx.repository.name,
-                             ctx.session.snapshot)  # type: ignore[union-attr]
+            ctx.repo.resolve_snapshot(ctx.session.snapshot)  # type: ignore[union-attr]
     except StorageError as e:
         raise type(e)(f'Repository "{ctx.repository.name}": {e}') from e
     return server

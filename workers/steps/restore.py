@@ -19,7 +19,6 @@ from workers.context import StepContext
 from workers.engines.base import defaults_file
 from workers.parallel_restore import is_parallel, restore_parallel
 from workers.process import ClientProcess
-from workers.snapshots import read_stream, resolve_snapshot
 from workers.steps.dump_upload import report_progress
 from workers.steps.session import DATA_QUEUE, session_step, set_status
 from workflows.errors import InvalidResource
@@ -42,8 +41,7 @@ def target_database(snapshot: Snapshot, params: Mapping[str, str]) -> str | None
 
 
 def restore_snapshot(ctx: StepContext, params: Mapping[str, str]) -> Snapshot:
-    snapshot = resolve_snapshot(ctx.storage, ctx.cipher, ctx.repository.name,
-                                ctx.session.snapshot)  # type: ignore[union-attr]
+    snapshot = ctx.repo.resolve_snapshot(ctx.session.snapshot)  # type: ignore[union-attr]
     db = target_database(snapshot, params)
     if db is not None:
         what = f'AppBinding "{ctx.appbinding.name}"'
@@ -59,8 +57,7 @@ def restore_snapshot(ctx: StepContext, params: Mapping[str, str]) -> Snapshot:
             client = ClientProcess(ctx.engine.restore_args(cnf, db, params.get("args", "").split()),
                                    stdin_pipe=True)
             try:  # a corrupt stream raises inside feed, before the client's input is closed
-                client.feed(read_stream(ctx.storage, ctx.cipher, snapshot.id, stream,
-                                        report_progress(ctx, started)))
+                client.feed(ctx.repo.read_stream(snapshot, stream, report_progress(ctx, started)))
             finally:
                 client.stop()
     return snapshot

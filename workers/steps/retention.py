@@ -24,14 +24,12 @@ from zoneinfo import ZoneInfo
 
 from workers.context import StepContext
 from workers.locks import Lease, Leases, RepositoryLocked, repository_lock
-from workers.snapshots import list_snapshots
 from workers.steps.session import session_step, set_status
-from workers.storage.base import Storage
 from workflows.resources import BackupConfiguration, Repository
 from workflows.resources.backup import RetentionPolicy
 from workflows.retention import Selection, SnapshotTime, select_snapshots
 from workflows.schedule import slot_of_session
-from workflows.snapshots import DATA_DIR, SNAPSHOTS_DIR, Snapshot, manifest_key, snapshot_id_of
+from workflows.snapshots import Snapshot
 
 log = logging.getLogger(__name__)
 
@@ -51,50 +49,10 @@ def select(config: BackupConfiguration, policy: RetentionPolicy,
     return select_snapshots(policy, values, ZoneInfo(config.spec.time_zone))
 
 
-def forget(storage: Storage, lease: Lease | None, ids: tuple[str, ...]) -> None:
-    """Delete manifests: from here on these snapshots are not listed."""
-    for snapshot_id in ids:
-        if lease is not None:
-            lease.check()
-        storage.delete(manifest_key(snapshot_id))
-
-
-def prune(storage: Storage, lease: Lease | None, config: BackupConfiguration,
-          forgotten: tuple[str, ...]) -> int:
-    """Delete the forgotten snapshots' data and, under the lock, any other data of this
-    configuration that no manifest refers to; return how many objects were deleted.
-
-    Without the lock only the forgotten are touched: a running backup's data has no
-    manifest yet and would look like garbage.
-    """
-    listed = {sid for key, _ in storage.list(SNAPSHOTS_DIR) if (sid := snapshot_id_of(key))}
-    deleted = 0
-    for key, _ in list(storage.list(DATA_DIR)):
-        snapshot_id = key[len(DATA_DIR):].partition("/")[0]
-        if snapshot_id in listed or slot_of_session(config.name, snapshot_id) is None:
-            continue
-        if lease is None and snapshot_id not in forgotten:
-            continue
-        if lease is not None:
-            lease.check()
-        storage.delete(key)
-        deleted += 1
-    return deleted
-
-
-def abort_dead_uploads(storage: Storage) -> int:
-    """Under the exclusive lock no backup is writing, so every open multipart upload is
-    left by a backup that died with S3 unreachable (it could not abort): abort them."""
-    aborted = storage.cleanup_incomplete(DATA_DIR)
-    if aborted:
-        log.warning("aborted %d multipart upload(s) left open by failed backups", aborted)
-    return aborted
-
-
 def apply_policy(ctx: StepContext, config: BackupConfiguration, policy: RetentionPolicy,
                  lease: Lease | None) -> dict[str, Any]:
-    storage = ctx.storage
-    selection = select(config, policy, snapshots_of(config, list_snapshots(storage, ctx.cipher)))
+    repo = ctx.repo
+    selection = select(config, policy, snapshots_of(config, repo.list_snapshots()))
     report: dict[str, Any] = {"policy": policy.name, "dryRun": policy.dry_run,
                               "prune": policy.prune, "kept": len(selection.keep),
                               "forgotten": list(selection.forget[:MAX_LISTED_IDS]),
@@ -105,15 +63,22 @@ def apply_policy(ctx: StepContext, config: BackupConfiguration, policy: Retentio
         log.info("dry run: policy %s keeps %d snapshot(s), would forget %d: %s", policy.name,
                  len(selection.keep), len(selection.forget), ", ".join(selection.forget) or "-")
         return report
-    forget(storage, lease, selection.forget)
+    check = lease.check if lease is not None else _no_lease
+    repo.forget(selection.forget, check)
     if policy.prune:
-        report["prunedObjects"] = prune(storage, lease, config, selection.forget)
-        if lease is not None and (aborted := abort_dead_uploads(storage)):
+        report["prunedObjects"] = repo.prune(
+            belongs=lambda snapshot_id: slot_of_session(config.name, snapshot_id) is not None,
+            forgotten=selection.forget, exclusive=lease is not None, check=check)
+        if lease is not None and (aborted := repo.abort_dead_uploads()):
             report["abortedUploads"] = aborted
     log.info("policy %s kept %d snapshot(s), forgot %d%s", policy.name, len(selection.keep),
              len(selection.forget), f", pruned {report['prunedObjects']} object(s)"
              if policy.prune else "")
     return report
+
+
+def _no_lease() -> None:
+    """Without a lock there is no lease to lose."""
 
 
 @contextlib.contextmanager

@@ -11,7 +11,6 @@ from collections.abc import Mapping
 from datetime import datetime
 
 from workers.context import StepContext
-from workers.snapshots import list_snapshots, repository_stats
 from workers.steps.session import session_step, set_status
 from workflows.errors import StashQError
 from workflows.phases import Phase, succeeded
@@ -50,7 +49,7 @@ def update_status(ctx: StepContext, params: Mapping[str, str]) -> None:
         raise StashQError("the data step recorded no snapshot; refusing to report success")
     repo = ctx.repository
     ctx.store.patch_status(Repository, repo.name, repo.namespace,
-                           repository_stats(list_snapshots(ctx.storage, ctx.cipher)))
+                           ctx.repo.stats())
     now = time.time()
     seconds = session_seconds(status, now)
     set_status(ctx, succeeded(now=now, seconds=seconds,
