@@ -123,43 +123,70 @@ def backup(config: str, wait: bool, timeout_s: int, namespace: str | None) -> No
 @main.command()
 @click.option("--repository", required=True, help="Repository holding the snapshot.")
 @click.option("--target", required=True, help="AppBinding to restore into.")
-@click.option("--snapshot", default="latest", show_default=True, help="Snapshot id or latest.")
+@click.option("--snapshot", default="latest", show_default=True,
+              help="Snapshot id, or latest: the newest snapshot of the source.")
+@click.option("--source", default=None,
+              help="BackupConfiguration (or AppBinding) the snapshot was taken from "
+                   "(spec.target.rules[].sourceHost); needed when the repository holds "
+                   "snapshots of several.")
 @click.option("--database", default="", help="Restore a one-database snapshot under this name.")
+@click.option("--overwrite", is_flag=True,
+              help="Replace the tables of target databases that exist "
+                   "(spec.target.overwrite); without it such a restore is refused.")
 @click.option("--task", "task_name", default=None, help="Restore Task (default: by engine).")
-@click.option("--wait/--no-wait", default=False)
-@click.option("--timeout", "timeout_s", default=24 * 3600)
+@click.option("--wait/--no-wait", default=False,
+              help="Wait for the session to finish, showing its progress.")
+@click.option("--timeout", "timeout_s", default=24 * 3600, show_default=True,
+              help="Seconds --wait waits at most (the session keeps running).")
 @namespace_option
 @reports_errors
-def restore(repository: str, target: str, snapshot: str, database: str, task_name: str | None,
-            wait: bool, timeout_s: int, namespace: str | None) -> None:
-    """Restore a snapshot: create a RestoreSession and queue it."""
+def restore(repository: str, target: str, snapshot: str, source: str | None, database: str,
+            overwrite: bool, task_name: str | None, wait: bool, timeout_s: int,
+            namespace: str | None) -> None:
+    """Restore a snapshot: check it and the target, then create a RestoreSession and
+    queue it (nothing is created if a check fails)."""
     from beat.progress import wait_for
     from workers.context import SessionRef
+    from workers.snapshots import resolve_snapshot
+    from workflows.resources import AppBinding
+    from workflows.restores import source_of
+
+    env = Env(namespace)
+    storage, cipher = open_repository(env, repository)
+    env.store.get(AppBinding, target, env.namespace)
+    chosen = resolve_snapshot(storage, cipher, repository, snapshot, source)
+    params = [{"name": "database", "value": database}] if database else []
+    spec = {"repository": {"name": repository},
+            "target": {"ref": {"name": target}, "overwrite": overwrite,
+                       "rules": [{"sourceHost": source, "snapshots": [chosen.id]}]},
+            "task": {"name": task_name, "params": params}}
+    name = create_restore_session(env, target, spec)
+    ref = SessionRef("RestoreSession", env.namespace, name)
+    env.queue(ref)
+    click.echo(f"snapshot {chosen.id} of {source_of(chosen)}")
+    click.echo(f"RestoreSession/{name} created")
+    if wait:
+        wait_for(env.store, ref, timeout_s)
+
+
+def create_restore_session(env: Env, target: str, spec: dict[str, Any]) -> str:
+    """Create RestoreSession ``restore-<target>-<unix time>`` (two in one second: the
+    next seconds' names); return its name."""
     from workflows.resources import RestoreSession
     from workflows.resources.base import API_VERSION, Metadata
 
-    env = Env(namespace)
-    params = [{"name": "database", "value": database}] if database else []
     now = int(time.time())
-    for attempt in range(RESTORE_NAME_ATTEMPTS):  # two restores in one second: next names
+    for attempt in range(RESTORE_NAME_ATTEMPTS):
         name = f"restore-{target}-{now + attempt}"
         session = RestoreSession(
             api_version=API_VERSION, kind="RestoreSession",
             metadata=Metadata(name=name, namespace=env.namespace),
-            spec={"repository": {"name": repository},  # type: ignore[arg-type]
-                  "target": {"ref": {"name": target}, "rules": [{"snapshots": [snapshot]}]},
-                  "task": {"name": task_name, "params": params}},
+            spec=spec,  # type: ignore[arg-type]
             status={"phase": "Pending"})
         if env.store.create(session):
-            break
-    else:
-        raise StashQError(f"RestoreSession {name} and the {RESTORE_NAME_ATTEMPTS - 1} names "
-                          "before it already exist; try again")
-    ref = SessionRef("RestoreSession", env.namespace, name)
-    env.queue(ref)
-    click.echo(f"RestoreSession/{name} created")
-    if wait:
-        wait_for(env.store, ref, timeout_s)
+            return name
+    raise StashQError(f"RestoreSession {name} and the {RESTORE_NAME_ATTEMPTS - 1} names "
+                      "before it already exist; try again")
 
 
 @main.command()

@@ -14,7 +14,7 @@ from typing import TypeVar
 
 from workers.encryption import PASSWORD_KEY
 from workers.engines import ConnectionInfo, EngineAdapter, engine_for
-from workers.snapshots import Cipher, read_config, unlock
+from workers.snapshots import Cipher, find_snapshot, read_config, resolve_snapshot, unlock
 from workers.state.base import ResourceStore
 from workers.storage import open_storage
 from workers.storage.base import Storage
@@ -33,6 +33,7 @@ from workflows.resources import (
 )
 from workflows.resources.base import Resource, TaskRef
 from workflows.settings import Settings
+from workflows.snapshots import Snapshot
 
 R = TypeVar("R", bound=Resource)
 
@@ -85,6 +86,12 @@ class StepContext:
             return None
         return self._get(BackupConfiguration, session.spec.invoker.name, "spec.invoker.name")
 
+    @property
+    def invoker(self) -> str | None:
+        """The BackupConfiguration a BackupSession runs (None for a restore)."""
+        session = self.session
+        return session.spec.invoker.name if isinstance(session, BackupSession) else None
+
     @functools.cached_property
     def repository(self) -> Repository:
         spec = self.config.spec if self.config is not None else self.session.spec
@@ -134,6 +141,25 @@ class StepContext:
         return self._cipher[0]
 
     @functools.cached_property
+    def restore_snapshot(self) -> Snapshot:
+        """The snapshot a RestoreSession restores: the one its pre-check chose
+        (``status.snapshot.name``: a backup finishing meanwhile changes nothing, and each
+        replica of a physical restore gets the same), else ``latest`` or the id its spec
+        names, of the source it names."""
+        session = self.session
+        assert isinstance(session, RestoreSession), "a backup restores no snapshot"
+        repository = self.repository.name
+        chosen = pinned_snapshot(session)
+        if chosen is None:
+            return resolve_snapshot(self.storage, self.cipher, repository, session.snapshot,
+                                    session.source)
+        snapshot = find_snapshot(self.storage, self.cipher, chosen)
+        if snapshot is None:
+            raise NotFound(f'snapshot "{chosen}" (chosen by pre-check) is no longer in '
+                           f'Repository "{repository}"')
+        return snapshot
+
+    @functools.cached_property
     def engine(self) -> EngineAdapter:
         return engine_for(self.appbinding.engine)
 
@@ -177,6 +203,12 @@ class StepContext:
         except NotFound:
             raise NotFound(f'Secret "{name}" (named by {owner.kind} "{owner.name}" {field}) '
                            f'not found in namespace "{owner.namespace}"') from None
+
+
+def pinned_snapshot(session: RestoreSession) -> str | None:
+    """The snapshot id a restore's pre-check chose, once it passed."""
+    chosen = (session.status.get("snapshot") or {}).get("name")
+    return str(chosen) if chosen else None
 
 
 def lookup_task(store: ResourceStore, name: str, namespace: str) -> Task:

@@ -22,6 +22,8 @@ from workers.streaming import (
     with_progress,
 )
 from workflows.errors import IntegrityError, NotFound, PrecheckFailed
+from workflows.resources.restore import LATEST
+from workflows.restores import check_source, latest_snapshot
 from workflows.snapshots import (
     CONFIG_KEY,
     ENCRYPTED_FORMAT_VERSION,
@@ -131,17 +133,16 @@ def list_snapshots(storage: Storage, cipher: Cipher) -> list[Snapshot]:
                   key=lambda s: s.finished_at)
 
 
-def resolve_snapshot(storage: Storage, cipher: Cipher, repository: str,
-                     wanted: str) -> Snapshot:
-    """``latest`` or an id → the snapshot; ``NotFound`` names repository and id."""
-    if wanted == "latest":
-        snapshots = list_snapshots(storage, cipher)
-        if not snapshots:
-            raise NotFound(f'Repository "{repository}" has no snapshots')
-        return snapshots[-1]
+def resolve_snapshot(storage: Storage, cipher: Cipher, repository: str, wanted: str,
+                     source: str | None = None) -> Snapshot:
+    """``latest`` (the newest of ``source``, see ``workflows.restores``) or an id (of
+    ``source``, if named) → the snapshot; ``NotFound`` names repository and id."""
+    if wanted == LATEST:
+        return latest_snapshot(list_snapshots(storage, cipher), source, repository=repository)
     snapshot = find_snapshot(storage, cipher, wanted)
     if snapshot is None:
         raise NotFound(f'snapshot "{wanted}" not found in Repository "{repository}"')
+    check_source(snapshot, source)
     return snapshot
 
 

@@ -156,7 +156,8 @@ def take_physical_snapshot(ctx: StepContext, params: Mapping[str, str]) -> Snaps
         id=snapshot_id, session=ctx.ref.name, repository=ctx.repository.name, kind="physical",
         engine=ctx.appbinding.engine.value,
         server_version=ctx.session.status.get("server", {}).get("version", "unknown"),
-        target=ctx.appbinding.name, streams=tuple(streams), started_at=started_at,
+        target=ctx.appbinding.name, configuration=ctx.invoker, streams=tuple(streams),
+        started_at=started_at,
         finished_at=datetime.now(UTC), method=method, position=position)
     write_snapshot(storage, ctx.cipher, snapshot)
     return snapshot

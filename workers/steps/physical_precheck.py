@@ -18,7 +18,6 @@ from workers import database
 from workers.context import StepContext
 from workers.engines import galera
 from workers.engines.physical import physical_tools
-from workers.snapshots import resolve_snapshot
 from workers.steps.precheck import check_server, start_session
 from workers.steps.session import session_step, set_status
 from workflows.errors import InvalidResource, PrecheckFailed, StorageError
@@ -68,8 +67,7 @@ def check_backup(ctx: StepContext) -> dict[str, str]:
 
 
 def check_restore(ctx: StepContext) -> Snapshot:
-    snapshot = resolve_snapshot(ctx.storage, ctx.cipher, ctx.repository.name,
-                                ctx.session.snapshot)  # type: ignore[union-attr]
+    snapshot = ctx.restore_snapshot
     if snapshot.kind != "physical":
         raise InvalidResource(f'snapshot "{snapshot.id}" is a {snapshot.kind} snapshot; restore '
                               "it with a logical restore Task", path="spec.task.name")
@@ -88,9 +86,11 @@ def physical_precheck(ctx: StepContext, params: Mapping[str, str]) -> None:
     """Verify, then mark the session Running."""
     start_session(ctx)
     ctx.plan  # noqa: B018 - resolves the Task now, so a bad one fails first
+    status: dict[str, object]
     if ctx.is_backup:
-        server = check_backup(ctx)
+        status = {"server": check_backup(ctx)}
     else:
         snapshot = check_restore(ctx)
-        server = {"flavor": snapshot.engine, "version": snapshot.server_version}
-    set_status(ctx, {"server": server, "conditions": {"PrecheckPassed": "True"}})
+        status = {"server": {"flavor": snapshot.engine, "version": snapshot.server_version},
+                  "snapshot": {"name": snapshot.id}}  # every replica restores this one
+    set_status(ctx, status | {"conditions": {"PrecheckPassed": "True"}})

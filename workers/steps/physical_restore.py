@@ -31,7 +31,7 @@ from workers.context import StepContext
 from workers.engines import galera
 from workers.engines.physical import physical_tools, prepare
 from workers.process import ClientProcess
-from workers.snapshots import read_stream, resolve_snapshot
+from workers.snapshots import read_stream
 from workers.steps.dump_upload import report_progress
 from workers.steps.physical_backup import DATA_STREAM
 from workers.steps.physical_precheck import GALERA_METHOD
@@ -132,8 +132,7 @@ def restore_replica(ctx: StepContext, params: Mapping[str, str]) -> dict[str, An
     directory = data_dir_for(params.get("dataDir", ""), replica=replica,
                              target=ctx.appbinding.name, session=ctx.ref.name,
                              namespace=ctx.ref.namespace)
-    snapshot = resolve_snapshot(ctx.storage, ctx.cipher, ctx.repository.name,
-                                ctx.session.snapshot)  # type: ignore[union-attr]
+    snapshot = ctx.restore_snapshot
     done = claim(directory, str(ctx.ref))
     if done is not None:
         log.info("replica %d already restored into %s", replica, directory)

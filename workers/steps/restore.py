@@ -19,10 +19,10 @@ from workers.context import StepContext
 from workers.engines.base import defaults_file
 from workers.parallel_restore import is_parallel, restore_parallel
 from workers.process import ClientProcess
-from workers.snapshots import read_stream, resolve_snapshot
+from workers.snapshots import read_stream
 from workers.steps.dump_upload import report_progress
 from workers.steps.session import DATA_QUEUE, session_step, set_status
-from workflows.errors import InvalidResource
+from workflows.restores import target_database
 from workflows.snapshots import Snapshot
 
 
@@ -30,20 +30,8 @@ def quote_identifier(name: str) -> str:
     return "`" + name.replace("`", "``") + "`"
 
 
-def target_database(snapshot: Snapshot, params: Mapping[str, str]) -> str | None:
-    wanted = params.get("database", "").strip()
-    if len(snapshot.databases) == 1:
-        return wanted or snapshot.databases[0]
-    if wanted:
-        raise InvalidResource(f'snapshot "{snapshot.id}" holds {len(snapshot.databases)} '
-                              "databases; it cannot be restored under one new name",
-                              path="spec.task.params.database")
-    return None
-
-
 def restore_snapshot(ctx: StepContext, params: Mapping[str, str]) -> Snapshot:
-    snapshot = resolve_snapshot(ctx.storage, ctx.cipher, ctx.repository.name,
-                                ctx.session.snapshot)  # type: ignore[union-attr]
+    snapshot = ctx.restore_snapshot
     db = target_database(snapshot, params)
     if db is not None:
         what = f'AppBinding "{ctx.appbinding.name}"'
