@@ -60,5 +60,6 @@ def restore(ctx: StepContext, params: Mapping[str, str]) -> None:
     started = time.monotonic()
     snapshot = restore_snapshot(ctx, params)
     set_status(ctx, {"snapshot": {"name": snapshot.id, "totalSize": snapshot.size_bytes,
+                                  "rawSize": snapshot.raw_bytes,
                                   "processingTimeSeconds": round(time.monotonic() - started, 3)}})
     logging.getLogger(__name__).info("restored snapshot %s", snapshot.id)

@@ -1,0 +1,55 @@
+"""Waiting for a session as a user at a terminal does: the totals stay on the last
+progress line and in the final one."""
+
+from __future__ import annotations
+
+import os
+import pty
+import re
+import subprocess
+from pathlib import Path
+
+from tests.integration.conftest import STASHQ, Stack
+from tests.integration.resources import standard_setup
+from tests.support.sample import create_sample
+
+TOTALS = re.compile(r"(\d+\.\d) (KiB|MiB) dumped, (\d+\.\d) (KiB|MiB) stored, "
+                    r"\d+\.\d (KiB|MiB|GiB)/s")
+
+
+def on_terminal(stack: Stack, *args: str, namespace: str) -> tuple[int, str, str]:
+    """``stashq ARGS`` with stderr on a pseudo-terminal; exit code, stdout, what the
+    terminal got."""
+    master, slave = pty.openpty()
+    proc = subprocess.Popen([STASHQ, *args], env=stack.env | {"STASHQ_NAMESPACE": namespace},
+                            stdout=subprocess.PIPE, stderr=slave, text=True)
+    os.close(slave)
+    screen = b""
+    while True:
+        try:
+            data = os.read(master, 4096)
+        except OSError:  # EIO: the last writer closed the terminal
+            break
+        if not data:
+            break
+        screen += data
+    os.close(master)
+    assert proc.stdout is not None
+    stdout = proc.stdout.read()
+    return proc.wait(timeout=60), stdout, screen.decode()
+
+
+def test_the_last_progress_line_and_the_final_line_keep_the_totals(
+        stack: Stack, namespace: str, database: str, bucket: str, tmp_path: Path) -> None:
+    with stack.mariadb.connect() as conn:
+        conn.cursor().execute(f"DROP DATABASE `{database}`")
+        create_sample(conn, database, customers=300)
+    setup = standard_setup(tmp_path / "setup.yaml", stack.s3, stack.mariadb, bucket, database)
+    stack.cli("apply", "-f", str(setup), namespace=namespace, check=True)
+    code, stdout, screen = on_terminal(stack, "backup", "nightly", "--wait",
+                                       namespace=namespace)
+    assert code == 0, stdout + screen
+    last = screen.rstrip("\r\n").split("\r")[-1]  # what stays on the terminal
+    assert last.startswith("Succeeded") and TOTALS.search(last) and " in " in last, screen
+    final = stdout.splitlines()[-1]
+    assert re.fullmatch(r"BackupSession/\S+ Succeeded in [\d.]+s: " + TOTALS.pattern, final), final
