@@ -12,7 +12,7 @@ import logging
 import os
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -46,6 +46,23 @@ class Env:
         from workers.app import create_app
 
         return create_app(self.settings)
+
+    def stalled(self, status: Mapping[str, object]) -> str | None:
+        """Why a session still Pending may never start: nothing queued it, or no worker
+        consumes the queues (Celery's workers say which they consume); None if neither."""
+        if not (status.get("queuedAt") or status.get("taskId")):
+            if self.settings.store != "kubernetes":
+                return None
+            return ("no watcher has queued it: run `stashq watch` (STASHQ_STORE=kubernetes; "
+                    "the chart's watcher Deployment)")
+        from workers.app import unconsumed_queues
+
+        idle = unconsumed_queues(self.app)
+        if not idle:
+            return None
+        return (f"no worker consumes queue {', '.join(idle)}. Start one with the same "
+                "STASHQ_BROKER_URL: `stashq worker` (still waiting; Ctrl-C stops waiting, "
+                "not the session)")
 
     def queue(self, ref: SessionRef) -> None:
         """Queue a session just created. On Kubernetes the watcher queues every new
@@ -117,7 +134,7 @@ def backup(config: str, wait: bool, timeout_s: int, namespace: str | None) -> No
     env.queue(ref)
     click.echo(f"BackupSession/{session.name} created")
     if wait:
-        wait_for(env.store, ref, timeout_s)
+        wait_for(env.store, ref, timeout_s, env.stalled)
 
 
 @main.command()
@@ -166,7 +183,7 @@ def restore(repository: str, target: str, snapshot: str, source: str | None, dat
     click.echo(f"snapshot {chosen.id} of {source_of(chosen)}")
     click.echo(f"RestoreSession/{name} created")
     if wait:
-        wait_for(env.store, ref, timeout_s)
+        wait_for(env.store, ref, timeout_s, env.stalled)
 
 
 def create_restore_session(env: Env, target: str, spec: dict[str, Any]) -> str:

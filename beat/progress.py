@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import sys
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import TypeGuard
 
 import click
@@ -24,6 +24,11 @@ from workflows.errors import SessionFailed, StashQError
 MIN_POLL_INTERVAL_S = 0.05
 MAX_POLL_INTERVAL_S = 0.5
 FINAL = ("Succeeded", "Failed", "Skipped")
+#: Seconds Pending before the wait asks why (once): a worker that is there takes a new
+#: session within a poll or two, so this long means none is, or all are busy.
+PENDING_NOTICE_S = 5.0
+#: Why a Pending session may never start (its status in), or None if nothing is wrong.
+Stalled = Callable[[Mapping[str, object]], str | None]
 
 
 def human_bytes(n: float) -> str:
@@ -74,30 +79,60 @@ def poll_interval(elapsed_s: float) -> float:
     return min(MAX_POLL_INTERVAL_S, max(MIN_POLL_INTERVAL_S, elapsed_s / 10))
 
 
-def wait_for(store: ResourceStore, ref: SessionRef, timeout_s: float) -> dict[str, object]:
-    """Block until the session is final; raise ``SessionFailed`` with its reason."""
-    tty = sys.stderr.isatty()
-    started, last_phase, width = time.monotonic(), "", 0
+class Display:
+    """Where waiting shows: a line redrawn in place on a terminal, else one line per
+    phase; notices on lines of their own."""
+
+    def __init__(self, ref: SessionRef, tty: bool) -> None:
+        self.ref, self.tty, self.width, self.phase = ref, tty, 0, ""
+
+    def show(self, phase: str, status: Mapping[str, object], elapsed_s: float) -> None:
+        if self.tty:
+            progress = status.get("progress")
+            line = (final_line(self.ref.kind, phase, status) if phase in FINAL else
+                    progress_line(phase, progress if isinstance(progress, dict) else {},
+                                  elapsed_s))
+            click.echo(f"\r{line.ljust(self.width)}", nl=False, err=True)
+            self.width = len(line)
+        elif phase != self.phase:
+            click.echo(f"{self.ref.kind}/{self.ref.name}: {phase}", err=True)
+        self.phase = phase
+
+    def notice(self, text: str) -> None:
+        click.echo(("\n" if self.tty else "") + f"{self.ref.kind}/{self.ref.name}: {text}",
+                   err=True)
+        self.width = 0
+
+    def end(self) -> None:
+        if self.tty:
+            click.echo("", err=True)
+
+
+def wait_for(store: ResourceStore, ref: SessionRef, timeout_s: float,
+             stalled: Stalled | None = None) -> dict[str, object]:
+    """Block until the session is final; raise ``SessionFailed`` with its reason.
+
+    A session still Pending after ``PENDING_NOTICE_S`` is asked about once:
+    ``stalled(status)`` says why it may never start (no worker, say), or None.
+    """
+    display = Display(ref, sys.stderr.isatty())
+    started, asked = time.monotonic(), False
     while True:
         status = store.get(ref.cls, ref.name, ref.namespace).status
         phase = str(status.get("phase", "Unknown"))
         elapsed = time.monotonic() - started
-        if tty:
-            line = (final_line(ref.kind, phase, status) if phase in FINAL else
-                    progress_line(phase, dict(status.get("progress") or {}), elapsed))
-            click.echo(f"\r{line.ljust(width)}", nl=False, err=True)
-            width = len(line)
-        elif phase != last_phase:
-            click.echo(f"{ref.kind}/{ref.name}: {phase}", err=True)
-        last_phase = phase
+        display.show(phase, status, elapsed)
         if phase in FINAL:
             break
+        if stalled and not asked and phase == "Pending" and elapsed >= PENDING_NOTICE_S:
+            asked = True
+            if (why := stalled(status)) is not None:
+                display.notice(f"still Pending after {elapsed:.0f}s: {why}")
         if elapsed > timeout_s:
             raise StashQError(f"gave up waiting for {ref} after {timeout_s:.0f}s "
                               f"(still {phase}); it keeps running")
         time.sleep(poll_interval(elapsed))
-    if tty:
-        click.echo("", err=True)
+    display.end()
     if phase == "Failed":
         raise SessionFailed(f"{ref.kind}/{ref.name} failed: {status.get('reason', 'no reason')}")
     done = totals(ref.kind, status)
