@@ -206,32 +206,48 @@ def create_restore_session(env: Env, target: str, spec: dict[str, Any]) -> str:
                       "before it already exist; try again")
 
 
+output_option = click.option("-o", "--output", type=click.Choice(["table", "json", "yaml"]),
+                             default="table", show_default=True,
+                             help="A table for people, or every field as JSON or YAML.")
+
+
 @main.command()
+@output_option
 @namespace_option
 @reports_errors
-def sessions(namespace: str | None) -> None:
-    """List backup and restore sessions with their phase and reason."""
+def sessions(output: str, namespace: str | None) -> None:
+    """List backup and restore sessions: phase, start, duration, reason."""
     from workflows.resources import BackupSession, RestoreSession
 
     env = Env(namespace)
-    rows = [(s.kind, s.name, s.status.get("phase", "Unknown"), s.status.get("sessionDuration", ""),
-             s.status.get("reason", "")) for cls in (BackupSession, RestoreSession)
-            for s in env.store.list(cls, env.namespace)]
-    _table(("KIND", "NAME", "PHASE", "DURATION", "REASON"), rows)
+    found = [s for cls in (BackupSession, RestoreSession)
+             for s in sorted(env.store.list(cls, env.namespace), key=_started)]
+    if output != "table":
+        _emit([s.model_dump(mode="json", by_alias=True, exclude_none=True) for s in found],
+              output)
+        return
+    rows = [(s.kind, s.name, s.status.get("phase", "Unknown"), _time(s.status.get("startTime")),
+             s.status.get("sessionDuration", ""), s.status.get("reason", "")) for s in found]
+    _table(("KIND", "NAME", "PHASE", "STARTED (UTC)", "DURATION", "REASON"), rows)
 
 
 @main.command()
 @click.argument("repository")
+@output_option
 @namespace_option
 @reports_errors
-def snapshots(repository: str, namespace: str | None) -> None:
+def snapshots(repository: str, output: str, namespace: str | None) -> None:
     """List the snapshots in REPOSITORY (manifests only: unfinished data never shows)."""
     from workers.snapshots import list_snapshots
 
     env = Env(namespace)
+    found = list_snapshots(*open_repository(env, repository))
+    if output != "table":
+        _emit([s.model_dump(mode="json", by_alias=True)
+               | {"sizeBytes": s.size_bytes, "rawBytes": s.raw_bytes} for s in found], output)
+        return
     rows = [(s.id, s.finished_at.strftime("%Y-%m-%d %H:%M:%S"), s.engine, _size(s.raw_bytes),
-             _size(s.size_bytes), ",".join(s.databases))
-            for s in list_snapshots(*open_repository(env, repository))]
+             _size(s.size_bytes), ",".join(s.databases)) for s in found]
     _table(("ID", "TIME (UTC)", "ENGINE", "DUMP", "STORED", "DATABASES"), rows)
 
 
@@ -360,6 +376,27 @@ def _size(n: int) -> str:
             return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
         n /= 1024  # type: ignore[assignment]
     return str(n)
+
+
+def _started(session: Any) -> str:
+    """Sort key: start time (ISO text sorts as time), sessions not started last."""
+    return str(session.status.get("startTime") or "~")
+
+
+def _time(iso: object) -> str:
+    """``2026-01-01T03:00:05.123Z`` → ``2026-01-01 03:00:05``; "-" if not started."""
+    return str(iso)[:19].replace("T", " ") if iso else "-"
+
+
+def _emit(items: list[dict[str, Any]], output: str) -> None:
+    if output == "json":
+        import json
+
+        click.echo(json.dumps(items, indent=2))
+    else:
+        import yaml
+
+        click.echo(yaml.safe_dump(items, sort_keys=False, allow_unicode=True), nl=False)
 
 
 def _table(header: tuple[str, ...], rows: list[tuple[Any, ...]]) -> None:
