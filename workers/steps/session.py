@@ -160,8 +160,10 @@ def record_failure(ctx: StepContext, step: str, error: BaseException, *,
         status = ctx.store.patch_status(ctx.ref.cls, ctx.ref.name, ctx.ref.namespace,
                                         {"phase": "Failed", "reason": reason,
                                          "failedStep": step, "completionTime": now_iso()})
+        from workers.history import prune_history
         from workers.steps.push_metrics import push_session_metrics
 
+        prune_history(ctx)
         push_session_metrics(ctx, status)
     except Exception:  # the original error matters more; say we could not record it
         log.exception("could not record the failure of %s", ctx.ref)

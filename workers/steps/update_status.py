@@ -1,4 +1,5 @@
-"""update-status: the session's final phase and the repository's statistics.
+"""update-status: the session's final phase and the repository's statistics; then the
+session's history is pruned to its limit (``workers/history.py``).
 
 Runs after the data step succeeded. A session that already failed is never turned
 into a success, and a backup is Succeeded only if its snapshot is recorded.
@@ -10,6 +11,7 @@ from collections.abc import Mapping
 from datetime import UTC, datetime
 
 from workers.context import StepContext
+from workers.history import prune_history
 from workers.snapshots import list_snapshots, repository_stats
 from workers.steps.session import now_iso, session_step, set_status
 from workflows.errors import StashQError
@@ -54,3 +56,4 @@ def update_status(ctx: StepContext, params: Mapping[str, str]) -> None:
                      "completionTime": now_iso(),
                      "completionTimestamp": datetime.now(UTC).timestamp(),
                      "targets": stash_targets(ctx, status, seconds) if ctx.is_backup else None})
+    prune_history(ctx)
