@@ -90,6 +90,7 @@ namespace_option = click.option("-n", "--namespace", default=None,
 
 
 @click.group()
+@click.version_option(package_name="stashq", message="%(prog)s %(version)s")
 @click.option("-v", "--verbose", is_flag=True, help="Log what the CLI does.")
 def main(verbose: bool) -> None:
     """StashQ: backup and restore for MySQL, MariaDB and Percona XtraDB."""
@@ -102,7 +103,12 @@ def main(verbose: bool) -> None:
 @namespace_option
 @reports_errors
 def apply(paths: tuple[Path, ...], namespace: str | None) -> None:
-    """Validate every resource, then apply them all (nothing is applied if one is bad)."""
+    """Apply files or folders of resources, all or nothing.
+
+    Every resource is validated and its references checked first: if one is bad,
+    nothing is applied. Each resource is reported created, configured or unchanged, as
+    kubectl does; BackupSessions and RestoreSessions are queued.
+    """
     from beat import apply as applying
 
     env = Env(namespace)
@@ -160,8 +166,12 @@ def backup(config: str, wait: bool, timeout_s: int, namespace: str | None) -> No
 def restore(repository: str, target: str, snapshot: str, source: str | None, database: str,
             overwrite: bool, task_name: str | None, wait: bool, timeout_s: int,
             namespace: str | None) -> None:
-    """Restore a snapshot: check it and the target, then create a RestoreSession and
-    queue it (nothing is created if a check fails)."""
+    """Restore a snapshot: a RestoreSession, checked, then queued.
+
+    The Repository, the AppBinding and the snapshot are checked first; if one is
+    missing (or latest is ambiguous) nothing is created. A target database that holds
+    tables is refused at pre-check unless --overwrite.
+    """
     from beat.progress import wait_for
     from workers.context import SessionRef
     from workers.snapshots import resolve_snapshot
@@ -216,7 +226,11 @@ output_option = click.option("-o", "--output", type=click.Choice(["table", "json
 @namespace_option
 @reports_errors
 def sessions(output: str, namespace: str | None) -> None:
-    """List backup and restore sessions: phase, start, duration, reason."""
+    """List backup and restore sessions.
+
+    A table with phase, start, duration and failure reason; every field with -o json or
+    -o yaml.
+    """
     from workflows.resources import BackupSession, RestoreSession
 
     env = Env(namespace)
@@ -237,7 +251,10 @@ def sessions(output: str, namespace: str | None) -> None:
 @namespace_option
 @reports_errors
 def snapshots(repository: str, output: str, namespace: str | None) -> None:
-    """List the snapshots in REPOSITORY (manifests only: unfinished data never shows)."""
+    """List the snapshots in REPOSITORY.
+
+    Manifests only: the data of an unfinished backup never shows.
+    """
     from workers.snapshots import list_snapshots
 
     env = Env(namespace)
@@ -258,7 +275,11 @@ def snapshots(repository: str, output: str, namespace: str | None) -> None:
 @namespace_option
 @reports_errors
 def check(repository: str, read_data: bool, namespace: str | None) -> None:
-    """Verify every snapshot of REPOSITORY; exit 7 if anything is wrong."""
+    """Verify every snapshot of REPOSITORY.
+
+    Sizes of every stream, and with --read-data their sha256 (and authentication); lists
+    orphaned data. Exits 7 if anything is wrong.
+    """
     from workers.check import check_repository
 
     env = Env(namespace)
@@ -277,11 +298,17 @@ def check(repository: str, read_data: bool, namespace: str | None) -> None:
 
 @main.command(context_settings={"ignore_unknown_options": True})
 @click.option("--concurrency", "-c", default=2, show_default=True, help="Parallel steps.")
-@click.option("--queues", "-Q", default="stashq.data,stashq.control", show_default=True)
-@click.option("--loglevel", "-l", default="INFO")
+@click.option("--queues", "-Q", default="stashq.data,stashq.control", show_default=True,
+              help="Queues to consume, comma-separated.")
+@click.option("--loglevel", "-l", default="INFO", show_default=True,
+              help="DEBUG, INFO, WARNING or ERROR.")
 @click.argument("celery_args", nargs=-1, type=click.UNPROCESSED)
 def worker(concurrency: int, queues: str, loglevel: str, celery_args: tuple[str, ...]) -> None:
-    """Run a worker of the Celery pool (extra arguments go to ``celery worker``)."""
+    """Run a worker of the Celery pool.
+
+    Extra arguments go to "celery worker". Run any number, on any host sharing the
+    broker.
+    """
     fixed_mmap_threshold()  # before the pool forks: its processes inherit it
     env = Env(None)
     env.app.worker_main(["worker", f"--concurrency={concurrency}", f"--queues={queues}",
@@ -324,9 +351,10 @@ def fixed_mmap_threshold() -> None:
 @reports_errors
 def run_beat(namespace: str | None, starting_deadline_s: float | None, clock_origin: float | None,
              clock_anchor: float | None, clock_rate: float) -> None:
-    """Run the scheduler: one BackupSession per cron slot of every BackupConfiguration.
+    """Run the cron scheduler (any number of replicas).
 
-    Any number may run side by side: each slot's session is created once.
+    One BackupSession per cron slot of every BackupConfiguration; any number may run
+    side by side: each slot's session is created once.
     """
     import signal
 
