@@ -81,6 +81,16 @@ def check_references(refs: References, source: str, r: Resource) -> None:
                      path="spec.invoker.name")
 
 
+def change_of(store: ResourceStore, resource: Resource) -> str:
+    """What applying ``resource`` does, in kubectl's words: created, configured (changed)
+    or unchanged."""
+    try:
+        current = store.get(type(resource), resource.name, resource.namespace)
+    except NotFound:
+        return "created"
+    return "unchanged" if current.definition() == resource.definition() else "configured"
+
+
 def apply_paths(store: ResourceStore, paths: Iterable[Path], namespace: str,
                 dispatch: Callable[[SessionRef], object]) -> Iterator[str]:
     """Yield one line per resource applied (``kind/name configured|created|unchanged``)."""
@@ -90,8 +100,10 @@ def apply_paths(store: ResourceStore, paths: Iterable[Path], namespace: str,
         check_references(refs, source, resource)
     for _, resource in batch:
         if not isinstance(resource, SESSION_KINDS):
-            store.apply(resource)
-            yield f"{resource.kind}/{resource.name} configured"
+            verb = change_of(store, resource)
+            if verb != "unchanged":
+                store.apply(resource)
+            yield f"{resource.kind}/{resource.name} {verb}"
     for _, resource in batch:
         if isinstance(resource, SESSION_KINDS):
             if store.create(resource.model_copy(update={"status": pending()})):

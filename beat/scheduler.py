@@ -32,7 +32,6 @@ import math
 import threading
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
-from datetime import datetime
 from typing import Any, Protocol, runtime_checkable
 
 from beat.clock import Clock, SystemClock
@@ -51,7 +50,7 @@ from workers.state.redis import RawObject
 from workflows.errors import InvalidResource
 from workflows.phases import FINAL_PHASES, Phase, failed, pending, skipped
 from workflows.resources import BackupConfiguration, BackupSession, Resource
-from workflows.retention import sessions_beyond_limit
+from workflows.retention import finished_time, sessions_beyond_limit
 from workflows.schedule import (
     STARTING_DEADLINE_S,
     Cron,
@@ -116,17 +115,6 @@ class SessionView:
         finished = finished_time(status, slot_of_session(config, obj.name))
         queued = any(status.get(k) for k in ("queuedAt", "taskId", "claim"))  # claim: watcher
         return cls(obj.namespace, obj.name, config, phase, finished, queued)
-
-
-def finished_time(status: dict[str, Any], slot: int | None) -> float | None:
-    if isinstance(stamp := status.get("completionTimestamp"), int | float):
-        return float(stamp)
-    if isinstance(text := status.get("completionTime"), str):
-        try:
-            return datetime.fromisoformat(text.replace("Z", "+00:00")).timestamp()
-        except ValueError:
-            pass
-    return float(slot) if slot is not None else None
 
 
 class Scheduler:

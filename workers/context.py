@@ -31,6 +31,7 @@ from workflows.resources import (
 )
 from workflows.resources.base import Resource, TaskRef
 from workflows.settings import Settings
+from workflows.snapshots import Snapshot
 
 R = TypeVar("R", bound=Resource)
 
@@ -81,6 +82,12 @@ class StepContext:
             return None
         return self._get(BackupConfiguration, session.spec.invoker.name, "spec.invoker.name")
 
+    @property
+    def invoker(self) -> str | None:
+        """The BackupConfiguration a BackupSession runs (None for a restore)."""
+        session = self.session
+        return session.spec.invoker.name if isinstance(session, BackupSession) else None
+
     @functools.cached_property
     def repository(self) -> Repository:
         spec = self.config.spec if self.config is not None else self.session.spec
@@ -107,6 +114,24 @@ class StepContext:
     def repo(self) -> RepositoryObject:
         """The Repository object: every read and write of the repository goes through it."""
         return open_repository(self.repository, self.storage_secret, self.settings)
+
+    @functools.cached_property
+    def restore_snapshot(self) -> Snapshot:
+        """The snapshot a RestoreSession restores: the one its pre-check chose
+        (``status.snapshot.name``: a backup finishing meanwhile changes nothing, and each
+        replica of a physical restore gets the same), else ``latest`` or the id its spec
+        names, of the source it names."""
+        session = self.session
+        assert isinstance(session, RestoreSession), "a backup restores no snapshot"
+        repository = self.repository.name
+        chosen = pinned_snapshot(session)
+        if chosen is None:
+            return self.repo.resolve_snapshot(session.snapshot, session.source)
+        snapshot = self.repo.find_snapshot(chosen)
+        if snapshot is None:
+            raise NotFound(f'snapshot "{chosen}" (chosen by pre-check) is no longer in '
+                           f'Repository "{repository}"')
+        return snapshot
 
     @functools.cached_property
     def engine(self) -> EngineAdapter:
@@ -152,6 +177,12 @@ class StepContext:
         except NotFound:
             raise NotFound(f'Secret "{name}" (named by {owner.kind} "{owner.name}" {field}) '
                            f'not found in namespace "{owner.namespace}"') from None
+
+
+def pinned_snapshot(session: RestoreSession) -> str | None:
+    """The snapshot id a restore's pre-check chose, once it passed."""
+    chosen = (session.status.get("snapshot") or {}).get("name")
+    return str(chosen) if chosen else None
 
 
 def lookup_task(store: ResourceStore, name: str, namespace: str) -> Task:

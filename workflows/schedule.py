@@ -55,6 +55,15 @@ def slot_of_session(config: str, session: str) -> int | None:
     return int(rest)
 
 
+def configuration_of_session(session: str) -> str | None:
+    """The configuration in a name ``session_name(config, slot)`` made; None for another.
+
+    ``nightly-db-1700000000`` → ``nightly-db``; ``adhoc`` → None.
+    """
+    config, _, slot = session.rpartition("-")
+    return config if config and slot.isascii() and slot.isdigit() else None
+
+
 def iso_utc(unix: float) -> str:
     """``2025-01-01T03:00:00Z``: how statuses spell a time."""
     return datetime.fromtimestamp(unix, UTC).isoformat(timespec="seconds").replace("+00:00", "Z")

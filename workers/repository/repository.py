@@ -28,6 +28,8 @@ from workers.streaming import ZSTD_THREADS
 from workflows.errors import NotFound
 from workflows.resources import Repository as RepositoryResource
 from workflows.resources import Secret
+from workflows.resources.restore import LATEST
+from workflows.restores import check_source, latest_snapshot
 from workflows.settings import Settings
 from workflows.snapshots import DATA_DIR, RepositoryConfig, Snapshot, Stream, data_key
 
@@ -89,16 +91,15 @@ class Repository:
         except NotFound:
             return None
 
-    def resolve_snapshot(self, wanted: str) -> Snapshot:
-        """``latest`` or an id → the snapshot; ``NotFound`` names repository and id."""
-        if wanted == "latest":
-            snapshots = self.list_snapshots()
-            if not snapshots:
-                raise NotFound(f'Repository "{self.name}" has no snapshots')
-            return snapshots[-1]
+    def resolve_snapshot(self, wanted: str, source: str | None = None) -> Snapshot:
+        """``latest`` (the newest of ``source``, see ``workflows.restores``) or an id (of
+        ``source``, if named) → the snapshot; ``NotFound`` names repository and id."""
+        if wanted == LATEST:
+            return latest_snapshot(self.list_snapshots(), source, repository=self.name)
         snapshot = self.find_snapshot(wanted)
         if snapshot is None:
             raise NotFound(f'snapshot "{wanted}" not found in Repository "{self.name}"')
+        check_source(snapshot, source)
         return snapshot
 
     def stats(self) -> dict[str, object]:

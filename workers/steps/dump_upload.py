@@ -125,7 +125,7 @@ def dump_to_repository(ctx: StepContext, params: Mapping[str, str]) -> Snapshot:
     snapshot = Snapshot(
         id=snapshot_id, session=ctx.ref.name, repository=ctx.repository.name,
         engine=ctx.appbinding.engine.value, server_version=server.get("version", "unknown"),
-        target=ctx.appbinding.name, databases=tuple(databases),
+        target=ctx.appbinding.name, configuration=ctx.invoker, databases=tuple(databases),
         streams=streams,
         started_at=started_at, finished_at=datetime.now(UTC))
     pause_at(ctx.settings, "before_manifest")

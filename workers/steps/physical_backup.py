@@ -154,7 +154,8 @@ def take_physical_snapshot(ctx: StepContext, params: Mapping[str, str]) -> Snaps
         id=snapshot_id, session=ctx.ref.name, repository=ctx.repository.name, kind="physical",
         engine=ctx.appbinding.engine.value,
         server_version=ctx.session.status.get("server", {}).get("version", "unknown"),
-        target=ctx.appbinding.name, streams=tuple(streams), started_at=started_at,
+        target=ctx.appbinding.name, configuration=ctx.invoker, streams=tuple(streams),
+        started_at=started_at,
         finished_at=datetime.now(UTC), method=method, position=position)
     ctx.repo.commit(snapshot)
     return snapshot

@@ -67,7 +67,7 @@ def check_backup(ctx: StepContext) -> dict[str, str]:
 
 
 def check_restore(ctx: StepContext) -> Snapshot:
-    snapshot = ctx.repo.resolve_snapshot(ctx.session.snapshot)  # type: ignore[union-attr]
+    snapshot = ctx.restore_snapshot
     if snapshot.kind != "physical":
         raise InvalidResource(f'snapshot "{snapshot.id}" is a {snapshot.kind} snapshot; restore '
                               "it with a logical restore Task", path="spec.task.name")
@@ -85,9 +85,11 @@ def check_restore(ctx: StepContext) -> Snapshot:
 def physical_precheck(ctx: StepContext, params: Mapping[str, str]) -> None:
     """Verify (the frame marked the session Running when it claimed it)."""
     ctx.plan  # noqa: B018 - resolves the Task now, so a bad one fails first
+    status: dict[str, object]
     if ctx.is_backup:
-        server = check_backup(ctx)
+        status = {"server": check_backup(ctx)}
     else:
         snapshot = check_restore(ctx)
-        server = {"flavor": snapshot.engine, "version": snapshot.server_version}
-    set_status(ctx, {"server": server, "conditions": {"PrecheckPassed": "True"}})
+        status = {"server": {"flavor": snapshot.engine, "version": snapshot.server_version},
+                  "snapshot": {"name": snapshot.id}}  # every replica restores this one
+    set_status(ctx, status | {"conditions": {"PrecheckPassed": "True"}})

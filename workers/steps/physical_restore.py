@@ -132,7 +132,7 @@ def restore_replica(ctx: StepContext, params: Mapping[str, str]) -> dict[str, An
     directory = data_dir_for(params.get("dataDir", ""), replica=replica,
                              target=ctx.appbinding.name, session=ctx.ref.name,
                              namespace=ctx.ref.namespace)
-    snapshot = ctx.repo.resolve_snapshot(ctx.session.snapshot)  # type: ignore[union-attr]
+    snapshot = ctx.restore_snapshot
     done = claim(directory, str(ctx.ref))
     if done is not None:
         log.info("replica %d already restored into %s", replica, directory)

@@ -21,7 +21,7 @@ from workers.parallel_restore import is_parallel, restore_parallel
 from workers.process import ClientProcess
 from workers.steps.dump_upload import report_progress
 from workers.steps.session import DATA_QUEUE, session_step, set_status
-from workflows.errors import InvalidResource
+from workflows.restores import target_database
 from workflows.snapshots import Snapshot
 
 
@@ -29,19 +29,8 @@ def quote_identifier(name: str) -> str:
     return "`" + name.replace("`", "``") + "`"
 
 
-def target_database(snapshot: Snapshot, params: Mapping[str, str]) -> str | None:
-    wanted = params.get("database", "").strip()
-    if len(snapshot.databases) == 1:
-        return wanted or snapshot.databases[0]
-    if wanted:
-        raise InvalidResource(f'snapshot "{snapshot.id}" holds {len(snapshot.databases)} '
-                              "databases; it cannot be restored under one new name",
-                              path="spec.task.params.database")
-    return None
-
-
 def restore_snapshot(ctx: StepContext, params: Mapping[str, str]) -> Snapshot:
-    snapshot = ctx.repo.resolve_snapshot(ctx.session.snapshot)  # type: ignore[union-attr]
+    snapshot = ctx.restore_snapshot
     db = target_database(snapshot, params)
     if db is not None:
         what = f'AppBinding "{ctx.appbinding.name}"'
@@ -69,5 +58,6 @@ def restore(ctx: StepContext, params: Mapping[str, str]) -> None:
     started = time.monotonic()
     snapshot = restore_snapshot(ctx, params)
     set_status(ctx, {"snapshot": {"name": snapshot.id, "totalSize": snapshot.size_bytes,
+                                  "rawSize": snapshot.raw_bytes,
                                   "processingTimeSeconds": round(time.monotonic() - started, 3)}})
     logging.getLogger(__name__).info("restored snapshot %s", snapshot.id)

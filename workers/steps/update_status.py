@@ -1,4 +1,5 @@
-"""update-status: the session's final phase and the repository's statistics.
+"""update-status: the session's final phase and the repository's statistics; then the
+session's history is pruned to its limit (``workers/history.py``).
 
 Runs after the data step succeeded. A session that already failed is never turned
 into a success, and a backup is Succeeded only if its snapshot is recorded.
@@ -11,6 +12,7 @@ from collections.abc import Mapping
 from datetime import datetime
 
 from workers.context import StepContext
+from workers.history import prune_history
 from workers.steps.session import session_step, set_status
 from workflows.errors import StashQError
 from workflows.phases import Phase, succeeded
@@ -55,3 +57,4 @@ def update_status(ctx: StepContext, params: Mapping[str, str]) -> None:
     set_status(ctx, succeeded(now=now, seconds=seconds,
                               targets=stash_targets(ctx, status, seconds) if ctx.is_backup
                               else None))
+    prune_history(ctx)
