@@ -9,6 +9,7 @@ resource and the field that pointed at it.
 from __future__ import annotations
 
 import functools
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import TypeVar
 
@@ -16,9 +17,9 @@ from workers.engines import ConnectionInfo, EngineAdapter, engine_for
 from workers.repository import Repository as RepositoryObject
 from workers.repository import open_repository
 from workers.state.base import ResourceStore
-from workflows.catalog import DEFAULT_TASKS, builtin_functions, builtin_tasks
+from workflows.catalog import builtin_functions, builtin_tasks
 from workflows.errors import InvalidResource, NotFound
-from workflows.plan import REPLICAS_PARAM, Plan, resolve_task
+from workflows.plan import Plan, plan_for
 from workflows.resources import (
     AppBinding,
     BackupConfiguration,
@@ -29,7 +30,7 @@ from workflows.resources import (
     Secret,
     Task,
 )
-from workflows.resources.base import Resource, TaskRef
+from workflows.resources.base import Resource
 from workflows.settings import Settings
 from workflows.snapshots import Snapshot
 
@@ -148,20 +149,13 @@ class StepContext:
 
     @functools.cached_property
     def plan(self) -> Plan:
-        kind = "backup" if self.is_backup else "restore"
         spec = self.config.spec if self.config is not None else self.session.spec
-        task_ref: TaskRef = spec.task  # type: ignore[union-attr]
-        name = task_ref.name or DEFAULT_TASKS[(self.appbinding.engine, kind)]
-        task = lookup_task(self.store, name, self.ref.namespace)
-        fns = functions(self.store, self.ref.namespace)
-        overrides = task_ref.param_map()
-        plan = resolve_task(task, fns, overrides)
-        replicas = spec.target.replicas  # type: ignore[union-attr]
-        wants = any(REPLICAS_PARAM in s.params for s in plan.steps)
-        if replicas is not None and wants and REPLICAS_PARAM not in overrides:
-            # Stash's spec.target.replicas: one restore step per replica
-            plan = resolve_task(task, fns, overrides | {REPLICAS_PARAM: str(replicas)})
-        return plan
+        return plan_for(spec.task, kind="backup" if self.is_backup else "restore",  # type: ignore[union-attr]
+                        engine=self.appbinding.engine,
+                        tasks=known(self.store, Task, builtin_tasks(), self.ref.namespace),
+                        functions=known(self.store, Function, builtin_functions(),
+                                        self.ref.namespace),
+                        replicas=spec.target.replicas)  # type: ignore[union-attr]
 
     def _get(self, cls: type[R], name: str, field: str, namespace: str | None = None) -> R:
         namespace = namespace or self.ref.namespace
@@ -185,17 +179,7 @@ def pinned_snapshot(session: RestoreSession) -> str | None:
     return str(chosen) if chosen else None
 
 
-def lookup_task(store: ResourceStore, name: str, namespace: str) -> Task:
-    """A user-applied Task wins over a built-in one of the same name."""
-    try:
-        return store.get(Task, name, namespace)
-    except NotFound:
-        pass
-    builtin = builtin_tasks()
-    if name not in builtin:
-        raise NotFound(f'Task "{name}" does not exist (built-in: {", ".join(sorted(builtin))})')
-    return builtin[name]
-
-
-def functions(store: ResourceStore, namespace: str) -> dict[str, Function]:
-    return builtin_functions() | {f.name: f for f in store.list(Function, namespace)}
+def known(store: ResourceStore, cls: type[R], builtin: Mapping[str, R],
+          namespace: str) -> dict[str, R]:
+    """The built-in Tasks (or Functions) with the namespace's own over them."""
+    return {**builtin, **{r.name: r for r in store.list(cls, namespace)}}

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
 
 from workers.context import StepContext
@@ -20,7 +20,7 @@ from workers.parallel_dump import SummedProgress
 from workers.process import ClientProcess
 from workers.streaming import StreamStats
 from workflows.errors import DumpFailed
-from workflows.parallel_plan import parse_parallel
+from workflows.params import RestoreParams
 from workflows.snapshots import Snapshot, Stream
 
 log = logging.getLogger(__name__)
@@ -65,13 +65,13 @@ class _Loader:
 
 
 def restore_parallel(ctx: StepContext, snapshot: Snapshot, database: str | None,
-                     params: Mapping[str, str], report: Report) -> None:
+                     params: RestoreParams, report: Report) -> None:
     """Load the snapshot's streams into ``database`` (None: the databases they name);
     param ``parallel``: data streams loaded at once (empty: all of them)."""
     data = [s for s in snapshot.streams if s.role == "data"]
-    parallel = parse_parallel(params.get("parallel", ""), default=max(len(data), 1))
+    parallel = params.parallel or max(len(data), 1)
     with defaults_file(ctx.connection) as cnf:
-        argv = ctx.engine.restore_args(cnf, database, params.get("args", "").split())
+        argv = ctx.engine.restore_args(cnf, database, params.args)
         loader = _Loader(ctx, snapshot, argv, report)
         for stream in (s for s in snapshot.streams if s.role == "schema"):
             loader.load(stream)

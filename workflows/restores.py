@@ -106,10 +106,10 @@ def check_source(snapshot: Snapshot, source: str | None) -> None:
                               f'{source_of(snapshot)}, not from "{source}"', path=SOURCE_FIELD)
 
 
-def target_database(snapshot: Snapshot, params: Mapping[str, str]) -> str | None:
-    """The one database a one-database snapshot is restored into (param ``database``, or
-    its own); None for a multi-database snapshot, which recreates its own databases."""
-    wanted = params.get("database", "").strip()
+def target_database(snapshot: Snapshot, wanted: str | None) -> str | None:
+    """The one database a one-database snapshot is restored into (``wanted``, the param
+    ``database``, or its own); None for a multi-database snapshot, which recreates its
+    own databases."""
     if len(snapshot.databases) == 1:
         return wanted or snapshot.databases[0]
     if wanted:
@@ -119,9 +119,10 @@ def target_database(snapshot: Snapshot, params: Mapping[str, str]) -> str | None
     return None
 
 
-def written_databases(snapshot: Snapshot, params: Mapping[str, str]) -> tuple[str, ...]:
-    """Every database the restore of ``snapshot`` writes into."""
-    database = target_database(snapshot, params)
+def written_databases(snapshot: Snapshot, wanted: str | None) -> tuple[str, ...]:
+    """Every database the restore of ``snapshot`` writes into (``wanted``: see
+    ``target_database``)."""
+    database = target_database(snapshot, wanted)
     return snapshot.databases if database is None else (database,)
 
 

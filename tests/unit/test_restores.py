@@ -8,6 +8,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from workflows.errors import InvalidResource, NotFound, PrecheckFailed
+from workflows.params import RestoreParams
 from workflows.restores import (
     check_source,
     latest_snapshot,
@@ -111,12 +112,13 @@ def test_source_of_reads_the_manifest_then_the_session_name() -> None:
 ])
 def test_written_databases(databases: tuple[str, ...], params: dict[str, str],
                            expected: tuple[str, ...]) -> None:
-    assert written_databases(snap("shop-1", 0, databases=databases), params) == expected
+    wanted = RestoreParams.model_validate(params).database
+    assert written_databases(snap("shop-1", 0, databases=databases), wanted) == expected
 
 
 def test_a_multi_database_snapshot_takes_no_new_name() -> None:
     with pytest.raises(InvalidResource, match="cannot be restored under one new name"):
-        written_databases(snap("shop-1", 0, databases=("a", "b")), {"database": "c"})
+        written_databases(snap("shop-1", 0, databases=("a", "b")), "c")
 
 
 @pytest.mark.parametrize(("tables", "overwrite"), [

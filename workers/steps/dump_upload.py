@@ -17,7 +17,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import time
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -31,7 +31,7 @@ from workers.process import ClientProcess
 from workers.steps.session import DATA_QUEUE, now_iso, session_step, set_status
 from workers.streaming import StreamStats
 from workflows.errors import DumpFailed, PrecheckFailed
-from workflows.parallel_plan import parse_parallel
+from workflows.params import DumpParams
 from workflows.snapshots import Snapshot, Stream
 
 log = logging.getLogger(__name__)
@@ -41,8 +41,8 @@ STREAM_NAME = "dump.sql.zst"
 COMPLETION_MARK = b"-- Dump completed"
 
 
-def selected_databases(ctx: StepContext, params: Mapping[str, str]) -> list[str]:
-    wanted = [d.strip() for d in params.get("databases", "").split(",") if d.strip()]
+def selected_databases(ctx: StepContext, params: DumpParams) -> list[str]:
+    wanted = list(params.databases)
     what = f'AppBinding "{ctx.appbinding.name}"'
     with database.connect(ctx.connection, what=what) as conn:
         present = database.user_databases(conn)
@@ -106,15 +106,15 @@ def dump_stream(ctx: StepContext, cnf: Path, databases: Sequence[str], level: in
         client.stop()
 
 
-def dump_to_repository(ctx: StepContext, params: Mapping[str, str]) -> Snapshot:
+def dump_to_repository(ctx: StepContext, params: DumpParams) -> Snapshot:
     snapshot_id = ctx.ref.name
     databases = selected_databases(ctx, params)
     server = ctx.session.status.get("server", {})
     ctx.repo.discard_unfinished(snapshot_id)
     started_at, started = datetime.now(UTC), time.monotonic()
-    level = int(params.get("zstdLevel") or ctx.settings.zstd_level)
-    extra = params.get("args", "").split()
-    parallel = parse_parallel(params.get("parallel", ""))
+    level = params.zstd_level or ctx.settings.zstd_level
+    extra = list(params.args)
+    parallel = params.parallel or 1
     with defaults_file(ctx.connection) as cnf:
         if parallel > 1:  # several clients sharing one snapshot, a stream each
             streams = dump_parallel(ctx, cnf, databases, parallel, level=level, extra=extra,
@@ -133,7 +133,7 @@ def dump_to_repository(ctx: StepContext, params: Mapping[str, str]) -> Snapshot:
     return snapshot
 
 
-def take_snapshot(ctx: StepContext, params: Mapping[str, str]) -> Snapshot:
+def take_snapshot(ctx: StepContext, params: DumpParams) -> Snapshot:
     """Under the target's and the repository's locks: the snapshot, taken if missing."""
     binding = ctx.appbinding
     target = target_lock_name(binding.kind, binding.namespace, binding.name)
@@ -169,7 +169,7 @@ def snapshot_stats(snapshot: Snapshot) -> dict[str, object]:
 
 
 @session_step("stashq.dump_upload", queue=DATA_QUEUE)
-def dump_upload(ctx: StepContext, params: Mapping[str, str]) -> None:
+def dump_upload(ctx: StepContext, params: DumpParams) -> None:
     """Take the snapshot unless this session already has one; record its stats."""
     snapshot = snapshot_once(ctx, lambda: take_snapshot(ctx, params))
     set_status(ctx, {"snapshot": snapshot_stats(snapshot)

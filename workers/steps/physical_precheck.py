@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Mapping
 
 from workers import database
 from workers.context import StepContext
@@ -21,22 +20,13 @@ from workers.engines.physical import physical_tools
 from workers.steps.precheck import check_server
 from workers.steps.session import session_step, set_status
 from workflows.errors import InvalidResource, PrecheckFailed, StorageError
+from workflows.params import NoParams, PhysicalBackupParams
 from workflows.snapshots import Snapshot
 
 log = logging.getLogger(__name__)
 
 BACKUP_STEP = "stashq.physical_backup"
 GALERA_METHOD = "galera-sst"
-MARIADB_BACKUP_METHOD = "mariabackup"
-METHODS = (GALERA_METHOD, MARIADB_BACKUP_METHOD)
-
-
-def backup_method(params: Mapping[str, str]) -> str:
-    method = params.get("method", "")
-    if method not in METHODS:
-        raise InvalidResource(f'param "method" is "{method}"; expected one of '
-                              f'{", ".join(METHODS)}', path="spec.task.params")
-    return method
 
 
 def check_backup(ctx: StepContext) -> dict[str, str]:
@@ -49,7 +39,8 @@ def check_backup(ctx: StepContext) -> dict[str, str]:
             (data_dir,) = cursor.fetchone()
     check_server(ctx, server)
     tools = physical_tools(ctx.appbinding.engine)
-    if backup_method(ctx.plan.step_params(BACKUP_STEP)) == GALERA_METHOD:
+    params = ctx.plan.typed_params(BACKUP_STEP)
+    if isinstance(params, PhysicalBackupParams) and params.method == GALERA_METHOD:
         galera.garbd_binary()
         galera.check_reachable(galera.cluster_of(ctx.appbinding, tools.sst_method))
     else:
@@ -82,7 +73,7 @@ def check_restore(ctx: StepContext) -> Snapshot:
 
 
 @session_step("stashq.physical_precheck")
-def physical_precheck(ctx: StepContext, params: Mapping[str, str]) -> None:
+def physical_precheck(ctx: StepContext, params: NoParams) -> None:
     """Verify (the frame marked the session Running when it claimed it)."""
     ctx.plan  # noqa: B018 - resolves the Task now, so a bad one fails first
     status: dict[str, object]

@@ -12,7 +12,6 @@ to overwrite them, and records the snapshot it chose (``latest`` is resolved onc
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping
 from typing import TYPE_CHECKING
 
 from packaging.specifiers import SpecifierSet
@@ -23,6 +22,7 @@ from workers.context import StepContext, pinned_snapshot
 from workers.engines import ServerInfo
 from workers.steps.session import session_step, set_status
 from workflows.errors import PrecheckFailed, StorageError
+from workflows.params import NoParams, RestoreParams
 from workflows.resources import RestoreSession
 from workflows.restores import refuse_overwrite, written_databases
 from workflows.snapshots import Snapshot
@@ -82,15 +82,16 @@ def check_restore_target(ctx: StepContext, conn: Connection, snapshot: Snapshot)
     if pinned_snapshot(session) is not None:
         log.info("pre-check passed before; the target databases are not checked again")
         return
-    params = ctx.plan.step_params(RESTORE_STEP)
-    names = written_databases(snapshot, params)
+    params = ctx.plan.typed_params(RESTORE_STEP)
+    assert isinstance(params, RestoreParams)
+    names = written_databases(snapshot, params.database)
     refuse_overwrite(database.table_counts(conn, names), target=ctx.appbinding.name,
                      overwrite=session.spec.target.overwrite,
                      renamable=len(snapshot.databases) == 1)
 
 
 @session_step("stashq.precheck")
-def precheck(ctx: StepContext, params: Mapping[str, str]) -> None:
+def precheck(ctx: StepContext, params: NoParams) -> None:
     """Verify (the frame marked the session Running when it claimed it)."""
     server = run_precheck(ctx)
     chosen = {} if ctx.is_backup else {"snapshot": {"name": ctx.restore_snapshot.id}}

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Mapping
 
 from workers import database
 from workers.context import StepContext
@@ -21,6 +20,7 @@ from workers.parallel_restore import is_parallel, restore_parallel
 from workers.process import ClientProcess
 from workers.steps.dump_upload import report_progress
 from workers.steps.session import DATA_QUEUE, session_step, set_status
+from workflows.params import RestoreParams
 from workflows.restores import target_database
 from workflows.snapshots import Snapshot
 
@@ -29,9 +29,9 @@ def quote_identifier(name: str) -> str:
     return "`" + name.replace("`", "``") + "`"
 
 
-def restore_snapshot(ctx: StepContext, params: Mapping[str, str]) -> Snapshot:
+def restore_snapshot(ctx: StepContext, params: RestoreParams) -> Snapshot:
     snapshot = ctx.restore_snapshot
-    db = target_database(snapshot, params)
+    db = target_database(snapshot, params.database)
     if db is not None:
         what = f'AppBinding "{ctx.appbinding.name}"'
         with database.connect(ctx.connection, what=what) as c, c.cursor() as cursor:
@@ -43,7 +43,7 @@ def restore_snapshot(ctx: StepContext, params: Mapping[str, str]) -> Snapshot:
         return snapshot
     with defaults_file(ctx.connection) as cnf:
         for stream in snapshot.streams:
-            client = ClientProcess(ctx.engine.restore_args(cnf, db, params.get("args", "").split()),
+            client = ClientProcess(ctx.engine.restore_args(cnf, db, params.args),
                                    stdin_pipe=True)
             try:  # a corrupt stream raises inside feed, before the client's input is closed
                 client.feed(ctx.repo.read_stream(snapshot, stream, report_progress(ctx, started)))
@@ -53,7 +53,7 @@ def restore_snapshot(ctx: StepContext, params: Mapping[str, str]) -> Snapshot:
 
 
 @session_step("stashq.restore_stream", queue=DATA_QUEUE)
-def restore(ctx: StepContext, params: Mapping[str, str]) -> None:
+def restore(ctx: StepContext, params: RestoreParams) -> None:
     """Restore the session's snapshot into its target."""
     started = time.monotonic()
     snapshot = restore_snapshot(ctx, params)

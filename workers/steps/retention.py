@@ -18,13 +18,14 @@ from __future__ import annotations
 
 import contextlib
 import logging
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator
 from typing import Any
 from zoneinfo import ZoneInfo
 
 from workers.context import StepContext
 from workers.locks import Lease, Leases, RepositoryLocked, repository_lock
 from workers.steps.session import session_step, set_status
+from workflows.params import RetentionParams
 from workflows.resources import BackupConfiguration, Repository
 from workflows.resources.backup import RetentionPolicy
 from workflows.retention import Selection, SnapshotTime, select_snapshots
@@ -97,14 +98,14 @@ def locked(ctx: StepContext, wait_s: float) -> Iterator[Lease | None]:
 
 
 @session_step("stashq.retention")
-def retention(ctx: StepContext, params: Mapping[str, str]) -> None:
+def retention(ctx: StepContext, params: RetentionParams) -> None:
     """Forget (and prune) this configuration's snapshots its policy does not keep."""
     config = ctx.config
     policy = config.spec.retention_policy if config is not None else None
     if config is None or policy is None:
         log.info("no retention policy: every snapshot is kept")
         return
-    wait_s = float(params.get("lockWaitSeconds") or LOCK_WAIT_S)
+    wait_s = params.lock_wait_seconds or LOCK_WAIT_S
     repository = ctx.repository
     try:
         with locked(ctx, wait_s) as lease:

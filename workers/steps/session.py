@@ -40,6 +40,7 @@ from workers.state.base import ResourceStore
 from workflows.backoff import retry_delay_s
 from workflows.claims import claim_decision, claim_patch
 from workflows.errors import StashQError, Transient
+from workflows.params import parse_params
 from workflows.phases import FINAL_PHASES, failed, iso_ms
 from workflows.schedule import iso_utc
 
@@ -54,7 +55,8 @@ CONTROL_QUEUE = "stashq.control"
 #: Celery task name → queue, filled as steps register; becomes ``task_routes``.
 ROUTES: dict[str, dict[str, str]] = {}
 
-StepFunction = Callable[[StepContext, Mapping[str, str]], None]
+#: A step: the context and its params, typed (``workflows/params.py``).
+StepFunction = Callable[[StepContext, Any], None]
 
 
 def now_iso() -> str:
@@ -94,9 +96,10 @@ def run_step(task: Any, ctx: StepContext, name: str, fn: StepFunction,
         if not after_final:
             phase = claim(ctx, name, str(task.request.root_id or task.request.id))
         log.info("step %s started", name)
+        typed = parse_params(name, params)
         with heartbeat(lambda patch: set_status(ctx, patch), name,
                        ctx.settings.heartbeat_interval_s, now_iso):
-            fn(ctx, params)
+            fn(ctx, typed)
     except Ignore:
         log.info("step %s: nothing left to do, chain stopped", name)
         raise

@@ -15,6 +15,7 @@ from workers.context import StepContext
 from workers.history import prune_history
 from workers.steps.session import session_step, set_status
 from workflows.errors import StashQError
+from workflows.params import NoParams
 from workflows.phases import Phase, succeeded
 from workflows.resources import Repository
 
@@ -42,7 +43,7 @@ def stash_targets(ctx: StepContext, status: Mapping[str, object], seconds: float
 
 
 @session_step("stashq.update_status")
-def update_status(ctx: StepContext, params: Mapping[str, str]) -> None:
+def update_status(ctx: StepContext, params: NoParams) -> None:
     """Mark the session Succeeded with its duration and stats; refresh the Repository."""
     status = ctx.session.status
     if status.get("phase") == Phase.FAILED:
