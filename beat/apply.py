@@ -130,6 +130,8 @@ def change_of(store: ResourceStore, resource: Resource) -> str:
         current = store.get(type(resource), resource.name, resource.namespace)
     except NotFound:
         return "created"
+    except (InvalidResource, ValueError):  # what is stored no longer parses: replaced
+        return "configured"
     return "unchanged" if current.definition() == resource.definition() else "configured"
 
 
