@@ -7,88 +7,26 @@ error's exit code; anything else is a bug and keeps its traceback.
 from __future__ import annotations
 
 import contextlib
-import functools
 import logging
-import os
-import sys
 import time
-from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any
 
 import click
 
+from beat.cli_flower import flower
+from beat.cli_kube import register
+from beat.env import Env, namespace_option, reports_errors
 from workflows.errors import IntegrityError, StashQError
 from workflows.phases import pending
-from workflows.settings import Settings
 
 # Each command imports what it uses: ``stashq --help`` loads neither pydantic, Redis nor
 # Celery, and only the commands that queue a session load the worker's steps.
 if TYPE_CHECKING:
-    from workers.context import SessionRef
     from workers.repository import Repository as RepositoryObject
 
-F = TypeVar("F", bound=Callable[..., Any])
 #: Consecutive seconds tried for a new RestoreSession's name before giving up.
 RESTORE_NAME_ATTEMPTS = 10
-
-
-class Env:
-    """What every command needs, built once from the environment."""
-
-    def __init__(self, namespace: str | None) -> None:
-        from workers.state import open_store
-
-        self.settings = Settings.from_env(os.environ)
-        self.namespace = namespace or self.settings.namespace
-        self.store = open_store(self.settings)
-
-    @functools.cached_property
-    def app(self) -> Any:
-        from workers.app import create_app
-
-        return create_app(self.settings)
-
-    def stalled(self, status: Mapping[str, object]) -> str | None:
-        """Why a session still Pending may never start: nothing queued it, or no worker
-        consumes the queues (Celery's workers say which they consume); None if neither."""
-        if not (status.get("queuedAt") or status.get("taskId")):
-            if self.settings.store != "kubernetes":
-                return None
-            return ("no watcher has queued it: run `stashq watch` (STASHQ_STORE=kubernetes; "
-                    "the chart's watcher Deployment)")
-        from workers.app import unconsumed_queues
-
-        idle = unconsumed_queues(self.app)
-        if not idle:
-            return None
-        return (f"no worker consumes queue {', '.join(idle)}. Start one with the same "
-                "STASHQ_BROKER_URL: `stashq worker` (still waiting; Ctrl-C stops waiting, "
-                "not the session)")
-
-    def queue(self, ref: SessionRef) -> None:
-        """Queue a session just created. On Kubernetes the watcher queues every new
-        session (one path, claimed once), so commands and beat only create it there."""
-        if self.settings.store != "kubernetes":
-            from beat.dispatch import dispatch
-
-            dispatch(self.app, self.store, self.settings, ref)
-
-
-def reports_errors(fn: F) -> F:
-    @functools.wraps(fn)
-    def wrapper(*args: Any, **kwargs: Any) -> Any:
-        try:
-            return fn(*args, **kwargs)
-        except StashQError as e:
-            click.echo(f"error: {e}", err=True)
-            sys.exit(e.exit_code)
-
-    return wrapper  # type: ignore[return-value]
-
-
-namespace_option = click.option("-n", "--namespace", default=None,
-                                help="Namespace (default: STASHQ_NAMESPACE or 'default').")
 
 
 @click.group()
@@ -426,10 +364,5 @@ def _table(header: tuple[str, ...], rows: list[tuple[Any, ...]]) -> None:
         click.echo("  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip())
 
 
-from beat.cli_kube import register  # noqa: E402 - it builds on the group above
-
-register(main, backup)
-
-from beat.cli_flower import flower  # noqa: E402 - it builds on the group above
-
+register(main, backup)  # the kubectl-plugin verbs and watch, built on the group above
 main.add_command(flower)

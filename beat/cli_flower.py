@@ -19,7 +19,7 @@ import sys
 
 import click
 
-from beat.cli import reports_errors
+from beat.env import reports_errors
 from workflows.settings import Settings
 
 #: Flower's own default port.

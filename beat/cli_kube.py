@@ -13,12 +13,8 @@ import signal
 
 import click
 
-from beat.cli import Env, reports_errors
+from beat.env import Env, namespace_option, reports_errors
 from workflows.errors import StashQError
-
-namespace_option = click.option("-n", "--namespace", default=None,
-                                help="Namespace (default: STASHQ_NAMESPACE or 'default').")
-
 
 
 def register(main: click.Group, backup: click.Command) -> None:
