@@ -4,8 +4,10 @@ checked before the first one is stored; sessions are created and queued last.
 
 from __future__ import annotations
 
+import secrets
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
+from typing import Any
 
 from workers.context import SessionRef
 from workers.state.base import ResourceStore
@@ -27,14 +29,35 @@ from workflows.resources import (
 SESSION_KINDS = (BackupSession, RestoreSession)
 
 
+#: What the API server appends to ``metadata.generateName``: 5 of these characters
+#: (apimachinery's ``utilrand.String``: no vowels, no look-alikes).
+GENERATED_NAME_ALPHABET = "bcdfghjklmnpqrstvwxz2456789"
+GENERATED_NAME_CHARS = 5
+
+
 def parse_paths(paths: Iterable[Path], namespace: str) -> list[tuple[str, Resource]]:
     out = []
     for path in paths:
         for source, raw in load_manifests(path):
             metadata = raw.get("metadata")
-            if isinstance(metadata, dict) and not metadata.get("namespace"):
-                raw = {**raw, "metadata": {**metadata, "namespace": namespace}}
+            if isinstance(metadata, dict):
+                raw = {**raw, "metadata": completed_metadata(metadata, namespace)}
             out.append((source, parse_resource(raw, source=source)))
+    return out
+
+
+def completed_metadata(metadata: dict[str, Any], namespace: str) -> dict[str, Any]:
+    """``metadata`` with the namespace (if it names none) and, for ``generateName``
+    without a name, a name made as the API server makes one: each apply of such a file
+    (an instant-backup manifest) creates a new session, as ``kubectl create`` does."""
+    out = dict(metadata)
+    if not out.get("namespace"):
+        out["namespace"] = namespace
+    prefix = out.get("generateName")
+    if isinstance(prefix, str) and prefix and not out.get("name"):
+        suffix = "".join(secrets.choice(GENERATED_NAME_ALPHABET)
+                         for _ in range(GENERATED_NAME_CHARS))
+        out["name"] = prefix + suffix
     return out
 
 
