@@ -12,7 +12,7 @@ from typing import Any
 from workers.context import SessionRef
 from workers.state.base import ResourceStore
 from workflows.catalog import builtin_tasks
-from workflows.errors import InvalidResource, NotFound
+from workflows.errors import InvalidResource, NotFound, StashQError
 from workflows.manifests import load_manifests
 from workflows.parsing import parse_resource
 from workflows.resources import (
@@ -110,6 +110,8 @@ def change_of(store: ResourceStore, resource: Resource) -> str:
         current = store.get(type(resource), resource.name, resource.namespace)
     except NotFound:
         return "created"
+    except (StashQError, ValueError):  # stored but unreadable (invalid): replaced
+        return "configured"
     return "unchanged" if current.definition() == resource.definition() else "configured"
 
 
