@@ -1,11 +1,13 @@
 """``stashq apply``: all or nothing. Every document is parsed and every reference
-checked before the first one is stored; sessions are created and queued last.
+checked before the first one is stored (every invalid one is named, not only the
+first); sessions are created and queued last.
 """
 
 from __future__ import annotations
 
 import secrets
 from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -35,15 +37,39 @@ GENERATED_NAME_ALPHABET = "bcdfghjklmnpqrstvwxz2456789"
 GENERATED_NAME_CHARS = 5
 
 
-def parse_paths(paths: Iterable[Path], namespace: str) -> list[tuple[str, Resource]]:
-    out = []
+@dataclass
+class Batch:
+    """What ``stashq apply`` read: the resources that parsed, the problems of those that
+    did not, and every document's (kind, namespace, name), parsed or not (so that a
+    reference to a broken document is not reported as a second, misleading problem)."""
+
+    resources: list[tuple[str, Resource]] = field(default_factory=list)
+    problems: list[InvalidResource] = field(default_factory=list)
+    declared: set[tuple[object, object, object]] = field(default_factory=set)
+
+
+def parse_paths(paths: Iterable[Path], namespace: str) -> Batch:
+    batch = Batch()
     for path in paths:
         for source, raw in load_manifests(path):
             metadata = raw.get("metadata")
             if isinstance(metadata, dict):
                 raw = {**raw, "metadata": completed_metadata(metadata, namespace)}
-            out.append((source, parse_resource(raw, source=source)))
-    return out
+                batch.declared.add((raw.get("kind"), raw["metadata"].get("namespace"),
+                                    raw["metadata"].get("name")))
+            try:
+                batch.resources.append((source, parse_resource(raw, source=source)))
+            except InvalidResource as e:
+                batch.problems.append(e)
+    return batch
+
+
+def all_problems(problems: list[InvalidResource]) -> InvalidResource:
+    """One error naming every invalid resource, one per line."""
+    if len(problems) == 1:
+        return problems[0]
+    lines = "".join(f"\n  {p}" for p in problems)
+    return InvalidResource(f"{len(problems)} resources are invalid; nothing was applied:{lines}")
 
 
 def completed_metadata(metadata: dict[str, Any], namespace: str) -> dict[str, Any]:
@@ -64,9 +90,9 @@ def completed_metadata(metadata: dict[str, Any], namespace: str) -> dict[str, An
 class References:
     """Answers "does kind/name exist?" from the batch being applied, then the store."""
 
-    def __init__(self, store: ResourceStore, batch: list[tuple[str, Resource]]) -> None:
+    def __init__(self, store: ResourceStore, batch: Batch) -> None:
         self._store = store
-        self._batch = {(r.kind, r.namespace, r.name) for _, r in batch}
+        self._batch = batch.declared
 
     def require(self, cls: type[Resource], name: str, namespace: str, *, source: str,
                 owner: Resource, path: str) -> None:
@@ -120,15 +146,20 @@ def apply_paths(store: ResourceStore, paths: Iterable[Path], namespace: str,
     """Yield one line per resource applied (``kind/name configured|created|unchanged``)."""
     batch = parse_paths(paths, namespace)
     refs = References(store, batch)
-    for source, resource in batch:
-        check_references(refs, source, resource)
-    for _, resource in batch:
+    for source, resource in batch.resources:
+        try:
+            check_references(refs, source, resource)
+        except InvalidResource as e:
+            batch.problems.append(e)
+    if batch.problems:
+        raise all_problems(batch.problems)
+    for _, resource in batch.resources:
         if not isinstance(resource, SESSION_KINDS):
             verb = change_of(store, resource)
             if verb != "unchanged":
                 store.apply(resource)
             yield f"{resource.kind}/{resource.name} {verb}"
-    for _, resource in batch:
+    for _, resource in batch.resources:
         if isinstance(resource, SESSION_KINDS):
             if store.create(resource.model_copy(update={"status": {"phase": "Pending"}})):
                 dispatch(SessionRef(resource.kind, resource.namespace, resource.name))
