@@ -14,8 +14,9 @@ lint: install
 	.venv/bin/mypy
 	.venv/bin/lint-imports
 
+# One line per test file with the percentage done (-q printed a dot line every ~40 s).
 test: lint
-	$(PY) -m pytest -q
+	$(PY) -m pytest
 
 # The suite of issue 8 (256 and 1024 MiB); the optional 4 GiB size:
 #   make bench BENCH_ARGS="--sizes 256,1024,4096"

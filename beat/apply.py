@@ -1,17 +1,20 @@
 """``stashq apply``: all or nothing. Every document is parsed and every reference
-checked before the first one is stored; sessions are created and queued last.
+checked before the first one is stored (every invalid one is named, not only the
+first); sessions are created and queued last.
 """
 
 from __future__ import annotations
 
+import secrets
 from collections.abc import Callable, Iterable, Iterator, Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from workers.context import SessionRef
 from workers.state.base import ResourceStore
 from workflows.catalog import builtin_functions, builtin_tasks
-from workflows.errors import InvalidResource, NotFound
+from workflows.errors import InvalidResource, NotFound, StashQError
 from workflows.manifests import load_manifests
 from workflows.parsing import parse_resource
 from workflows.phases import pending
@@ -32,27 +35,73 @@ SESSION_KINDS = (BackupSession, RestoreSession)
 R = TypeVar("R", bound=Resource)
 
 
-def parse_paths(paths: Iterable[Path], namespace: str) -> list[tuple[str, Resource]]:
-    out = []
+#: What the API server appends to ``metadata.generateName``: 5 of these characters
+#: (apimachinery's ``utilrand.String``: no vowels, no look-alikes).
+GENERATED_NAME_ALPHABET = "bcdfghjklmnpqrstvwxz2456789"
+GENERATED_NAME_CHARS = 5
+
+
+@dataclass
+class Batch:
+    """What ``stashq apply`` read: the resources that parsed, the problems of those that
+    did not, and every document's (kind, namespace, name), parsed or not (so that a
+    reference to a broken document is not reported as a second, misleading problem)."""
+
+    resources: list[tuple[str, Resource]] = field(default_factory=list)
+    problems: list[InvalidResource] = field(default_factory=list)
+    declared: set[tuple[object, object, object]] = field(default_factory=set)
+
+
+def parse_paths(paths: Iterable[Path], namespace: str) -> Batch:
+    batch = Batch()
     for path in paths:
         for source, raw in load_manifests(path):
             metadata = raw.get("metadata")
-            if isinstance(metadata, dict) and not metadata.get("namespace"):
-                raw = {**raw, "metadata": {**metadata, "namespace": namespace}}
-            out.append((source, parse_resource(raw, source=source)))
+            if isinstance(metadata, dict):
+                raw = {**raw, "metadata": completed_metadata(metadata, namespace)}
+                batch.declared.add((raw.get("kind"), raw["metadata"].get("namespace"),
+                                    raw["metadata"].get("name")))
+            try:
+                batch.resources.append((source, parse_resource(raw, source=source)))
+            except InvalidResource as e:
+                batch.problems.append(e)
+    return batch
+
+
+def all_problems(problems: list[InvalidResource]) -> InvalidResource:
+    """One error naming every invalid resource, one per line."""
+    if len(problems) == 1:
+        return problems[0]
+    lines = "".join(f"\n  {p}" for p in problems)
+    return InvalidResource(f"{len(problems)} resources are invalid; nothing was applied:{lines}")
+
+
+def completed_metadata(metadata: dict[str, Any], namespace: str) -> dict[str, Any]:
+    """``metadata`` with the namespace (if it names none) and, for ``generateName``
+    without a name, a name made as the API server makes one: each apply of such a file
+    (an instant-backup manifest) creates a new session, as ``kubectl create`` does."""
+    out = dict(metadata)
+    if not out.get("namespace"):
+        out["namespace"] = namespace
+    prefix = out.get("generateName")
+    if isinstance(prefix, str) and prefix and not out.get("name"):
+        suffix = "".join(secrets.choice(GENERATED_NAME_ALPHABET)
+                         for _ in range(GENERATED_NAME_CHARS))
+        out["name"] = prefix + suffix
     return out
 
 
 class References:
     """Answers "does kind/name exist?" from the batch being applied, then the store."""
 
-    def __init__(self, store: ResourceStore, batch: list[tuple[str, Resource]]) -> None:
+    def __init__(self, store: ResourceStore, batch: Batch) -> None:
         self._store = store
-        self._batch = {(r.kind, r.namespace, r.name): r for _, r in batch}
+        self._batch = batch.declared
+        self._parsed = {(r.kind, r.namespace, r.name): r for _, r in batch.resources}
 
     def find(self, cls: type[R], name: str, namespace: str) -> R | None:
         """The resource from the batch (it wins), else from the store; None if neither."""
-        found = self._batch.get((cls.KIND, namespace, name))
+        found = self._parsed.get((cls.KIND, namespace, name))
         if found is not None:
             return found  # type: ignore[return-value]
         try:
@@ -62,7 +111,7 @@ class References:
 
     def known(self, cls: type[R], builtin: Mapping[str, R], namespace: str) -> dict[str, R]:
         """Built-ins, then the store's, then the batch's, each over the one before."""
-        batch = {r.name: r for (kind, ns, _), r in self._batch.items()
+        batch = {r.name: r for (kind, ns, _), r in self._parsed.items()
                  if kind == cls.KIND and ns == namespace}
         stored = {r.name: r for r in self._store.list(cls, namespace)}
         return {**builtin, **stored, **batch}  # type: ignore[dict-item]
@@ -130,7 +179,7 @@ def change_of(store: ResourceStore, resource: Resource) -> str:
         current = store.get(type(resource), resource.name, resource.namespace)
     except NotFound:
         return "created"
-    except (InvalidResource, ValueError):  # what is stored no longer parses: replaced
+    except (StashQError, ValueError):  # stored but unreadable (invalid): replaced
         return "configured"
     return "unchanged" if current.definition() == resource.definition() else "configured"
 
@@ -140,15 +189,20 @@ def apply_paths(store: ResourceStore, paths: Iterable[Path], namespace: str,
     """Yield one line per resource applied (``kind/name configured|created|unchanged``)."""
     batch = parse_paths(paths, namespace)
     refs = References(store, batch)
-    for source, resource in batch:
-        check_references(refs, source, resource)
-    for _, resource in batch:
+    for source, resource in batch.resources:
+        try:
+            check_references(refs, source, resource)
+        except InvalidResource as e:
+            batch.problems.append(e)
+    if batch.problems:
+        raise all_problems(batch.problems)
+    for _, resource in batch.resources:
         if not isinstance(resource, SESSION_KINDS):
             verb = change_of(store, resource)
             if verb != "unchanged":
                 store.apply(resource)
             yield f"{resource.kind}/{resource.name} {verb}"
-    for _, resource in batch:
+    for _, resource in batch.resources:
         if isinstance(resource, SESSION_KINDS):
             if store.create(resource.model_copy(update={"status": pending()})):
                 dispatch(SessionRef(resource.kind, resource.namespace, resource.name))

@@ -17,6 +17,7 @@ import click
 from beat.cli_flower import flower
 from beat.cli_kube import register
 from beat.env import Env, namespace_option, reports_errors
+from beat.output import human_bytes, print_items, print_table, short_time, started_at
 from workflows.errors import IntegrityError, StashQError
 from workflows.phases import pending
 
@@ -174,14 +175,15 @@ def sessions(output: str, namespace: str | None) -> None:
 
     env = Env(namespace)
     found = [s for cls in (BackupSession, RestoreSession)
-             for s in sorted(env.store.list(cls, env.namespace), key=_started)]
+             for s in sorted(env.store.list(cls, env.namespace), key=started_at)]
     if output != "table":
-        _emit([s.model_dump(mode="json", by_alias=True, exclude_none=True) for s in found],
+        print_items([s.model_dump(mode="json", by_alias=True, exclude_none=True) for s in found],
               output)
         return
-    rows = [(s.kind, s.name, s.status.get("phase", "Unknown"), _time(s.status.get("startTime")),
-             s.status.get("sessionDuration", ""), s.status.get("reason", "")) for s in found]
-    _table(("KIND", "NAME", "PHASE", "STARTED (UTC)", "DURATION", "REASON"), rows)
+    rows = [(s.kind, s.name, s.status.get("phase", "Unknown"),
+             short_time(s.status.get("startTime")), s.status.get("sessionDuration", ""),
+             s.status.get("reason", "")) for s in found]
+    print_table(("KIND", "NAME", "PHASE", "STARTED (UTC)", "DURATION", "REASON"), rows)
 
 
 @main.command()
@@ -197,12 +199,12 @@ def snapshots(repository: str, output: str, namespace: str | None) -> None:
     env = Env(namespace)
     found = open_repository(env, repository).list_snapshots()
     if output != "table":
-        _emit([s.model_dump(mode="json", by_alias=True)
+        print_items([s.model_dump(mode="json", by_alias=True)
                | {"sizeBytes": s.size_bytes, "rawBytes": s.raw_bytes} for s in found], output)
         return
-    rows = [(s.id, s.finished_at.strftime("%Y-%m-%d %H:%M:%S"), s.engine, _size(s.raw_bytes),
-             _size(s.size_bytes), ",".join(s.databases)) for s in found]
-    _table(("ID", "TIME (UTC)", "ENGINE", "DUMP", "STORED", "DATABASES"), rows)
+    rows = [(s.id, s.finished_at.strftime("%Y-%m-%d %H:%M:%S"), s.engine, human_bytes(s.raw_bytes),
+             human_bytes(s.size_bytes), ",".join(s.databases)) for s in found]
+    print_table(("ID", "TIME (UTC)", "ENGINE", "DUMP", "STORED", "DATABASES"), rows)
 
 
 @main.command()
@@ -225,7 +227,7 @@ def check(repository: str, read_data: bool, namespace: str | None) -> None:
         click.echo(f"orphan: {orphan} (no manifest; prune removes it)")
     verdict = "ok" if report.ok else f"{len(report.problems)} problem(s)"
     click.echo(f"{report.snapshots} snapshot(s), {report.streams} stream(s), "
-               f"{_size(report.bytes_read)} read: {verdict}")
+               f"{human_bytes(report.bytes_read)} read: {verdict}")
     if not report.ok:
         raise IntegrityError(f'Repository "{repository}" failed its check')
 
@@ -326,42 +328,6 @@ def open_repository(env: Env, name: str) -> RepositoryObject:
     secret_name = repo.spec.backend.storage_secret_name
     secret = env.store.get(Secret, secret_name, repo.namespace) if secret_name else None
     return open_object(repo, secret, env.settings)
-
-
-def _size(n: int) -> str:
-    for unit in ("B", "KiB", "MiB", "GiB"):
-        if n < 1024 or unit == "GiB":
-            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
-        n /= 1024  # type: ignore[assignment]
-    return str(n)
-
-
-def _started(session: Any) -> str:
-    """Sort key: start time (ISO text sorts as time), sessions not started last."""
-    return str(session.status.get("startTime") or "~")
-
-
-def _time(iso: object) -> str:
-    """``2026-01-01T03:00:05.123Z`` → ``2026-01-01 03:00:05``; "-" if not started."""
-    return str(iso)[:19].replace("T", " ") if iso else "-"
-
-
-def _emit(items: list[dict[str, Any]], output: str) -> None:
-    if output == "json":
-        import json
-
-        click.echo(json.dumps(items, indent=2))
-    else:
-        import yaml
-
-        click.echo(yaml.safe_dump(items, sort_keys=False, allow_unicode=True), nl=False)
-
-
-def _table(header: tuple[str, ...], rows: list[tuple[Any, ...]]) -> None:
-    cells = [tuple(str(c) for c in r) for r in [header, *rows]]
-    widths = [max(len(r[i]) for r in cells) for i in range(len(header))]
-    for row in cells:
-        click.echo("  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip())
 
 
 register(main, backup)  # the kubectl-plugin verbs and watch, built on the group above

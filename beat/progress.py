@@ -14,6 +14,7 @@ from typing import TypeGuard
 
 import click
 
+from beat.output import human_bytes
 from workers.context import SessionRef
 from workers.state.base import ResourceStore
 from workflows.errors import SessionFailed, StashQError
@@ -29,14 +30,6 @@ MAX_POLL_INTERVAL_S = 0.5
 PENDING_NOTICE_S = 5.0
 #: Why a Pending session may never start (its status in), or None if nothing is wrong.
 Stalled = Callable[[Mapping[str, object]], str | None]
-
-
-def human_bytes(n: float) -> str:
-    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
-        if n < 1024 or unit == "TiB":
-            return f"{n:.1f} {unit}" if unit != "B" else f"{int(n)} B"
-        n /= 1024
-    raise AssertionError("unreachable")
 
 
 def progress_line(phase: str, progress: dict[str, object], elapsed_s: float) -> str:

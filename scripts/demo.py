@@ -17,9 +17,14 @@ import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
+VENV = REPO / ".venv"
+if Path(sys.prefix).resolve() != VENV.resolve():  # `python scripts/demo.py`: any Python
+    if not (VENV / "bin" / "python").exists():
+        raise SystemExit("demo: no .venv here yet: run `make demo` (it installs first)")
+    os.execv(VENV / "bin" / "python", [str(VENV / "bin" / "python"), *sys.argv])
 sys.path.insert(0, str(REPO))
 
-from tests.servers.__main__ import BROKER_DB, STATE_DB, DemoServers  # noqa: E402
+from tests.servers.__main__ import BROKER_DB, STATE_DB, DemoServers, write_env  # noqa: E402
 from tests.support.compare import differences  # noqa: E402
 from tests.support.sample import create_sample  # noqa: E402
 from workers.state.redis import RedisStore  # noqa: E402
@@ -85,6 +90,17 @@ def main() -> None:
             for server in reversed(servers.in_start_order()):
                 server.stop()
     print("\n".join(summary))
+    if args.keep:
+        print("\n".join(kept_hint(write_env(args.dir.absolute()), args.dir)))
+
+
+def kept_hint(env_path: Path, root: Path) -> list[str]:
+    """What to type next, with the services left running."""
+    return ["", "Services left running. To use them (stashq on PATH, pointed at them):",
+            f"  source {env_path}",
+            "  stashq sessions; stashq snapshots demo-repo   # README, \"Using it\"",
+            "To stop them:",
+            f"  {VENV / 'bin' / 'python'} -m tests.servers down --dir {root}"]
 
 
 def demo(servers: DemoServers, env: dict[str, str]) -> list[str]:

@@ -1,13 +1,16 @@
 """Raw dicts → immutable models, with one error type naming file, resource, field and
 reason: ``backup.yaml: BackupConfiguration "nightly": spec.schedule: "61 * * * *" is
-not a cron expression``."""
+not a cron expression``. Every field that is wrong is named, not only the first, and an
+unknown field gets the nearest known one: ``spec.schedul: is not a known field (did
+you mean "schedule"?)``."""
 
 from __future__ import annotations
 
+import difflib
 from collections.abc import Iterable
-from typing import Any
+from typing import Any, get_args
 
-from pydantic import ValidationError
+from pydantic import BaseModel, ValidationError
 
 from workflows.errors import InvalidResource
 from workflows.manifests import RawResource
@@ -25,6 +28,8 @@ from workflows.resources import (
 
 #: Longest piece of a bad value quoted back in an error message, in characters.
 MAX_SHOWN_CHARS = 80
+#: Problems of one resource named in its error at most (a garbled file has hundreds).
+MAX_PROBLEMS = 10
 
 KINDS: dict[str, type[Resource]] = {
     cls.KIND: cls
@@ -66,17 +71,59 @@ def _name_of(raw: dict[str, Any]) -> str:
 
 
 def _translate(error: ValidationError, *, source: str, kind: str, name: str) -> InvalidResource:
-    first = error.errors(include_url=False)[0]
-    path = format_loc(first["loc"])
-    message = str(first["msg"]).removeprefix("Value error, ")
-    if first["type"] == "missing":
-        message = "is required"
-    elif first["type"] == "extra_forbidden":
-        message = "is not a known field"
-    elif first["type"] == "string_pattern_mismatch":
-        shown = str(first["input"])[:MAX_SHOWN_CHARS]
-        message = f'"{shown}" does not match {first["ctx"]["pattern"]}'
-    return InvalidResource(message, source=source, kind=kind, name=name, path=path)
+    """Every problem pydantic found (one per field path, at most ``MAX_PROBLEMS``) as one
+    error: ``spec.schedul: is not a known field (did you mean "schedule"?); ...``."""
+    cls = KINDS[kind]
+    problems: dict[str, str] = {}
+    for item in error.errors(include_url=False):
+        path = format_loc(item["loc"])
+        if path not in problems and len(problems) < MAX_PROBLEMS:
+            problems[path] = _message(item, cls)
+    if len(problems) == 1:
+        [(path, message)] = problems.items()
+        return InvalidResource(message, source=source, kind=kind, name=name, path=path)
+    return InvalidResource("; ".join(f"{p}: {m}" for p, m in problems.items()), source=source,
+                           kind=kind, name=name)
+
+
+def _message(item: Any, cls: type[Resource]) -> str:
+    if item["type"] == "missing":
+        return "is required"
+    if item["type"] == "extra_forbidden":
+        return "is not a known field" + _suggestion(str(item["loc"][-1]),
+                                                    known_fields(cls, item["loc"][:-1]))
+    if item["type"] == "string_pattern_mismatch":
+        shown = str(item["input"])[:MAX_SHOWN_CHARS]
+        return f'"{shown}" does not match {item["ctx"]["pattern"]}'
+    return str(item["msg"]).removeprefix("Value error, ")
+
+
+def _suggestion(wrong: str, known: list[str]) -> str:
+    close = difflib.get_close_matches(wrong, known, n=1, cutoff=0.6)
+    if close:
+        return f' (did you mean "{close[0]}"?)'
+    return f" (known: {', '.join(known)})" if known else ""
+
+
+def known_fields(cls: type[BaseModel], loc: tuple[int | str, ...]) -> list[str]:
+    """The wire names of the fields of the model found at ``loc`` in ``cls`` (empty if
+    there is none there: a free-form mapping)."""
+    model: type[BaseModel] | None = cls
+    for part in loc:
+        if model is None:
+            return []
+        if isinstance(part, int):
+            continue
+        field = next((f for n, f in model.model_fields.items() if part in (n, f.alias)), None)
+        model = _model_in(field.annotation) if field is not None else None
+    return [f.alias or n for n, f in model.model_fields.items()] if model is not None else []
+
+
+def _model_in(annotation: Any) -> type[BaseModel] | None:
+    """The model a field holds: itself, or inside ``X | None``, ``tuple[X, ...]``."""
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return annotation
+    return next((m for arg in get_args(annotation) if (m := _model_in(arg)) is not None), None)
 
 
 def format_loc(loc: tuple[int | str, ...]) -> str:

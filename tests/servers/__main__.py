@@ -2,7 +2,8 @@
 
 The demo (and a developer's shell) needs the same servers as the tests, but on ports one
 can remember and that stay put across runs, and outliving this command: `up` starts them
-(reusing any already running in DIR), writes `DIR/env` to `source`, and exits; `down`
+(reusing any already running in DIR), writes `DIR/env` to `source` (it puts `stashq`
+on PATH too), and exits; `down`
 finds them again through their pid files. Fixed ports sit in 13xxx-19xxx, away from the
 system's MariaDB (3306) and Redis (6379); SeaweedFS's admin gRPC port is forced to admin
 HTTP port + 10000 (see `s3.py`), hence 28646.
@@ -76,7 +77,16 @@ def env_lines(root: Path) -> list[str]:
         "DEMO_S3_ACCESS_KEY": s3.access_key,
         "DEMO_S3_SECRET_KEY": s3.secret_key,
     }
-    return [f"export {name}={shlex.quote(value)}" for name, value in values.items()]
+    # The Python running this is the virtualenv's: its bin/ holds `stashq`.
+    path = f'export PATH={shlex.quote(str(Path(sys.executable).parent))}:"$PATH"'
+    return [path, *(f"export {name}={shlex.quote(value)}" for name, value in values.items())]
+
+
+def write_env(root: Path) -> Path:
+    """Write `root/env`, the `export` lines of `env_lines`; return its path."""
+    env_path = root / "env"
+    env_path.write_text("\n".join(env_lines(root)) + "\n")
+    return env_path
 
 
 def up(root: Path) -> int:
@@ -85,8 +95,7 @@ def up(root: Path) -> int:
         verb = "already running" if server.running_pid() is not None else "started"
         server.start()
         print(f"{server.name}: {verb}, pid {server.running_pid()}", flush=True)
-    env_path = root / "env"
-    env_path.write_text("\n".join(env_lines(root)) + "\n")
+    env_path = write_env(root)
     print(f"wrote {env_path}; run: source {env_path}")
     return 0
 

@@ -164,3 +164,40 @@ def test_mutated_configurations_fail_only_with_their_path(path: str, value: Any)
         parse_resource(with_change(path, value), source="b.yaml")
     except InvalidResource as e:
         assert f" {path}" in str(e), str(e)
+
+
+RESTORE: dict[str, Any] = {
+    "apiVersion": "stashq.io/v1alpha1", "kind": "RestoreSession", "metadata": {"name": "r"},
+    "spec": {"repository": {"name": "repo"},
+             "target": {"ref": {"name": "db"}, "rules": [{"sourceHots": "nightly"}]}},
+}
+
+
+@pytest.mark.parametrize(("raw", "expected"), [
+    (with_change("spec.schedul", "0 3 * * *"),
+     'spec.schedul: is not a known field (did you mean "schedule"?)'),
+    (with_change("spec.retentionPolicy.keepLats", 3),
+     'spec.retentionPolicy.keepLats: is not a known field (did you mean "keepLast"?)'),
+    (RESTORE, 'spec.target.rules[0].sourceHots: is not a known field (did you mean '
+              '"sourceHost"?)'),
+    (with_change("spec.repository.zzz", 1),
+     "spec.repository.zzz: is not a known field (known: name, namespace)"),
+])
+def test_an_unknown_field_gets_the_nearest_known_one(raw: dict[str, Any],
+                                                     expected: str) -> None:
+    with pytest.raises(InvalidResource) as info:
+        parse_resource(raw, source="b.yaml")
+    assert str(info.value).endswith(expected)
+
+
+def test_every_wrong_field_of_a_resource_is_named() -> None:
+    raw = with_change("spec.schedule", "61 * * * *")
+    raw["spec"]["paused"] = "sometimes"
+    raw["spec"]["taks"] = {}
+    with pytest.raises(InvalidResource) as info:
+        parse_resource(raw, source="b.yaml")
+    message = str(info.value)
+    assert message.startswith('b.yaml: BackupConfiguration "nightly": ')
+    for part in ('spec.schedule: "61 * * * *" is not a cron expression', "spec.paused: ",
+                 'spec.taks: is not a known field (did you mean "task"?)'):
+        assert part in message, message
