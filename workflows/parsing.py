@@ -9,6 +9,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
+from workflows.bounds import MAX_DEPTH, MAX_MANIFEST_BYTES, OutOfBounds, check_bounds
 from workflows.errors import InvalidResource
 from workflows.manifests import RawResource
 from workflows.resources import (
@@ -38,6 +39,11 @@ def parse_resource(raw: Any, *, source: str = "<input>") -> Resource:
     if not isinstance(raw, dict):
         raise InvalidResource("a resource must be a mapping", source=source)
     kind, name = raw.get("kind"), _name_of(raw)
+    try:  # whatever built ``raw`` (a reader, a store's client), before pydantic walks it
+        check_bounds(raw, max_bytes=MAX_MANIFEST_BYTES, max_depth=MAX_DEPTH)
+    except OutOfBounds as e:
+        known = kind if isinstance(kind, str) and kind in KINDS else ""
+        raise InvalidResource(str(e), source=source, kind=known, name=name) from None
     if not isinstance(kind, str) or kind not in KINDS:
         known = ", ".join(sorted(KINDS))
         raise InvalidResource(f'unknown kind "{kind}" (known: {known})', source=source,
