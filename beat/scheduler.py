@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import contextlib
 import gc
-import json
 import logging
 import math
 import threading
@@ -37,6 +36,7 @@ from typing import Any, Protocol, runtime_checkable
 
 from beat.clock import Clock, SystemClock
 from beat.configurations import (
+    SOURCE,
     ConfigKey,
     ConfigStore,
     Configurations,
@@ -50,6 +50,7 @@ from workers.logs import session_context
 from workers.state.redis import RawObject
 from workers.steps.session import FINAL_PHASES
 from workflows.errors import InvalidResource
+from workflows.manifests import load_json
 from workflows.resources import BackupConfiguration, BackupSession, Resource
 from workflows.retention import sessions_beyond_limit
 from workflows.schedule import (
@@ -107,11 +108,11 @@ class SessionView:
     @classmethod
     def from_raw(cls, obj: RawObject) -> SessionView | None:
         try:
-            body = json.loads(obj.body)
-            status = json.loads(obj.status) if obj.status else {}
+            body = load_json(obj.body, source=SOURCE)
+            status = load_json(obj.status, source=SOURCE) if obj.status else {}
             config = str(body["spec"]["invoker"]["name"])
             phase = str(status.get("phase") or "Pending")  # created, status not yet written
-        except (ValueError, KeyError, TypeError, AttributeError):
+        except (InvalidResource, KeyError, TypeError, AttributeError):
             return None  # not ours to judge; it neither blocks nor counts
         finished = finished_time(status, slot_of_session(config, obj.name))
         queued = any(status.get(k) for k in ("queuedAt", "taskId", "claim"))  # claim: watcher

@@ -23,7 +23,6 @@ action itself refreshes ``requeuedAt``, so the next sweeper finds the session al
 from __future__ import annotations
 
 import contextlib
-import json
 import logging
 import secrets
 import threading
@@ -38,9 +37,10 @@ from workers.locks import Leases
 from workers.logs import session_context
 from workers.state import open_store
 from workers.state.base import ResourceStore
-from workers.state.redis import RawObject
+from workers.state.redis import STORE_SOURCE, RawObject
 from workers.steps.session import now_iso
-from workflows.errors import StashQError
+from workflows.errors import InvalidResource, StashQError
+from workflows.manifests import load_json
 from workflows.schedule import iso_utc
 from workflows.settings import Settings
 from workflows.staleness import StaleVerdict, stale_verdict
@@ -116,8 +116,8 @@ class StaleSweeper:
         if isinstance(store, RawSessions):  # one bad object must not hide the others
             for obj in store.list_raw(cls, self.namespace):
                 try:
-                    status = json.loads(obj.status) if obj.status else {}
-                except ValueError:
+                    status = load_json(obj.status, source=STORE_SOURCE) if obj.status else {}
+                except InvalidResource:
                     continue
                 if isinstance(status, dict):
                     yield obj.namespace, obj.name, status

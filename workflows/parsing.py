@@ -5,7 +5,7 @@ not a cron expression``."""
 from __future__ import annotations
 
 from collections.abc import Iterable
-from typing import Any
+from typing import Any, TypeVar
 
 from pydantic import ValidationError
 
@@ -23,6 +23,8 @@ from workflows.resources import (
     Secret,
     Task,
 )
+
+R = TypeVar("R", bound=Resource)
 
 #: Longest piece of a bad value quoted back in an error message, in characters.
 MAX_SHOWN_CHARS = 80
@@ -58,6 +60,15 @@ def parse_resource(raw: Any, *, source: str = "<input>") -> Resource:
         return cls.model_validate(raw)
     except ValidationError as e:
         raise _translate(e, source=source, kind=kind, name=name) from None
+
+
+def parse_as(cls: type[R], raw: Any, *, source: str) -> R:
+    """``parse_resource`` for an object read back as kind ``cls`` (from a store)."""
+    resource = parse_resource(raw, source=source)
+    if not isinstance(resource, cls):
+        raise InvalidResource(f"expected kind {cls.KIND}", source=source,
+                              kind=resource.kind, name=resource.name)
+    return resource
 
 
 def parse_all(items: Iterable[tuple[str, RawResource]]) -> list[Resource]:
