@@ -14,7 +14,6 @@ that never fires becomes an entry with an ``error``: reported once in its status
 
 from __future__ import annotations
 
-import json
 import logging
 import math
 from dataclasses import dataclass
@@ -23,6 +22,7 @@ from typing import Any, Protocol, runtime_checkable
 from workers.state.base import ResourceStore
 from workers.state.redis import RawObject
 from workflows.errors import InvalidResource
+from workflows.manifests import load_json
 from workflows.parsing import parse_resource
 from workflows.resources import BackupConfiguration, Resource
 from workflows.schedule import Cron, cron_of
@@ -62,8 +62,8 @@ class Entry:
 
     def status_dict(self) -> dict[str, Any]:
         try:
-            status = json.loads(self.status) if self.status else {}
-        except ValueError:
+            status = load_json(self.status, source=SOURCE) if self.status else {}
+        except InvalidResource:
             return {}
         return status if isinstance(status, dict) else {}
 
@@ -174,10 +174,10 @@ def located(error: InvalidResource, name: str) -> str:
 
 def parse_config(obj: RawObject) -> BackupConfiguration:
     try:
-        raw = json.loads(obj.body)
-    except ValueError:
-        raise InvalidResource("the stored JSON is unreadable", source=SOURCE,
-                              kind="BackupConfiguration", name=obj.name) from None
+        raw = load_json(obj.body, source=SOURCE)
+    except InvalidResource as e:
+        raise InvalidResource(e.detail, source=SOURCE, kind="BackupConfiguration",
+                              name=obj.name) from None
     config = parse_resource(raw, source=SOURCE)
     if not isinstance(config, BackupConfiguration):
         raise InvalidResource(f'stored as a BackupConfiguration but is a "{config.kind}"',

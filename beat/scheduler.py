@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import contextlib
 import gc
-import json
 import logging
 import math
 import threading
@@ -36,6 +35,7 @@ from typing import Any, Protocol, runtime_checkable
 
 from beat.clock import Clock, SystemClock
 from beat.configurations import (
+    SOURCE,
     ConfigKey,
     ConfigStore,
     Configurations,
@@ -48,6 +48,7 @@ from workers.context import SessionRef
 from workers.logs import session_context
 from workers.state.redis import RawObject
 from workflows.errors import InvalidResource
+from workflows.manifests import load_json
 from workflows.phases import FINAL_PHASES, Phase, failed, pending, skipped
 from workflows.resources import BackupConfiguration, BackupSession, Resource
 from workflows.retention import finished_time, sessions_beyond_limit
@@ -106,11 +107,11 @@ class SessionView:
     @classmethod
     def from_raw(cls, obj: RawObject) -> SessionView | None:
         try:
-            body = json.loads(obj.body)
-            status = json.loads(obj.status) if obj.status else {}
+            body = load_json(obj.body, source=SOURCE)
+            status = load_json(obj.status, source=SOURCE) if obj.status else {}
             config = str(body["spec"]["invoker"]["name"])
             phase = str(status.get("phase") or Phase.PENDING)  # created, status not yet written
-        except (ValueError, KeyError, TypeError, AttributeError):
+        except (InvalidResource, KeyError, TypeError, AttributeError):
             return None  # not ours to judge; it neither blocks nor counts
         finished = finished_time(status, slot_of_session(config, obj.name))
         queued = any(status.get(k) for k in ("queuedAt", "taskId", "claim"))  # claim: watcher

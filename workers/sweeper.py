@@ -27,7 +27,6 @@ action itself refreshes ``requeuedAt``, so the next sweeper finds the session al
 from __future__ import annotations
 
 import contextlib
-import json
 import logging
 import secrets
 import threading
@@ -44,9 +43,10 @@ from workers.queueing import queue_chain
 from workers.session_metrics import push_session_metrics
 from workers.state import open_store
 from workers.state.base import ResourceStore
-from workers.state.redis import RawObject
+from workers.state.redis import STORE_SOURCE, RawObject
 from workers.steps.session import CONTROL_QUEUE, DATA_QUEUE, now_iso
-from workflows.errors import StashQError
+from workflows.errors import InvalidResource, StashQError
+from workflows.manifests import load_json
 from workflows.phases import Phase, failed
 from workflows.settings import Settings
 from workflows.staleness import StaleVerdict, pending_overdue, pending_verdict, stale_verdict
@@ -128,8 +128,8 @@ class StaleSweeper:
         if isinstance(store, RawSessions):  # one bad object must not hide the others
             for obj in store.list_raw(cls, self.namespace):
                 try:
-                    status = json.loads(obj.status) if obj.status else {}
-                except ValueError:
+                    status = load_json(obj.status, source=STORE_SOURCE) if obj.status else {}
+                except InvalidResource:
                     continue
                 if isinstance(status, dict):
                     yield obj.namespace, obj.name, status

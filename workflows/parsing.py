@@ -8,10 +8,11 @@ from __future__ import annotations
 
 import difflib
 from collections.abc import Iterable
-from typing import Any, get_args
+from typing import Any, TypeVar, get_args
 
 from pydantic import BaseModel, ValidationError
 
+from workflows.bounds import MAX_DEPTH, MAX_MANIFEST_BYTES, OutOfBounds, check_bounds
 from workflows.errors import InvalidResource
 from workflows.manifests import RawResource
 from workflows.resources import (
@@ -25,6 +26,8 @@ from workflows.resources import (
     Secret,
     Task,
 )
+
+R = TypeVar("R", bound=Resource)
 
 #: Longest piece of a bad value quoted back in an error message, in characters.
 MAX_SHOWN_CHARS = 80
@@ -43,6 +46,11 @@ def parse_resource(raw: Any, *, source: str = "<input>") -> Resource:
     if not isinstance(raw, dict):
         raise InvalidResource("a resource must be a mapping", source=source)
     kind, name = raw.get("kind"), _name_of(raw)
+    try:  # whatever built ``raw`` (a reader, a store's client), before pydantic walks it
+        check_bounds(raw, max_bytes=MAX_MANIFEST_BYTES, max_depth=MAX_DEPTH)
+    except OutOfBounds as e:
+        known = kind if isinstance(kind, str) and kind in KINDS else ""
+        raise InvalidResource(str(e), source=source, kind=known, name=name) from None
     if not isinstance(kind, str) or kind not in KINDS:
         known = ", ".join(sorted(KINDS))
         raise InvalidResource(f'unknown kind "{kind}" (known: {known})', source=source,
@@ -57,6 +65,15 @@ def parse_resource(raw: Any, *, source: str = "<input>") -> Resource:
         return cls.model_validate(raw)
     except ValidationError as e:
         raise _translate(e, source=source, kind=kind, name=name) from None
+
+
+def parse_as(cls: type[R], raw: Any, *, source: str) -> R:
+    """``parse_resource`` for an object read back as kind ``cls`` (from a store)."""
+    resource = parse_resource(raw, source=source)
+    if not isinstance(resource, cls):
+        raise InvalidResource(f"expected kind {cls.KIND}", source=source,
+                              kind=resource.kind, name=resource.name)
+    return resource
 
 
 def parse_all(items: Iterable[tuple[str, RawResource]]) -> list[Resource]:

@@ -3,17 +3,20 @@ of tests/kube, through the real ``kubernetes`` client and a kubeconfig file)."""
 
 from __future__ import annotations
 
+import json
 import threading
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
 
+from tests.support.hostile import nested_value
 from workers.state.base import ResourceStore
 from workers.state.kube import KubeStore
 from workers.state.redis import RedisStore
-from workflows.errors import NotFound
+from workflows.errors import InvalidResource, NotFound
 from workflows.parsing import parse_resource
-from workflows.resources import BackupSession, Repository, Resource
+from workflows.resources import BackupConfiguration, BackupSession, Repository, Resource
 
 
 @pytest.fixture(params=["redis", "kube"])
@@ -126,3 +129,33 @@ def test_of_concurrent_conditional_patches_exactly_one_wins(store: ResourceStore
         t.join()
     assert len(wins) == 1
     assert store.get(BackupSession, "c-2", "default").status["claimedBy"] == wins[0]
+
+
+def write_unchecked(store: ResourceStore, request: pytest.FixtureRequest,
+                    raw: dict[str, Any]) -> None:
+    """Store ``raw`` as another writer might have: without StashQ's checks."""
+    if isinstance(store, RedisStore):
+        kind, metadata = raw["kind"], raw["metadata"]
+        store._redis.set(f"stashq:res:{kind}:{metadata['namespace']}:{metadata['name']}",
+                         json.dumps(raw))
+        store._redis.sadd(f"stashq:index:{kind}", f"{metadata['namespace']}/{metadata['name']}")
+    else:
+        request.getfixturevalue("kube_api").create(raw)
+
+
+@pytest.mark.parametrize(("hooks", "reason"), [
+    (nested_value(100), r": is nested more than 64 levels deep$"),
+    ({"script": "x" * 300_000}, r"spec\.hooks: is larger than 256 KiB serialized"),
+], ids=["deep", "large"])
+def test_an_object_stored_past_the_manifest_bounds_is_refused_when_read(
+        store: ResourceStore, request: pytest.FixtureRequest, hooks: dict[str, Any],
+        reason: str) -> None:
+    """What another writer stored (the API server allows 10,000 levels and 1.5 MiB) is
+    read back within the bounds ``stashq apply`` keeps to."""
+    write_unchecked(store, request, {
+        "apiVersion": "stashq.io/v1alpha1", "kind": "BackupConfiguration",
+        "metadata": {"name": "foreign", "namespace": "default"},
+        "spec": {"repository": {"name": "r"}, "target": {"ref": {"name": "db"}},
+                 "hooks": hooks}})
+    with pytest.raises(InvalidResource, match=reason):
+        store.get(BackupConfiguration, "foreign", "default")

@@ -284,16 +284,24 @@ def test_bad_configurations_are_reported_and_the_others_keep_running(
     raw_config(beat.store, "zoned", {**good, "metadata": {"name": "zoned", "namespace": NS},
                                      "spec": {**good["spec"], "timeZone": "Mars/Olympus"}})
     raw_config(beat.store, "garbled", "{not json")
+    doubled = json.dumps({**good, "metadata": {"name": "doubled", "namespace": NS}})
+    raw_config(beat.store, "doubled", doubled.replace('"schedule": "* * * * *"',
+                                                      '"schedule": "0 3 * * *", '
+                                                      '"schedule": "* * * * *"'))
     # Accepted by the parser, but February never has a 31st:
     beat.apply(config_yaml("never", "0 0 31 2 *"), config_yaml("nightly", "* * * * *"))
     beat.run_until(T0 + 130)
     assert set(beat.sessions("nightly")) == names("nightly", T0, T0 + 60, T0 + 120)
-    zoned, garbled, never = (raw_status(beat.store, n) for n in ("zoned", "garbled", "never"))
+    zoned, garbled, never, twice = (raw_status(beat.store, n)
+                                    for n in ("zoned", "garbled", "never", "doubled"))
     assert zoned["phase"] == "Invalid"
     assert zoned["reason"] == ('state store: BackupConfiguration "zoned": spec.timeZone: '
                                '"Mars/Olympus" is not a known time zone')
-    assert garbled["reason"] == ('state store: BackupConfiguration "garbled": the stored JSON '
-                                 "is unreadable")
+    assert str(garbled["reason"]).startswith('state store: BackupConfiguration "garbled": '
+                                             "the stored JSON is unreadable (Expecting")
+    assert twice["reason"] == ('state store: BackupConfiguration "doubled": duplicate key '
+                               '"schedule"')
+    assert set(beat.sessions("doubled")) == set()
     assert never["phase"] == "Invalid"
     assert str(never["reason"]).startswith('state store: BackupConfiguration "never": '
                                            'spec.schedule: "0 0 31 2 *" has no slot after')

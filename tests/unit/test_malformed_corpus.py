@@ -1,15 +1,24 @@
 """A corpus of malformed resources: each is rejected with the field path that is wrong,
-and the error is the project's own (never a crash, never a silent default)."""
+and the error is the project's own (never a crash, never a silent default).
+
+Hostile shapes (issue 19) too: duplicate keys, alias bombs, deep nesting and oversize
+documents, as text through the one reader, and oversize or overdeep values in the fields
+kept for compatibility with Stash, each refused quickly with its reason."""
 
 from __future__ import annotations
 
 import copy
+import json
+import time
 from typing import Any
 
 import pytest
 
+from tests.support.hostile import HOSTILE, nested_value, shared_bomb
+from workflows.bounds import MAX_COMPAT_BYTES, MAX_MANIFEST_BYTES
 from workflows.errors import InvalidResource
-from workflows.parsing import parse_resource
+from workflows.manifests import load_json, load_text
+from workflows.parsing import parse_all, parse_resource
 
 BASES: dict[str, dict[str, Any]] = {
     "Repository": {"apiVersion": "stashq.io/v1alpha1", "kind": "Repository",
@@ -43,6 +52,12 @@ BASES: dict[str, dict[str, Any]] = {
 }
 
 DELETE = object()
+#: Values past the bounds of a field kept for compatibility with Stash (``Compat``).
+BIG = {"script": "x" * MAX_COMPAT_BYTES}
+DEEP = nested_value(33)
+BOMB = {"laughs": shared_bomb(5)}  # 600 KiB serialized, a few hundred bytes in memory
+#: Seconds a hostile value may take to be refused (the unbounded ones took minutes).
+REFUSAL_S = 5.0
 
 #: (kind, dotted path, new value or DELETE, expected field path in the message)
 CASES: list[tuple[str, str, Any, str]] = [
@@ -122,6 +137,26 @@ CASES: list[tuple[str, str, Any, str]] = [
     ("Task", "spec.serverVersions", "about ten", "spec.serverVersions"),
     ("Function", "spec.step", "os.system", "spec.step"),
     ("Function", "spec.step", DELETE, "spec.step"),
+    # Fields kept for compatibility with Stash: bounded in size and depth
+    ("BackupConfiguration", "spec.hooks", BIG, "spec.hooks"),
+    ("BackupConfiguration", "spec.hooks", DEEP, "spec.hooks"),
+    ("BackupConfiguration", "spec.hooks", BOMB, "spec.hooks"),
+    ("BackupConfiguration", "spec.runtimeSettings", DEEP, "spec.runtimeSettings"),
+    ("BackupConfiguration", "spec.tempDir", BIG, "spec.tempDir"),
+    ("BackupConfiguration", "spec.interimVolumeTemplate", BOMB, "spec.interimVolumeTemplate"),
+    ("RestoreSession", "spec.hooks", BOMB, "spec.hooks"),
+    ("RestoreSession", "spec.runtimeSettings", BIG, "spec.runtimeSettings"),
+    ("RestoreSession", "spec.target.volumeClaimTemplates", [DEEP],
+     "spec.target.volumeClaimTemplates"),
+    ("AppBinding", "spec.parameters", BIG, "spec.parameters"),
+    ("AppBinding", "spec.appRef", DEEP, "spec.appRef"),
+    ("AppBinding", "spec.secretTransforms", [BOMB], "spec.secretTransforms"),
+    ("Repository", "spec.backend", {"local": {"mountPath": "/r", "hostPath": BIG}},
+     "spec.backend.local.hostPath"),
+    ("Repository", "spec.backend", {"local": {"mountPath": "/r", "nfs": DEEP}},
+     "spec.backend.local.nfs"),
+    ("Repository", "spec.backend", {"local": {"mountPath": "/r", "persistentVolumeClaim": BOMB}},
+     "spec.backend.local.persistentVolumeClaim"),
     # Secret
     ("Secret", "data", {"password": "%%%"}, "data"),
     ("Secret", "stringData", {"password": 5}, "stringData.password"),
@@ -161,3 +196,85 @@ def test_malformed_resource_is_rejected_with_its_path(kind: str, path: str, valu
     assert message.startswith("corpus.yaml: ")
     assert f" {field}: " in message or message.endswith(f" {field}"), message
     assert len(message) < 600  # huge values are not echoed back whole
+
+
+def test_compat_fields_take_what_stash_manifests_hold() -> None:
+    affinity = {"podAntiAffinity": {"preferredDuringSchedulingIgnoredDuringExecution": [
+        {"weight": 1, "podAffinityTerm": {"topologyKey": "kubernetes.io/hostname",
+                                          "labelSelector": {"matchExpressions": [
+                                              {"key": "app", "operator": "In",
+                                               "values": ["mariadb"]}]}}}]}}
+    raw = mutate("BackupConfiguration", "spec.runtimeSettings", {"pod": {"affinity": affinity}})
+    raw["spec"]["hooks"] = {"preBackup": {"exec": {"command": ["/bin/sh", "-c",
+                                                               "x" * (MAX_COMPAT_BYTES // 2)]}}}
+    parse_resource(raw)
+
+
+#: (kind, dotted path, value, reason): past the bounds of a whole resource, which hold
+#: whatever built the raw dict (a reader, a store's client), before any field is read.
+DOCUMENT_CASES: list[tuple[str, str, Any, str]] = [
+    ("BackupConfiguration", "status", nested_value(70), "is nested more than 64 levels deep"),
+    ("Repository", "metadata.managedFields", [nested_value(70)], "is nested more than 64"),
+    ("BackupConfiguration", "spec.hooks", {"laughs": shared_bomb(9)},
+     "is larger than 3 MiB serialized"),
+    ("AppBinding", "metadata.annotations", {"big": "x" * MAX_MANIFEST_BYTES}, "is larger than"),
+]
+
+
+@pytest.mark.parametrize(("kind", "path", "value", "reason"), DOCUMENT_CASES,
+                         ids=[f"{k}:{p}" for k, p, _, _ in DOCUMENT_CASES])
+def test_a_resource_past_the_document_bounds_is_refused(kind: str, path: str, value: Any,
+                                                        reason: str) -> None:
+    start = time.monotonic()
+    with pytest.raises(InvalidResource) as info:
+        parse_resource(mutate(kind, path, value), source="corpus.yaml")
+    assert time.monotonic() - start < REFUSAL_S
+    assert str(info.value).startswith(f"corpus.yaml: {kind} ")
+    assert reason in str(info.value)
+
+
+def test_a_resource_that_contains_itself_is_refused() -> None:
+    raw = mutate("BackupConfiguration", "spec.hooks", {})
+    raw["spec"]["hooks"]["again"] = raw["spec"]["hooks"]
+    with pytest.raises(InvalidResource, match="is nested more than 64 levels deep"):
+        parse_resource(raw, source="corpus.yaml")
+
+
+@pytest.mark.parametrize("name", sorted(HOSTILE))
+def test_hostile_manifest_is_refused_quickly_with_its_reason(name: str) -> None:
+    text, reason = HOSTILE[name]
+    start = time.monotonic()
+    with pytest.raises(InvalidResource) as info:
+        parse_all(load_text(text, "corpus.yaml"))
+    assert time.monotonic() - start < REFUSAL_S
+    message = str(info.value)
+    assert message.startswith("corpus.yaml: ") and reason in message, message
+    assert len(message) < 600
+
+
+def test_a_refusal_names_the_line_where_yaml_gives_one() -> None:
+    text, _ = HOSTILE["duplicate-schedule"]
+    with pytest.raises(InvalidResource, match=r'^corpus\.yaml: line 9: duplicate key '
+                                              r'"schedule" \(first on line 6\)$'):
+        load_text(text, "corpus.yaml")
+
+
+#: (JSON read back from a store, reason): the same bounds as a manifest file.
+STORED_JSON: list[tuple[str | bytes, str]] = [
+    ('{"spec": {"schedule": "0 3 * * *", "schedule": "*/1 * * * *"}}',
+     'duplicate key "schedule"'),
+    ("[" * 20_000 + "]" * 20_000, "is nested more than 64 levels deep"),
+    ("[" * 100 + "]" * 100, "is nested more than 64 levels deep"),
+    (json.dumps({"pad": "x" * MAX_MANIFEST_BYTES}), "is larger than 3 MiB"),
+    (b'{"name": "\xff"}', "the stored JSON is unreadable"),
+    ("{not json", "the stored JSON is unreadable"),
+]
+
+
+@pytest.mark.parametrize(("body", "reason"), STORED_JSON,
+                         ids=["duplicate", "deep", "deeper-than-64", "oversize", "not-utf8",
+                              "garbled"])
+def test_stored_json_is_read_as_strictly(body: str | bytes, reason: str) -> None:
+    with pytest.raises(InvalidResource) as info:
+        load_json(body, source="state store")
+    assert str(info.value).startswith(f"state store: {reason}"), str(info.value)

@@ -4,6 +4,7 @@ field path and reason."""
 from __future__ import annotations
 
 import copy
+import time
 from pathlib import Path
 from typing import Any
 
@@ -11,8 +12,10 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from tests.support.hostile import CONFIG_YAML, alias_bomb, flow_nesting, typed_alias_bomb
+from workflows.bounds import MAX_DEPTH, MAX_MANIFEST_BYTES, MAX_NODES
 from workflows.errors import InvalidResource
-from workflows.manifests import load_manifests
+from workflows.manifests import load_manifests, load_text
 from workflows.parsing import format_loc, parse_all, parse_resource
 from workflows.resources import AppBinding, BackupConfiguration, Repository, Secret
 
@@ -131,6 +134,24 @@ def test_broken_yaml_names_file_and_line(tmp_path: Path) -> None:
         load_manifests(bad)
 
 
+def test_a_file_that_is_not_utf8_says_so(tmp_path: Path) -> None:
+    bad = tmp_path / "latin1.yaml"
+    bad.write_bytes("kind: Repository\nmetadata: {name: caf\u00e9}\n".encode("latin-1"))
+    with pytest.raises(InvalidResource, match=r"latin1\.yaml: cannot be read: 'utf-8' codec "
+                                              r"can't decode byte 0xe9"):
+        load_manifests(bad)
+
+
+def test_a_file_above_the_size_bound_is_refused_unread(tmp_path: Path) -> None:
+    big = tmp_path / "big.yaml"
+    big.write_text(CONFIG_YAML + "  hooks: {pad: " + "x" * MAX_MANIFEST_BYTES + "}\n")
+    with pytest.raises(InvalidResource, match=r"big\.yaml: is larger than 3 MiB \(the "
+                                              r"Kubernetes API server's bound\)"):
+        load_manifests(big)
+    big.write_text(CONFIG_YAML + "  hooks: {pad: " + "x" * (MAX_MANIFEST_BYTES - 1000) + "}\n")
+    assert len(load_manifests(big)) == 1
+
+
 def test_format_loc() -> None:
     assert format_loc(("spec", "steps", 0, "name")) == "spec.steps[0].name"
 
@@ -201,3 +222,28 @@ def test_every_wrong_field_of_a_resource_is_named() -> None:
     for part in ('spec.schedule: "61 * * * *" is not a cron expression', "spec.paused: ",
                  'spec.taks: is not a known field (did you mean "task"?)'):
         assert part in message, message
+
+
+@settings(max_examples=60, deadline=None)
+@given(levels=st.integers(1, 7), fan=st.integers(1, 12), depth=st.integers(1, 120),
+       duplicate=st.booleans(), where=st.sampled_from(["hooks", "interimVolumeTemplate",
+                                                        "task"]))
+def test_hostile_yaml_is_refused_quickly_and_only_as_invalid_resource(
+        levels: int, fan: int, depth: int, duplicate: bool, where: str) -> None:
+    bomb = typed_alias_bomb(levels, fan) if where == "task" else \
+        f"  {where}:\n" + alias_bomb(levels, fan)
+    text = (CONFIG_YAML + bomb + f"  tempDir: {{a: {flow_nesting(depth)}}}\n"
+            + ('  schedule: "*/1 * * * *"\n' if duplicate else ""))
+    start = time.monotonic()
+    try:
+        parse_all(load_text(text, "fuzz.yaml"))
+        refusal = None
+    except InvalidResource as e:
+        refusal = str(e)
+        assert refusal.startswith("fuzz.yaml: "), refusal
+    assert time.monotonic() - start < 5.0
+    hostile = fan ** levels > MAX_NODES or depth + 4 > MAX_DEPTH or duplicate
+    if hostile:
+        assert refusal is not None
+    if not hostile and fan ** levels <= 1000 and depth <= 20 and where != "task":
+        assert refusal is None

@@ -56,7 +56,7 @@ from workflows.errors import (
     Transient,
     TransientStorageError,
 )
-from workflows.parsing import parse_resource
+from workflows.parsing import parse_as
 from workflows.resources import Resource
 
 log = logging.getLogger(__name__)
@@ -438,11 +438,7 @@ def _sort_key(raw: RawDict) -> tuple[str, str]:
 
 def _parse(cls: type[R], raw: RawDict) -> R:
     namespace = (raw.get("metadata") or {}).get("namespace") or ""
-    resource = parse_resource(raw, source=f"namespace {namespace}")
-    if not isinstance(resource, cls):
-        raise InvalidResource(f"expected kind {cls.KIND}", source=f"namespace {namespace}",
-                              kind=resource.kind, name=resource.name)
-    return resource
+    return parse_as(cls, raw, source=f"namespace {namespace}")
 
 
 def _body(resource: Resource) -> RawDict:

@@ -31,10 +31,14 @@ import redis
 from workers.locks import LeaseAnswer
 from workers.state.base import status_matches
 from workflows.errors import NotFound, StorageError, TransientStorageError
+from workflows.manifests import load_json
+from workflows.parsing import parse_as
 from workflows.resources import Resource
 
 R = TypeVar("R", bound=Resource)
 KEY_PREFIX = "stashq"
+#: Where an object read back is said to come from in an error.
+STORE_SOURCE = "state store"
 #: Milliseconds a lock's table outlives its last write, so a lapsed lease is still there
 #: to be reported by the next one who asks.
 LOCK_TABLE_KEEP_MS = 7 * 24 * 3600 * 1000
@@ -330,6 +334,9 @@ def _dump(resource: Resource) -> str:
 
 
 def _load(cls: type[R], raw: bytes | str, status: bytes | str | None) -> R:
-    data = json.loads(raw)
-    data["status"] = json.loads(status) if status else {}
-    return cls.model_validate(data)
+    """An object read back, parsed as one from a file is: an ``InvalidResource`` if
+    another writer stored it past the bounds or the models (as from the other store)."""
+    data = load_json(raw, source=STORE_SOURCE)
+    if isinstance(data, dict):
+        data["status"] = load_json(status, source=STORE_SOURCE) if status else {}
+    return parse_as(cls, data, source=STORE_SOURCE)

@@ -11,12 +11,12 @@ from __future__ import annotations
 
 import enum
 import re
-from typing import Any, ClassVar, Literal
+from typing import ClassVar, Literal
 from urllib.parse import urlsplit
 
 from pydantic import Field, field_validator, model_validator
 
-from workflows.resources.base import Model, Name, Resource
+from workflows.resources.base import Compat, CompatList, Model, Name, Resource
 
 DEFAULT_PORT = 3306
 
@@ -66,9 +66,9 @@ class AppBindingSpec(Model):
     version: str | None = None
     client_config: ClientConfig
     secret: SecretRef
-    secret_transforms: tuple[dict[str, Any], ...] = ()
-    parameters: dict[str, Any] = Field(default_factory=dict)
-    app_ref: dict[str, Any] | None = None
+    secret_transforms: CompatList = ()
+    parameters: Compat = Field(default_factory=dict)
+    app_ref: Compat | None = None
 
     @field_validator("type")
     @classmethod

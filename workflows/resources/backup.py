@@ -3,13 +3,21 @@ BackupSession (one run of it)."""
 
 from __future__ import annotations
 
-from typing import Any, ClassVar, Literal
+from typing import ClassVar, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from croniter import croniter
 from pydantic import Field, field_validator
 
-from workflows.resources.base import LocalRef, Model, Name, Resource, TargetRef, TaskRef
+from workflows.resources.base import (
+    Compat,
+    LocalRef,
+    Model,
+    Name,
+    Resource,
+    TargetRef,
+    TaskRef,
+)
 
 
 class RetentionPolicy(Model):
@@ -46,14 +54,14 @@ class BackupConfigurationSpec(Model):
     target: BackupTarget
     task: TaskRef = TaskRef()
     retention_policy: RetentionPolicy | None = None
-    hooks: dict[str, Any] = Field(default_factory=dict)
+    hooks: Compat = Field(default_factory=dict)
     backup_history_limit: int = Field(default=1, ge=0)
     time_out: str | None = None
     retry_config: RetryConfig | None = None
     # Accepted for compatibility with Stash manifests; Kubernetes-only.
-    runtime_settings: dict[str, Any] = Field(default_factory=dict)
-    temp_dir: dict[str, Any] = Field(default_factory=dict)
-    interim_volume_template: dict[str, Any] = Field(default_factory=dict)
+    runtime_settings: Compat = Field(default_factory=dict)
+    temp_dir: Compat = Field(default_factory=dict)
+    interim_volume_template: Compat = Field(default_factory=dict)
 
     @field_validator("schedule")
     @classmethod

@@ -8,10 +8,14 @@ silently ignored setting.
 
 from __future__ import annotations
 
-from typing import Annotated, Any, ClassVar
+from typing import Annotated, Any, ClassVar, TypeVar
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints
 from pydantic.alias_generators import to_camel
+
+from workflows.bounds import MAX_COMPAT_BYTES, MAX_COMPAT_DEPTH, check_bounds
+
+T = TypeVar("T")
 
 #: Kubernetes object names: RFC 1123 subdomain (lowercase, digits, '-', '.').
 Name = Annotated[
@@ -20,6 +24,18 @@ Name = Annotated[
         min_length=1, max_length=253, pattern=r"^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$"
     ),
 ]
+
+
+def _bounded(value: T) -> T:
+    check_bounds(value, max_bytes=MAX_COMPAT_BYTES, max_depth=MAX_COMPAT_DEPTH)
+    return value
+
+
+#: A field StashQ keeps for compatibility with Stash manifests (``hooks``,
+#: ``runtimeSettings``, AppBinding ``parameters``, …): free-form, so bounded in size and
+#: depth instead of typed; the code that reads one reads its keys one by one.
+Compat = Annotated[dict[str, Any], AfterValidator(_bounded)]
+CompatList = Annotated[tuple[dict[str, Any], ...], AfterValidator(_bounded)]
 
 API_GROUP = "stashq.io"
 API_VERSION = f"{API_GROUP}/v1alpha1"

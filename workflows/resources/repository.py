@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any, ClassVar, Literal
+from typing import Annotated, ClassVar, Literal
 
 from pydantic import Field, StringConstraints, model_validator
 
-from workflows.resources.base import Model, Resource
+from workflows.resources.base import Compat, Model, Resource
 
 BucketName = Annotated[
     str, StringConstraints(min_length=3, max_length=63, pattern=r"^[a-z0-9][a-z0-9.\-]*[a-z0-9]$")
@@ -27,9 +27,9 @@ class LocalBackend(Model):
     mount_path: str = Field(min_length=1)
     sub_path: str = ""
     # Volume sources as Stash writes them; only meaningful on Kubernetes.
-    host_path: dict[str, Any] | None = None
-    persistent_volume_claim: dict[str, Any] | None = None
-    nfs: dict[str, Any] | None = None
+    host_path: Compat | None = None
+    persistent_volume_claim: Compat | None = None
+    nfs: Compat | None = None
 
     @property
     def path(self) -> str:

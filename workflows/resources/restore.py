@@ -2,11 +2,19 @@
 
 from __future__ import annotations
 
-from typing import Any, ClassVar, Literal
+from typing import ClassVar, Literal
 
 from pydantic import Field
 
-from workflows.resources.base import LocalRef, Model, Resource, TargetRef, TaskRef
+from workflows.resources.base import (
+    Compat,
+    CompatList,
+    LocalRef,
+    Model,
+    Resource,
+    TargetRef,
+    TaskRef,
+)
 
 LATEST = "latest"
 
@@ -24,7 +32,7 @@ class RestoreTarget(Model):
     ref: TargetRef
     replicas: int | None = Field(default=None, ge=1)
     rules: tuple[RestoreRule, ...] = (RestoreRule(),)
-    volume_claim_templates: tuple[dict[str, Any], ...] = ()
+    volume_claim_templates: CompatList = ()
     args: tuple[str, ...] = ()
     #: Replace the tables of databases that exist: without it, pre-check refuses a
     #: restore into a database that holds any.
@@ -35,9 +43,9 @@ class RestoreSessionSpec(Model):
     repository: LocalRef
     target: RestoreTarget
     task: TaskRef = TaskRef()
-    hooks: dict[str, Any] = Field(default_factory=dict)
+    hooks: Compat = Field(default_factory=dict)
     time_out: str | None = None
-    runtime_settings: dict[str, Any] = Field(default_factory=dict)
+    runtime_settings: Compat = Field(default_factory=dict)
 
 
 class RestoreSession(Resource):
