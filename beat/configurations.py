@@ -20,8 +20,7 @@ import math
 from dataclasses import dataclass
 from typing import Any, Protocol, runtime_checkable
 
-from workers.state.base import ResourceStore
-from workers.state.redis import RawObject
+from workers.state.base import RawObject, ResourceStore
 from workflows.errors import InvalidResource
 from workflows.parsing import parse_resource
 from workflows.resources import BackupConfiguration, Resource

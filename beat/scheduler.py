@@ -47,7 +47,7 @@ from beat.configurations import (
 from beat.dispatch import backup_session, queue_or_fail
 from workers.context import SessionRef
 from workers.logs import session_context
-from workers.state.redis import RawObject
+from workers.state.base import RawObject
 from workflows.errors import InvalidResource
 from workflows.phases import FINAL_PHASES
 from workflows.resources import BackupConfiguration, BackupSession, Resource

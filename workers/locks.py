@@ -28,10 +28,11 @@ import platform
 import secrets
 import threading
 import time
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol, runtime_checkable
 
+from workers.state.base import LeaseAnswer
 from workflows.errors import StashQError, Transient
 from workflows.resources import Repository
 from workflows.schedule import iso_utc
@@ -48,15 +49,6 @@ class RepositoryLocked(StashQError, Transient):
     """The repository is locked by someone else, or our lease was lost."""
 
     exit_code = 5
-
-
-@dataclass(frozen=True)
-class LeaseAnswer:
-    """The store's answer to an acquire: did it work, who is in the way, who lapsed."""
-
-    acquired: bool
-    holders: Sequence[Mapping[str, Any]] = ()  #: live holders that conflict
-    expired: Sequence[Mapping[str, Any]] = ()  #: lapsed holders removed by this call
 
 
 @runtime_checkable

@@ -42,8 +42,7 @@ from workers.locks import Leases
 from workers.logs import session_context
 from workers.queueing import queue_chain
 from workers.state import open_store
-from workers.state.base import ResourceStore
-from workers.state.redis import RawObject
+from workers.state.base import RawObject, ResourceStore
 from workers.steps.session import CONTROL_QUEUE, DATA_QUEUE, now_iso
 from workflows.errors import StashQError
 from workflows.phases import Phase, failed

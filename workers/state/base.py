@@ -4,12 +4,16 @@ Implementations: ``RedisStore`` (local mode; resources applied with ``stashq app
 and ``KubeStore`` (the API server, in a cluster). Status is kept apart from spec and
 changed only through ``patch_status`` (a JSON merge patch, RFC 7386), as with the
 Kubernetes status subresource.
+
+The values both stores hand out (``RawObject``, ``LeaseAnswer``) live here too, so
+that neither store imports the other.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from typing import Any, Protocol, TypeVar
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, NamedTuple, Protocol, TypeVar
 
 from workflows.errors import StashQError, Transient
 from workflows.resources import Resource
@@ -27,6 +31,24 @@ class ResourceVersionExpired(StashQError, Transient):
 
     Nothing is lost: list again (the list carries a fresh version) and watch from there.
     """
+
+
+class RawObject(NamedTuple):
+    """A stored object as bytes: parsed by the caller, one at a time."""
+
+    namespace: str
+    name: str
+    body: bytes  #: JSON of the resource without its status
+    status: bytes | None  #: JSON of its status, if any
+
+
+@dataclass(frozen=True)
+class LeaseAnswer:
+    """The store's answer to an acquire: did it work, who is in the way, who lapsed."""
+
+    acquired: bool
+    holders: Sequence[Mapping[str, Any]] = ()  #: live holders that conflict
+    expired: Sequence[Mapping[str, Any]] = ()  #: lapsed holders removed by this call
 
 
 class ResourceStore(Protocol):

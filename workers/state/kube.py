@@ -44,10 +44,10 @@ from kubernetes.watch.watch import iter_resp_lines
 
 from workers.state.base import (
     INITIAL_PHASE_ANNOTATION,
+    RawObject,
     ResourceVersionExpired,
     status_matches,
 )
-from workers.state.redis import RawObject, RawObjects
 from workflows.errors import (
     InvalidResource,
     NotFound,
@@ -64,6 +64,7 @@ log = logging.getLogger(__name__)
 R = TypeVar("R", bound=Resource)
 RawDict = dict[str, Any]
 RawDicts = list[RawDict]  # an alias: inside KubeStore, ``list`` names a method
+RawObjects = list[RawObject]
 
 #: Tries of a write answered ``409 Conflict`` before giving up (each after a short pause).
 CONFLICT_ATTEMPTS = 8

@@ -24,12 +24,11 @@ from __future__ import annotations
 import functools
 import json
 from collections.abc import Callable, Mapping, Sequence
-from typing import Any, Concatenate, NamedTuple, ParamSpec, TypeVar
+from typing import Any, Concatenate, ParamSpec, TypeVar
 
 import redis
 
-from workers.locks import LeaseAnswer
-from workers.state.base import status_matches
+from workers.state.base import LeaseAnswer, RawObject, status_matches
 from workflows.errors import NotFound, StorageError, TransientStorageError
 from workflows.resources import Resource
 
@@ -77,15 +76,6 @@ redis.call('HSET', KEYS[1], ARGV[1], cjson.encode(held))
 redis.call('PEXPIRE', KEYS[1], tonumber(ARGV[3]))
 return 1
 """
-
-
-class RawObject(NamedTuple):
-    """A stored object as bytes: parsed by the caller, one at a time."""
-
-    namespace: str
-    name: str
-    body: bytes  #: JSON of the resource without its status
-    status: bytes | None  #: JSON of its status, if any
 
 
 RawObjects = list[RawObject]
