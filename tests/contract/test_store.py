@@ -4,6 +4,7 @@ of tests/kube, through the real ``kubernetes`` client and a kubeconfig file)."""
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Iterator
 
 import pytest
@@ -126,3 +127,108 @@ def test_of_concurrent_conditional_patches_exactly_one_wins(store: ResourceStore
         t.join()
     assert len(wins) == 1
     assert store.get(BackupSession, "c-2", "default").status["claimedBy"] == wins[0]
+
+
+# --- leases: the locks (workers/locks.py) -----------------------------------------------
+
+LOCK = "repository:s3:backups/Prod_DB"  # what lock_name() makes: no valid object name
+
+
+def holder(owner: str) -> dict[str, object]:
+    return {"owner": owner, "purpose": "backup", "host": "h", "pid": 1}
+
+
+def test_shared_holders_share_and_an_exclusive_one_waits_for_them(store: ResourceStore) -> None:
+    for token in ("a", "b"):
+        answer = store.acquire_lease(LOCK, token, holder(f"s-{token}"), exclusive=False,
+                                     lease_s=30)
+        assert answer.acquired and answer.holders == [] and answer.expired == []
+    refused = store.acquire_lease(LOCK, "x", holder("prune"), exclusive=True, lease_s=30)
+    assert not refused.acquired
+    assert sorted(h["owner"] for h in refused.holders) == ["s-a", "s-b"]
+    assert all(h["exclusive"] is False and h["expiresAtMs"] > h["acquiredAtMs"]
+               for h in refused.holders)
+    store.release_lease(LOCK, "a")
+    assert not store.acquire_lease(LOCK, "x", holder("prune"), exclusive=True,
+                                   lease_s=30).acquired
+    store.release_lease(LOCK, "b")
+    assert store.acquire_lease(LOCK, "x", holder("prune"), exclusive=True, lease_s=30).acquired
+    refused = store.acquire_lease(LOCK, "c", holder("s-c"), exclusive=False, lease_s=30)
+    assert not refused.acquired and [h["owner"] for h in refused.holders] == ["prune"]
+    assert store.acquire_lease("another lock", "c", holder("s-c"), exclusive=True,
+                               lease_s=30).acquired
+
+
+def test_a_lease_nobody_renews_lapses_and_is_reported_once(store: ResourceStore) -> None:
+    assert store.acquire_lease(LOCK, "dead", holder("killed-1"), exclusive=True,
+                               lease_s=0.3).acquired
+    assert not store.acquire_lease(LOCK, "next", holder("next-1"), exclusive=True,
+                                   lease_s=30).acquired
+    time.sleep(0.5)
+    answer = store.acquire_lease(LOCK, "next", holder("next-1"), exclusive=True, lease_s=30)
+    assert answer.acquired and [h["owner"] for h in answer.expired] == ["killed-1"]
+    assert not store.renew_lease(LOCK, "dead", 30)  # its worker comes back: too late
+    store.release_lease(LOCK, "next")
+    assert store.acquire_lease(LOCK, "third", holder("third-1"), exclusive=True,
+                               lease_s=30).expired == []
+
+
+def test_a_refused_acquire_still_removes_and_reports_the_lapsed(store: ResourceStore) -> None:
+    store.acquire_lease(LOCK, "dead", holder("killed-1"), exclusive=False, lease_s=0.3)
+    store.acquire_lease(LOCK, "live", holder("running-1"), exclusive=False, lease_s=30)
+    time.sleep(0.5)
+    answer = store.acquire_lease(LOCK, "x", holder("prune"), exclusive=True, lease_s=30)
+    assert not answer.acquired and [h["owner"] for h in answer.holders] == ["running-1"]
+    assert [h["owner"] for h in answer.expired] == ["killed-1"]
+    again = store.acquire_lease(LOCK, "x", holder("prune"), exclusive=True, lease_s=30)
+    assert again.expired == []
+
+
+def test_a_renewed_lease_outlives_its_length(store: ResourceStore) -> None:
+    assert store.acquire_lease(LOCK, "long", holder("long-backup"), exclusive=False,
+                               lease_s=0.6).acquired
+    for _ in range(5):  # 1.25 s: two leases
+        time.sleep(0.25)
+        assert store.renew_lease(LOCK, "long", 0.6)
+    answer = store.acquire_lease(LOCK, "x", holder("prune"), exclusive=True, lease_s=30)
+    assert not answer.acquired and answer.expired == []
+    assert not store.renew_lease(LOCK, "never-held", 30)
+
+
+def test_release_is_idempotent_and_frees_the_lock(store: ResourceStore) -> None:
+    store.release_lease(LOCK, "never-held")
+    assert store.acquire_lease(LOCK, "a", holder("a"), exclusive=True, lease_s=30).acquired
+    store.release_lease(LOCK, "a")
+    store.release_lease(LOCK, "a")
+    assert not store.renew_lease(LOCK, "a", 30)
+    answer = store.acquire_lease(LOCK, "b", holder("b"), exclusive=True, lease_s=30)
+    assert answer.acquired and answer.expired == []
+
+
+def test_of_concurrent_exclusive_acquires_exactly_one_wins(store: ResourceStore) -> None:
+    wins: list[str] = []
+
+    def acquire(token: str) -> None:
+        if store.acquire_lease(LOCK, token, holder(token), exclusive=True, lease_s=30).acquired:
+            wins.append(token)
+
+    threads = [threading.Thread(target=acquire, args=(f"t{i}",)) for i in range(12)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert len(wins) == 1
+    refused = store.acquire_lease(LOCK, "late", holder("late"), exclusive=False, lease_s=30)
+    assert [h["owner"] for h in refused.holders] == wins
+
+
+def test_concurrent_shared_acquires_all_hold(store: ResourceStore) -> None:
+    tokens = [f"t{i}" for i in range(6)]
+    threads = [threading.Thread(target=store.acquire_lease, args=(LOCK, t, holder(t)),
+                                kwargs={"exclusive": False, "lease_s": 30}) for t in tokens]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    refused = store.acquire_lease(LOCK, "x", holder("prune"), exclusive=True, lease_s=30)
+    assert sorted(h["owner"] for h in refused.holders) == tokens
