@@ -33,16 +33,15 @@ import secrets
 import threading
 import time
 from collections.abc import Callable, Iterator
-from typing import Any, Protocol, runtime_checkable
+from typing import Any
 
 from workers.broker import queued_tokens
 from workers.context import SESSION_KINDS, SessionRef, StepContext
 from workers.heartbeat import worker_name
-from workers.locks import Leases
 from workers.logs import session_context
 from workers.queueing import queue_chain
 from workers.state import open_store
-from workers.state.base import RawObject, ResourceStore
+from workers.state.base import ResourceStore
 from workers.steps.session import CONTROL_QUEUE, DATA_QUEUE, now_iso
 from workflows.errors import StashQError
 from workflows.phases import Phase, failed
@@ -50,12 +49,6 @@ from workflows.settings import Settings
 from workflows.staleness import StaleVerdict, pending_overdue, pending_verdict, stale_verdict
 
 log = logging.getLogger(__name__)
-
-
-@runtime_checkable
-class RawSessions(Protocol):
-    def list_raw(self, cls: Any, namespace: str | None = None) -> list[RawObject]:
-        """Every object of a kind, unparsed."""
 
 
 class StaleSweeper:
@@ -122,18 +115,13 @@ class StaleSweeper:
         return found, pending
 
     def _statuses(self, cls: Any) -> Iterator[tuple[str, str, dict[str, Any]]]:
-        store = self.store
-        if isinstance(store, RawSessions):  # one bad object must not hide the others
-            for obj in store.list_raw(cls, self.namespace):
-                try:
-                    status = json.loads(obj.status) if obj.status else {}
-                except ValueError:
-                    continue
-                if isinstance(status, dict):
-                    yield obj.namespace, obj.name, status
-            return
-        for session in store.list(cls, self.namespace):
-            yield session.namespace, session.name, session.status
+        for obj in self.store.list_raw(cls, self.namespace):  # one bad object hides none
+            try:
+                status = json.loads(obj.status) if obj.status else {}
+            except ValueError:
+                continue
+            if isinstance(status, dict):
+                yield obj.namespace, obj.name, status
 
     def _verdict(self, status: dict[str, Any], now: float,
                  queued: set[str] | None) -> StaleVerdict | None:
@@ -174,9 +162,6 @@ class StaleSweeper:
     @contextlib.contextmanager
     def _claim(self, ref: SessionRef) -> Iterator[bool]:
         store = self.store
-        if not isinstance(store, Leases):
-            yield True  # a store without leases: sweepers may race; the steps cope
-            return
         lock, token = f"sweep:{ref}", secrets.token_hex(8)
         answer = store.acquire_lease(lock, token, {"owner": worker_name(), "purpose": "sweep"},
                                      exclusive=True,

@@ -3,6 +3,7 @@ of tests/kube, through the real ``kubernetes`` client and a kubeconfig file)."""
 
 from __future__ import annotations
 
+import json
 import threading
 import time
 from collections.abc import Iterator
@@ -232,3 +233,38 @@ def test_concurrent_shared_acquires_all_hold(store: ResourceStore) -> None:
         t.join()
     refused = store.acquire_lease(LOCK, "x", holder("prune"), exclusive=True, lease_s=30)
     assert sorted(h["owner"] for h in refused.holders) == tokens
+
+
+# --- bulk access: the scheduler's and the sweeper's ------------------------------------
+
+
+def test_create_many_creates_each_name_once(store: ResourceStore) -> None:
+    assert store.create(session("m-1"))
+    made = store.create_many([session("m-1"), session("m-2"), session("m-3", "team")])
+    assert list(made) == [False, True, True]
+    assert sorted(s.name for s in store.list(BackupSession)) == ["m-1", "m-2", "m-3"]
+
+
+def test_list_raw_hands_out_bytes_one_bad_object_cannot_spoil(store: ResourceStore) -> None:
+    store.create(session("r-1"))
+    store.create(session("r-2", "team"))
+    store.patch_status(BackupSession, "r-1", "default", {"phase": "Running"})
+    listed = store.list_raw(BackupSession)
+    assert [(o.namespace, o.name) for o in listed] == [("default", "r-1"), ("team", "r-2")]
+    assert json.loads(listed[0].body)["spec"]["invoker"]["name"] == "nightly"
+    assert json.loads(listed[0].status or b"{}") == {"phase": "Running"}
+    assert listed[1].status is None
+    assert [o.name for o in store.list_raw(BackupSession, "team")] == ["r-2"]
+
+
+def test_generation_moves_with_objects_not_status_or_is_unknown(store: ResourceStore) -> None:
+    before = store.generation(BackupSession)
+    store.create(session("g-1"))
+    created = store.generation(BackupSession)
+    store.patch_status(BackupSession, "g-1", "default", {"phase": "Running"})
+    if before is None:  # the store cannot tell (Kubernetes): the scheduler lists every tick
+        assert created is None and store.generation(BackupSession) is None
+        return
+    assert created != before and store.generation(BackupSession) == created
+    store.delete(BackupSession, "g-1", "default")
+    assert store.generation(BackupSession) != created

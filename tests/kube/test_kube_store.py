@@ -255,3 +255,12 @@ def test_lease_names_are_valid_object_names_and_keep_locks_apart(lock: str) -> N
 def test_lease_times_are_micro_times_even_on_a_whole_second() -> None:
     assert micro_time(1735700400000) == "2025-01-01T03:00:00.000000Z"
     assert micro_time(1735700400123) == "2025-01-01T03:00:00.123000Z"
+
+
+def test_create_many_goes_on_past_one_that_fails(store: KubeStore, kube_api: FakeKubeAPI,
+                                                 caplog: pytest.LogCaptureFixture) -> None:
+    kube_api.inject("POST", SESSIONS, 500)
+    with caplog.at_level(logging.WARNING, logger="workers.state.kube"):
+        made = store.create_many([session("s-1"), session("s-2"), session("s-2")])
+    assert made == [None, True, False]
+    assert "could not create BackupSession demo/s-1" in caplog.text

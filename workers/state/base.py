@@ -51,7 +51,48 @@ class LeaseAnswer:
     expired: Sequence[Mapping[str, Any]] = ()  #: lapsed holders removed by this call
 
 
-class ResourceStore(Protocol):
+class Leases(Protocol):
+    """Locks (``workers/locks.py``): per lock name, a table of holders, each shared or
+    exclusive, each until its lease lapses. Redis times leases by its server's clock;
+    Kubernetes by the clocks of those who write them (``workers/state/lease_table.py``
+    says what that assumes). Each call is atomic; a store that is unreachable raises
+    ``TransientStorageError``."""
+
+    def acquire_lease(self, lock: str, token: str, holder: Mapping[str, Any], *,
+                      exclusive: bool, lease_s: float) -> LeaseAnswer:
+        """Add ``token`` (``holder``: owner, purpose, host, pid) for ``lease_s`` seconds
+        unless a live holder conflicts (an exclusive one, or any if ``exclusive``); remove
+        and return the lapsed holders either way. Never waits: callers poll."""
+
+    def renew_lease(self, lock: str, token: str, lease_s: float) -> bool:
+        """Extend ``token``'s lease to ``lease_s`` seconds from now; False if it lapsed
+        and was removed meanwhile (someone else may hold the lock now)."""
+
+    def release_lease(self, lock: str, token: str) -> None:
+        """Remove ``token``; a missing one is not an error."""
+
+
+class BulkAccess(Protocol):
+    """What the scheduler and the sweeper read and write by the thousand."""
+
+    def list_raw(self, cls: type[Resource], namespace: str | None = None) -> list[RawObject]:
+        """Every object of a kind (every namespace when ``namespace`` is None), unparsed,
+        so that one bad object hides no other."""
+
+    def generation(self, cls: type[Resource]) -> int | None:
+        """A number that changes whenever an object of the kind is applied, created or
+        deleted (status patches leave it): when it has not moved, a listing is as before.
+        None when the store cannot tell (Kubernetes): list every time."""
+
+    def create_many(self, resources: Sequence[Resource]) -> Sequence[bool | None]:
+        """``create`` of each: True where created, False where the name was taken, None
+        where that create failed (logged; the others still count). Raises when the
+        store failed as a whole (then some may have been created: a retry finds them)."""
+
+
+class ResourceStore(Leases, BulkAccess, Protocol):
+    """Every store implements all of it: callers never ask what a store can do."""
+
     def get(self, cls: type[R], name: str, namespace: str) -> R:
         """The resource with its current status; ``NotFound`` names kind and name."""
 

@@ -36,7 +36,7 @@ import contextlib
 import json
 import logging
 import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from email.utils import parsedate_to_datetime
 from typing import Any, TypeVar
@@ -46,7 +46,7 @@ from kubernetes import client, config
 from kubernetes.client.exceptions import ApiException
 from kubernetes.watch.watch import iter_resp_lines
 
-from workers.state import lease_table
+import workers.state.lease_table as lease_table
 from workers.state.base import (
     INITIAL_PHASE_ANNOTATION,
     LeaseAnswer,
@@ -73,6 +73,7 @@ T = TypeVar("T")
 RawDict = dict[str, Any]
 RawDicts = list[RawDict]  # an alias: inside KubeStore, ``list`` names a method
 RawObjects = list[RawObject]
+Created = list[bool | None]
 
 #: Tries of a write answered ``409 Conflict`` before giving up (each after a short pause).
 CONFLICT_ATTEMPTS = 8
@@ -416,6 +417,25 @@ class KubeStore:
         """Every object of a kind as bytes of spec and status (the scheduler's view)."""
         items, _ = self.list_versioned(cls.KIND, namespace)
         return [_raw_object(item) for item in items]
+
+    def generation(self, cls: type[Resource]) -> None:
+        """None: the API server keeps no counter of spec changes per kind (a list's
+        ``resourceVersion`` moves with every status patch of any object), so the
+        scheduler lists every tick. A watch would do better; ``stashq watch`` has one."""
+        return None
+
+    def create_many(self, resources: Sequence[Resource]) -> Created:
+        """``create`` of each, a request each (the API has no batch create): one that
+        fails is logged and None, and the others are still created."""
+        made: Created = []
+        for resource in resources:
+            try:
+                made.append(self.create(resource))
+            except StashQError as e:
+                log.warning("could not create %s %s/%s: %s", resource.kind,
+                            resource.namespace, resource.name, e)
+                made.append(None)
+        return made
 
     def watch(self, kind: str, namespace: str | None, resource_version: str,
               timeout_s: int) -> Iterator[RawDict]:

@@ -14,17 +14,16 @@ re-queued run is still dumping) waits for the other, then finds its snapshot.
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import time
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 
 from workers import database
 from workers.context import StepContext
 from workers.engines.base import defaults_file
-from workers.locks import BACKUP_WAIT_S, Leases, backup_lock, repository_lock, target_lock_name
+from workers.locks import BACKUP_WAIT_S, backup_lock, repository_lock, target_lock_name
 from workers.parallel_dump import dump_parallel
 from workers.pauses import pause_at
 from workers.process import ClientProcess
@@ -91,19 +90,10 @@ def ensure_config(ctx: StepContext) -> None:
     before anything is written: once, under the exclusive lock, since two first backups
     into one repository may race and the loser's key would be lost."""
     if read_config(ctx.storage) is None:
-        with _creating(ctx):
+        with repository_lock(ctx.store, ctx.repository, str(ctx.ref), exclusive=True,
+                             purpose="create config.json", wait_s=BACKUP_WAIT_S):
             if read_config(ctx.storage) is None:
                 create_config(ctx.storage, ctx.password)
-
-
-@contextlib.contextmanager
-def _creating(ctx: StepContext) -> Iterator[None]:
-    if not isinstance(ctx.store, Leases):
-        yield
-        return
-    with repository_lock(ctx.store, ctx.repository, str(ctx.ref), exclusive=True,
-                         purpose="create config.json", wait_s=BACKUP_WAIT_S):
-        yield
 
 
 def dump_stream(ctx: StepContext, cnf: Path, databases: Sequence[str], level: int,

@@ -10,8 +10,7 @@ prune cut short).
 
 The work runs under the repository's exclusive lock, which backups hold shared, so a
 prune never deletes what a running backup is writing. If the lock stays busy, the
-policy is applied after a later backup: the session is not failed for it. With a state
-store that cannot hold locks, only the forgotten snapshots' own data is pruned.
+policy is applied after a later backup: the session is not failed for it.
 """
 
 from __future__ import annotations
@@ -23,7 +22,7 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from workers.context import StepContext
-from workers.locks import Lease, Leases, RepositoryLocked, repository_lock
+from workers.locks import Lease, RepositoryLocked, repository_lock
 from workers.snapshots import list_snapshots
 from workers.steps.session import session_step, set_status
 from workers.storage.base import Storage
@@ -51,20 +50,17 @@ def select(config: BackupConfiguration, policy: RetentionPolicy,
     return select_snapshots(policy, values, ZoneInfo(config.spec.time_zone))
 
 
-def forget(storage: Storage, lease: Lease | None, ids: tuple[str, ...]) -> None:
+def forget(storage: Storage, lease: Lease, ids: tuple[str, ...]) -> None:
     """Delete manifests: from here on these snapshots are not listed."""
     for snapshot_id in ids:
-        if lease is not None:
-            lease.check()
+        lease.check()
         storage.delete(manifest_key(snapshot_id))
 
 
-def prune(storage: Storage, lease: Lease | None, config: BackupConfiguration,
-          forgotten: tuple[str, ...]) -> int:
-    """Delete the forgotten snapshots' data and, under the lock, any other data of this
-    configuration that no manifest refers to; return how many objects were deleted.
-
-    Without the lock only the forgotten are touched: a running backup's data has no
+def prune(storage: Storage, lease: Lease, config: BackupConfiguration) -> int:
+    """Delete the data of this configuration that no manifest refers to (the forgotten
+    snapshots', and any left by an earlier forget or a prune cut short); return how many
+    objects were deleted. Only under the exclusive lock: a running backup's data has no
     manifest yet and would look like garbage.
     """
     listed = {sid for key, _ in storage.list(SNAPSHOTS_DIR) if (sid := snapshot_id_of(key))}
@@ -73,10 +69,7 @@ def prune(storage: Storage, lease: Lease | None, config: BackupConfiguration,
         snapshot_id = key[len(DATA_DIR):].partition("/")[0]
         if snapshot_id in listed or slot_of_session(config.name, snapshot_id) is None:
             continue
-        if lease is None and snapshot_id not in forgotten:
-            continue
-        if lease is not None:
-            lease.check()
+        lease.check()
         storage.delete(key)
         deleted += 1
     return deleted
@@ -92,14 +85,14 @@ def abort_dead_uploads(storage: Storage) -> int:
 
 
 def apply_policy(ctx: StepContext, config: BackupConfiguration, policy: RetentionPolicy,
-                 lease: Lease | None) -> dict[str, Any]:
+                 lease: Lease) -> dict[str, Any]:
     storage = ctx.storage
     selection = select(config, policy, snapshots_of(config, list_snapshots(storage, ctx.cipher)))
     report: dict[str, Any] = {"policy": policy.name, "dryRun": policy.dry_run,
                               "prune": policy.prune, "kept": len(selection.keep),
                               "forgotten": list(selection.forget[:MAX_LISTED_IDS]),
                               "forgottenCount": len(selection.forget)}
-    if lease is not None and lease.expired:
+    if lease.expired:
         report["expiredLocks"] = list(lease.expired)
     if policy.dry_run:
         log.info("dry run: policy %s keeps %d snapshot(s), would forget %d: %s", policy.name,
@@ -107,8 +100,8 @@ def apply_policy(ctx: StepContext, config: BackupConfiguration, policy: Retentio
         return report
     forget(storage, lease, selection.forget)
     if policy.prune:
-        report["prunedObjects"] = prune(storage, lease, config, selection.forget)
-        if lease is not None and (aborted := abort_dead_uploads(storage)):
+        report["prunedObjects"] = prune(storage, lease, config)
+        if aborted := abort_dead_uploads(storage):
             report["abortedUploads"] = aborted
     log.info("policy %s kept %d snapshot(s), forgot %d%s", policy.name, len(selection.keep),
              len(selection.forget), f", pruned {report['prunedObjects']} object(s)"
@@ -117,13 +110,8 @@ def apply_policy(ctx: StepContext, config: BackupConfiguration, policy: Retentio
 
 
 @contextlib.contextmanager
-def locked(ctx: StepContext, wait_s: float) -> Iterator[Lease | None]:
-    """The repository's exclusive lock, or None if the state store cannot hold locks."""
-    if not isinstance(ctx.store, Leases):
-        log.warning("state store %s holds no locks: pruning only the forgotten snapshots",
-                    type(ctx.store).__name__)
-        yield None
-        return
+def locked(ctx: StepContext, wait_s: float) -> Iterator[Lease]:
+    """The repository's exclusive lock (waiting for running backups up to ``wait_s``)."""
     with repository_lock(ctx.store, ctx.repository, str(ctx.ref), exclusive=True,
                          purpose="retention", wait_s=wait_s, lease_s=ctx.settings.lock_lease_s,
                          on_wait=lambda why: set_status(ctx, {"waitingFor": why})) as lease:
