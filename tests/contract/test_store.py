@@ -6,7 +6,8 @@ from __future__ import annotations
 import json
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterable, Iterator
+from typing import TypeVar
 
 import pytest
 
@@ -16,6 +17,8 @@ from workers.state.redis import RedisStore
 from workflows.errors import NotFound
 from workflows.parsing import parse_resource
 from workflows.resources import BackupSession, Repository, Resource
+
+T = TypeVar("T")
 
 
 @pytest.fixture(params=["redis", "kube"])
@@ -38,6 +41,15 @@ def repository(name: str, path: str) -> Resource:
                            "spec": {"backend": {"local": {"mountPath": path}}}})
 
 
+def at_once(target: Callable[[T], object], args: Iterable[T]) -> None:
+    """``target(arg)`` for each of ``args``, each in a thread of its own, all at once."""
+    threads = [threading.Thread(target=target, args=(arg,)) for arg in args]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+
+
 def test_create_is_exactly_once(store: ResourceStore) -> None:
     assert store.create(session("nightly-100"))
     assert not store.create(session("nightly-100"))
@@ -46,12 +58,7 @@ def test_create_is_exactly_once(store: ResourceStore) -> None:
 
 def test_concurrent_creates_have_one_winner(store: ResourceStore) -> None:
     wins: list[bool] = []
-    threads = [threading.Thread(target=lambda: wins.append(store.create(session("race-1"))))
-               for _ in range(16)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
+    at_once(lambda _: wins.append(store.create(session("race-1"))), range(16))
     assert wins.count(True) == 1
 
 
@@ -76,11 +83,7 @@ def test_concurrent_status_patches_lose_nothing(store: ResourceStore) -> None:
         for j in range(10):
             store.patch_status(BackupSession, "s-1", "default", {"steps": {f"{i}-{j}": "ok"}})
 
-    threads = [threading.Thread(target=patch, args=(i,)) for i in range(8)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
+    at_once(patch, range(8))
     assert len(store.get(BackupSession, "s-1", "default").status["steps"]) == 80
 
 
@@ -121,11 +124,7 @@ def test_of_concurrent_conditional_patches_exactly_one_wins(store: ResourceStore
                                     {"phase": "Running", "claimedBy": token}) is not None:
             wins.append(token)
 
-    threads = [threading.Thread(target=claim, args=(f"t{i}",)) for i in range(12)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
+    at_once(claim, (f"t{i}" for i in range(12)))
     assert len(wins) == 1
     assert store.get(BackupSession, "c-2", "default").status["claimedBy"] == wins[0]
 
@@ -213,11 +212,7 @@ def test_of_concurrent_exclusive_acquires_exactly_one_wins(store: ResourceStore)
         if store.acquire_lease(LOCK, token, holder(token), exclusive=True, lease_s=30).acquired:
             wins.append(token)
 
-    threads = [threading.Thread(target=acquire, args=(f"t{i}",)) for i in range(12)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
+    at_once(acquire, (f"t{i}" for i in range(12)))
     assert len(wins) == 1
     refused = store.acquire_lease(LOCK, "late", holder("late"), exclusive=False, lease_s=30)
     assert [h["owner"] for h in refused.holders] == wins
@@ -225,12 +220,8 @@ def test_of_concurrent_exclusive_acquires_exactly_one_wins(store: ResourceStore)
 
 def test_concurrent_shared_acquires_all_hold(store: ResourceStore) -> None:
     tokens = [f"t{i}" for i in range(6)]
-    threads = [threading.Thread(target=store.acquire_lease, args=(LOCK, t, holder(t)),
-                                kwargs={"exclusive": False, "lease_s": 30}) for t in tokens]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
+    at_once(lambda t: store.acquire_lease(LOCK, t, holder(t), exclusive=False, lease_s=30),
+            tokens)
     refused = store.acquire_lease(LOCK, "x", holder("prune"), exclusive=True, lease_s=30)
     assert sorted(h["owner"] for h in refused.holders) == tokens
 
