@@ -260,7 +260,7 @@ class RedisStore:
     @_reachable
     def acquire_lease(self, lock: str, token: str, holder: Mapping[str, Any], *,
                       exclusive: bool, lease_s: float) -> LeaseAnswer:
-        """See ``workers.locks.Leases``; one Lua script, timed by the Redis server."""
+        """See ``workers.state.base.Leases``; one Lua script, timed by the Redis server."""
         acquired, conflicts, expired = self._redis.eval(
             _ACQUIRE_LUA, 1, _lock_key(lock), token, json.dumps(dict(holder)),
             "1" if exclusive else "0", int(lease_s * 1000), LOCK_TABLE_KEEP_MS)
