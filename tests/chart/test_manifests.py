@@ -347,8 +347,8 @@ def test_locks_are_leases_in_the_release_namespace_only(helm: Helm) -> None:
                                       "name": name}
         assert binding["subjects"] == [{"kind": "ServiceAccount", "namespace": NAMESPACE,
                                         "name": name.removesuffix("-leases")}]
-    for component in ("worker", "beat", "watcher"):  # where every lock must be looked for
-        env = env_of(container_of(manifests, component))
+    for who in ("worker", "beat", "watcher"):  # where every lock must be looked for
+        env = env_of(container_of(manifests, who))
         assert env["STASHQ_LEASE_NAMESPACE"]["value"] == NAMESPACE
 
 
