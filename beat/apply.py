@@ -4,19 +4,23 @@ checked before the first one is stored; sessions are created and queued last.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from pathlib import Path
+from typing import TypeVar
 
 from workers.context import SessionRef
 from workers.state.base import ResourceStore
-from workflows.catalog import builtin_tasks
+from workflows.catalog import builtin_functions, builtin_tasks
 from workflows.errors import InvalidResource, NotFound
 from workflows.manifests import load_manifests
 from workflows.parsing import parse_resource
+from workflows.phases import pending
+from workflows.plan import plan_for
 from workflows.resources import (
     AppBinding,
     BackupConfiguration,
     BackupSession,
+    Function,
     Repository,
     Resource,
     RestoreSession,
@@ -25,6 +29,7 @@ from workflows.resources import (
 )
 
 SESSION_KINDS = (BackupSession, RestoreSession)
+R = TypeVar("R", bound=Resource)
 
 
 def parse_paths(paths: Iterable[Path], namespace: str) -> list[tuple[str, Resource]]:
@@ -43,7 +48,24 @@ class References:
 
     def __init__(self, store: ResourceStore, batch: list[tuple[str, Resource]]) -> None:
         self._store = store
-        self._batch = {(r.kind, r.namespace, r.name) for _, r in batch}
+        self._batch = {(r.kind, r.namespace, r.name): r for _, r in batch}
+
+    def find(self, cls: type[R], name: str, namespace: str) -> R | None:
+        """The resource from the batch (it wins), else from the store; None if neither."""
+        found = self._batch.get((cls.KIND, namespace, name))
+        if found is not None:
+            return found  # type: ignore[return-value]
+        try:
+            return self._store.get(cls, name, namespace)
+        except NotFound:
+            return None
+
+    def known(self, cls: type[R], builtin: Mapping[str, R], namespace: str) -> dict[str, R]:
+        """Built-ins, then the store's, then the batch's, each over the one before."""
+        batch = {r.name: r for (kind, ns, _), r in self._batch.items()
+                 if kind == cls.KIND and ns == namespace}
+        stored = {r.name: r for r in self._store.list(cls, namespace)}
+        return {**builtin, **stored, **batch}  # type: ignore[dict-item]
 
     def require(self, cls: type[Resource], name: str, namespace: str, *, source: str,
                 owner: Resource, path: str) -> None:
@@ -75,9 +97,42 @@ def check_references(refs: References, source: str, r: Resource) -> None:
                      source=source, owner=r, path="spec.target.ref.name")
         if spec.task.name:
             refs.require(Task, spec.task.name, ns, source=source, owner=r, path="spec.task.name")
+        check_plan(refs, source, r)
     elif isinstance(r, BackupSession):
         refs.require(BackupConfiguration, r.spec.invoker.name, ns, source=source, owner=r,
                      path="spec.invoker.name")
+
+
+def check_plan(refs: References, source: str,
+               r: BackupConfiguration | RestoreSession) -> None:
+    """Resolve the Task as a worker will: a bad param value is refused now, with its name,
+    not when a backup runs."""
+    spec = r.spec
+    binding = refs.find(AppBinding, spec.target.ref.name, spec.target.ref.namespace or r.namespace)
+    if binding is None:
+        return  # reported by the reference check
+    try:
+        plan_for(spec.task, kind="backup" if isinstance(r, BackupConfiguration) else "restore",
+                 engine=binding.engine,
+                 tasks=refs.known(Task, builtin_tasks(), r.namespace),
+                 functions=refs.known(Function, builtin_functions(), r.namespace),
+                 replicas=spec.target.replicas)
+    except (InvalidResource, NotFound) as e:
+        detail, path = (e.detail, e.path) if isinstance(e, InvalidResource) else (e.reason, "")
+        raise InvalidResource(detail, source=source, kind=r.kind, name=r.name,
+                              path=path or "spec.task") from None
+
+
+def change_of(store: ResourceStore, resource: Resource) -> str:
+    """What applying ``resource`` does, in kubectl's words: created, configured (changed)
+    or unchanged."""
+    try:
+        current = store.get(type(resource), resource.name, resource.namespace)
+    except NotFound:
+        return "created"
+    except (InvalidResource, ValueError):  # what is stored no longer parses: replaced
+        return "configured"
+    return "unchanged" if current.definition() == resource.definition() else "configured"
 
 
 def apply_paths(store: ResourceStore, paths: Iterable[Path], namespace: str,
@@ -89,11 +144,13 @@ def apply_paths(store: ResourceStore, paths: Iterable[Path], namespace: str,
         check_references(refs, source, resource)
     for _, resource in batch:
         if not isinstance(resource, SESSION_KINDS):
-            store.apply(resource)
-            yield f"{resource.kind}/{resource.name} configured"
+            verb = change_of(store, resource)
+            if verb != "unchanged":
+                store.apply(resource)
+            yield f"{resource.kind}/{resource.name} {verb}"
     for _, resource in batch:
         if isinstance(resource, SESSION_KINDS):
-            if store.create(resource.model_copy(update={"status": {"phase": "Pending"}})):
+            if store.create(resource.model_copy(update={"status": pending()})):
                 dispatch(SessionRef(resource.kind, resource.namespace, resource.name))
                 yield f"{resource.kind}/{resource.name} created"
             else:

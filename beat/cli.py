@@ -7,72 +7,30 @@ error's exit code; anything else is a bug and keeps its traceback.
 from __future__ import annotations
 
 import contextlib
-import functools
 import logging
-import os
-import sys
 import time
-from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any
 
 import click
 
+from beat.cli_flower import flower
+from beat.cli_kube import register
+from beat.env import Env, namespace_option, reports_errors
 from workflows.errors import IntegrityError, StashQError
-from workflows.settings import Settings
+from workflows.phases import pending
 
 # Each command imports what it uses: ``stashq --help`` loads neither pydantic, Redis nor
 # Celery, and only the commands that queue a session load the worker's steps.
 if TYPE_CHECKING:
-    from workers.context import SessionRef
+    from workers.repository import Repository as RepositoryObject
 
-F = TypeVar("F", bound=Callable[..., Any])
 #: Consecutive seconds tried for a new RestoreSession's name before giving up.
 RESTORE_NAME_ATTEMPTS = 10
 
 
-class Env:
-    """What every command needs, built once from the environment."""
-
-    def __init__(self, namespace: str | None) -> None:
-        from workers.state import open_store
-
-        self.settings = Settings.from_env(os.environ)
-        self.namespace = namespace or self.settings.namespace
-        self.store = open_store(self.settings)
-
-    @functools.cached_property
-    def app(self) -> Any:
-        from workers.app import create_app
-
-        return create_app(self.settings)
-
-    def queue(self, ref: SessionRef) -> None:
-        """Queue a session just created. On Kubernetes the watcher queues every new
-        session (one path, claimed once), so commands and beat only create it there."""
-        if self.settings.store != "kubernetes":
-            from beat.dispatch import dispatch
-
-            dispatch(self.app, self.store, self.settings, ref)
-
-
-def reports_errors(fn: F) -> F:
-    @functools.wraps(fn)
-    def wrapper(*args: Any, **kwargs: Any) -> Any:
-        try:
-            return fn(*args, **kwargs)
-        except StashQError as e:
-            click.echo(f"error: {e}", err=True)
-            sys.exit(e.exit_code)
-
-    return wrapper  # type: ignore[return-value]
-
-
-namespace_option = click.option("-n", "--namespace", default=None,
-                                help="Namespace (default: STASHQ_NAMESPACE or 'default').")
-
-
 @click.group()
+@click.version_option(package_name="stashq", message="%(prog)s %(version)s")
 @click.option("-v", "--verbose", is_flag=True, help="Log what the CLI does.")
 def main(verbose: bool) -> None:
     """StashQ: backup and restore for MySQL, MariaDB and Percona XtraDB."""
@@ -85,7 +43,12 @@ def main(verbose: bool) -> None:
 @namespace_option
 @reports_errors
 def apply(paths: tuple[Path, ...], namespace: str | None) -> None:
-    """Validate every resource, then apply them all (nothing is applied if one is bad)."""
+    """Apply files or folders of resources, all or nothing.
+
+    Every resource is validated and its references checked first: if one is bad,
+    nothing is applied. Each resource is reported created, configured or unchanged, as
+    kubectl does; BackupSessions and RestoreSessions are queued.
+    """
     from beat import apply as applying
 
     env = Env(namespace)
@@ -117,77 +80,128 @@ def backup(config: str, wait: bool, timeout_s: int, namespace: str | None) -> No
     env.queue(ref)
     click.echo(f"BackupSession/{session.name} created")
     if wait:
-        wait_for(env.store, ref, timeout_s)
+        wait_for(env.store, ref, timeout_s, env.stalled)
 
 
 @main.command()
 @click.option("--repository", required=True, help="Repository holding the snapshot.")
 @click.option("--target", required=True, help="AppBinding to restore into.")
-@click.option("--snapshot", default="latest", show_default=True, help="Snapshot id or latest.")
+@click.option("--snapshot", default="latest", show_default=True,
+              help="Snapshot id, or latest: the newest snapshot of the source.")
+@click.option("--source", default=None,
+              help="BackupConfiguration (or AppBinding) the snapshot was taken from "
+                   "(spec.target.rules[].sourceHost); needed when the repository holds "
+                   "snapshots of several.")
 @click.option("--database", default="", help="Restore a one-database snapshot under this name.")
+@click.option("--overwrite", is_flag=True,
+              help="Replace the tables of target databases that exist "
+                   "(spec.target.overwrite); without it such a restore is refused.")
 @click.option("--task", "task_name", default=None, help="Restore Task (default: by engine).")
-@click.option("--wait/--no-wait", default=False)
-@click.option("--timeout", "timeout_s", default=24 * 3600)
+@click.option("--wait/--no-wait", default=False,
+              help="Wait for the session to finish, showing its progress.")
+@click.option("--timeout", "timeout_s", default=24 * 3600, show_default=True,
+              help="Seconds --wait waits at most (the session keeps running).")
 @namespace_option
 @reports_errors
-def restore(repository: str, target: str, snapshot: str, database: str, task_name: str | None,
-            wait: bool, timeout_s: int, namespace: str | None) -> None:
-    """Restore a snapshot: create a RestoreSession and queue it."""
+def restore(repository: str, target: str, snapshot: str, source: str | None, database: str,
+            overwrite: bool, task_name: str | None, wait: bool, timeout_s: int,
+            namespace: str | None) -> None:
+    """Restore a snapshot: a RestoreSession, checked, then queued.
+
+    The Repository, the AppBinding and the snapshot are checked first; if one is
+    missing (or latest is ambiguous) nothing is created. A target database that holds
+    tables is refused at pre-check unless --overwrite.
+    """
     from beat.progress import wait_for
     from workers.context import SessionRef
+    from workflows.resources import AppBinding
+    from workflows.restores import source_of
+
+    env = Env(namespace)
+    repo = open_repository(env, repository)
+    env.store.get(AppBinding, target, env.namespace)
+    chosen = repo.resolve_snapshot(snapshot, source)
+    params = [{"name": "database", "value": database}] if database else []
+    spec = {"repository": {"name": repository},
+            "target": {"ref": {"name": target}, "overwrite": overwrite,
+                       "rules": [{"sourceHost": source, "snapshots": [chosen.id]}]},
+            "task": {"name": task_name, "params": params}}
+    name = create_restore_session(env, target, spec)
+    ref = SessionRef("RestoreSession", env.namespace, name)
+    env.queue(ref)
+    click.echo(f"snapshot {chosen.id} of {source_of(chosen)}")
+    click.echo(f"RestoreSession/{name} created")
+    if wait:
+        wait_for(env.store, ref, timeout_s, env.stalled)
+
+
+def create_restore_session(env: Env, target: str, spec: dict[str, Any]) -> str:
+    """Create RestoreSession ``restore-<target>-<unix time>`` (two in one second: the
+    next seconds' names); return its name."""
     from workflows.resources import RestoreSession
     from workflows.resources.base import API_VERSION, Metadata
 
-    env = Env(namespace)
-    params = [{"name": "database", "value": database}] if database else []
     now = int(time.time())
-    for attempt in range(RESTORE_NAME_ATTEMPTS):  # two restores in one second: next names
+    for attempt in range(RESTORE_NAME_ATTEMPTS):
         name = f"restore-{target}-{now + attempt}"
         session = RestoreSession(
             api_version=API_VERSION, kind="RestoreSession",
             metadata=Metadata(name=name, namespace=env.namespace),
-            spec={"repository": {"name": repository},  # type: ignore[arg-type]
-                  "target": {"ref": {"name": target}, "rules": [{"snapshots": [snapshot]}]},
-                  "task": {"name": task_name, "params": params}},
-            status={"phase": "Pending"})
+            spec=spec,  # type: ignore[arg-type]
+            status=pending())
         if env.store.create(session):
-            break
-    else:
-        raise StashQError(f"RestoreSession {name} and the {RESTORE_NAME_ATTEMPTS - 1} names "
-                          "before it already exist; try again")
-    ref = SessionRef("RestoreSession", env.namespace, name)
-    env.queue(ref)
-    click.echo(f"RestoreSession/{name} created")
-    if wait:
-        wait_for(env.store, ref, timeout_s)
+            return name
+    raise StashQError(f"RestoreSession {name} and the {RESTORE_NAME_ATTEMPTS - 1} names "
+                      "before it already exist; try again")
+
+
+output_option = click.option("-o", "--output", type=click.Choice(["table", "json", "yaml"]),
+                             default="table", show_default=True,
+                             help="A table for people, or every field as JSON or YAML.")
 
 
 @main.command()
+@output_option
 @namespace_option
 @reports_errors
-def sessions(namespace: str | None) -> None:
-    """List backup and restore sessions with their phase and reason."""
+def sessions(output: str, namespace: str | None) -> None:
+    """List backup and restore sessions.
+
+    A table with phase, start, duration and failure reason; every field with -o json or
+    -o yaml.
+    """
     from workflows.resources import BackupSession, RestoreSession
 
     env = Env(namespace)
-    rows = [(s.kind, s.name, s.status.get("phase", "Unknown"), s.status.get("sessionDuration", ""),
-             s.status.get("reason", "")) for cls in (BackupSession, RestoreSession)
-            for s in env.store.list(cls, env.namespace)]
-    _table(("KIND", "NAME", "PHASE", "DURATION", "REASON"), rows)
+    found = [s for cls in (BackupSession, RestoreSession)
+             for s in sorted(env.store.list(cls, env.namespace), key=_started)]
+    if output != "table":
+        _emit([s.model_dump(mode="json", by_alias=True, exclude_none=True) for s in found],
+              output)
+        return
+    rows = [(s.kind, s.name, s.status.get("phase", "Unknown"), _time(s.status.get("startTime")),
+             s.status.get("sessionDuration", ""), s.status.get("reason", "")) for s in found]
+    _table(("KIND", "NAME", "PHASE", "STARTED (UTC)", "DURATION", "REASON"), rows)
 
 
 @main.command()
 @click.argument("repository")
+@output_option
 @namespace_option
 @reports_errors
-def snapshots(repository: str, namespace: str | None) -> None:
-    """List the snapshots in REPOSITORY (manifests only: unfinished data never shows)."""
-    from workers.snapshots import list_snapshots
+def snapshots(repository: str, output: str, namespace: str | None) -> None:
+    """List the snapshots in REPOSITORY.
 
+    Manifests only: the data of an unfinished backup never shows.
+    """
     env = Env(namespace)
+    found = open_repository(env, repository).list_snapshots()
+    if output != "table":
+        _emit([s.model_dump(mode="json", by_alias=True)
+               | {"sizeBytes": s.size_bytes, "rawBytes": s.raw_bytes} for s in found], output)
+        return
     rows = [(s.id, s.finished_at.strftime("%Y-%m-%d %H:%M:%S"), s.engine, _size(s.raw_bytes),
-             _size(s.size_bytes), ",".join(s.databases))
-            for s in list_snapshots(*open_repository(env, repository))]
+             _size(s.size_bytes), ",".join(s.databases)) for s in found]
     _table(("ID", "TIME (UTC)", "ENGINE", "DUMP", "STORED", "DATABASES"), rows)
 
 
@@ -198,12 +212,13 @@ def snapshots(repository: str, namespace: str | None) -> None:
 @namespace_option
 @reports_errors
 def check(repository: str, read_data: bool, namespace: str | None) -> None:
-    """Verify every snapshot of REPOSITORY; exit 7 if anything is wrong."""
-    from workers.check import check_repository
+    """Verify every snapshot of REPOSITORY.
 
+    Sizes of every stream, and with --read-data their sha256 (and authentication); lists
+    orphaned data. Exits 7 if anything is wrong.
+    """
     env = Env(namespace)
-    storage, cipher = open_repository(env, repository)
-    report = check_repository(storage, cipher, read_data=read_data)
+    report = open_repository(env, repository).check(read_data=read_data)
     for problem in report.problems:
         click.echo(f"problem: {problem}")
     for orphan in report.orphans:
@@ -217,11 +232,17 @@ def check(repository: str, read_data: bool, namespace: str | None) -> None:
 
 @main.command(context_settings={"ignore_unknown_options": True})
 @click.option("--concurrency", "-c", default=2, show_default=True, help="Parallel steps.")
-@click.option("--queues", "-Q", default="stashq.data,stashq.control", show_default=True)
-@click.option("--loglevel", "-l", default="INFO")
+@click.option("--queues", "-Q", default="stashq.data,stashq.control", show_default=True,
+              help="Queues to consume, comma-separated.")
+@click.option("--loglevel", "-l", default="INFO", show_default=True,
+              help="DEBUG, INFO, WARNING or ERROR.")
 @click.argument("celery_args", nargs=-1, type=click.UNPROCESSED)
 def worker(concurrency: int, queues: str, loglevel: str, celery_args: tuple[str, ...]) -> None:
-    """Run a worker of the Celery pool (extra arguments go to ``celery worker``)."""
+    """Run a worker of the Celery pool.
+
+    Extra arguments go to "celery worker". Run any number, on any host sharing the
+    broker.
+    """
     fixed_mmap_threshold()  # before the pool forks: its processes inherit it
     env = Env(None)
     env.app.worker_main(["worker", f"--concurrency={concurrency}", f"--queues={queues}",
@@ -264,9 +285,10 @@ def fixed_mmap_threshold() -> None:
 @reports_errors
 def run_beat(namespace: str | None, starting_deadline_s: float | None, clock_origin: float | None,
              clock_anchor: float | None, clock_rate: float) -> None:
-    """Run the scheduler: one BackupSession per cron slot of every BackupConfiguration.
+    """Run the cron scheduler (any number of replicas).
 
-    Any number may run side by side: each slot's session is created once.
+    One BackupSession per cron slot of every BackupConfiguration; any number may run
+    side by side: each slot's session is created once.
     """
     import signal
 
@@ -295,19 +317,15 @@ def run_beat(namespace: str | None, starting_deadline_s: float | None, clock_ori
     scheduler.run()
 
 
-def open_repository(env: Env, name: str) -> tuple[Any, Any]:
-    """The storage of Repository ``name`` and its cipher, from what its Secret holds."""
-    from workers.encryption import PASSWORD_KEY
-    from workers.snapshots import read_config, unlock
-    from workers.storage import open_storage
+def open_repository(env: Env, name: str) -> RepositoryObject:
+    """The Repository object of Repository ``name``, opened with what its Secret holds."""
+    from workers.repository import open_repository as open_object
     from workflows.resources import Repository, Secret
 
     repo = env.store.get(Repository, name, env.namespace)
     secret_name = repo.spec.backend.storage_secret_name
     secret = env.store.get(Secret, secret_name, repo.namespace) if secret_name else None
-    storage = open_storage(repo, secret, env.settings)
-    password = secret.values.get(PASSWORD_KEY) if secret is not None else None
-    return storage, unlock(read_config(storage), password, repository=name, secret=secret_name)
+    return open_object(repo, secret, env.settings)
 
 
 def _size(n: int) -> str:
@@ -318,6 +336,27 @@ def _size(n: int) -> str:
     return str(n)
 
 
+def _started(session: Any) -> str:
+    """Sort key: start time (ISO text sorts as time), sessions not started last."""
+    return str(session.status.get("startTime") or "~")
+
+
+def _time(iso: object) -> str:
+    """``2026-01-01T03:00:05.123Z`` → ``2026-01-01 03:00:05``; "-" if not started."""
+    return str(iso)[:19].replace("T", " ") if iso else "-"
+
+
+def _emit(items: list[dict[str, Any]], output: str) -> None:
+    if output == "json":
+        import json
+
+        click.echo(json.dumps(items, indent=2))
+    else:
+        import yaml
+
+        click.echo(yaml.safe_dump(items, sort_keys=False, allow_unicode=True), nl=False)
+
+
 def _table(header: tuple[str, ...], rows: list[tuple[Any, ...]]) -> None:
     cells = [tuple(str(c) for c in r) for r in [header, *rows]]
     widths = [max(len(r[i]) for r in cells) for i in range(len(header))]
@@ -325,10 +364,5 @@ def _table(header: tuple[str, ...], rows: list[tuple[Any, ...]]) -> None:
         click.echo("  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip())
 
 
-from beat.cli_kube import register  # noqa: E402 - it builds on the group above
-
-register(main, backup)
-
-from beat.cli_flower import flower  # noqa: E402 - it builds on the group above
-
+register(main, backup)  # the kubectl-plugin verbs and watch, built on the group above
 main.add_command(flower)

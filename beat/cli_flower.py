@@ -19,7 +19,7 @@ import sys
 
 import click
 
-from beat.cli import reports_errors
+from beat.env import reports_errors
 from workflows.settings import Settings
 
 #: Flower's own default port.
@@ -34,7 +34,11 @@ DEFAULT_PORT = 5555
 @click.argument("flower_args", nargs=-1, type=click.UNPROCESSED)
 @reports_errors
 def flower(address: str, port: int, flower_args: tuple[str, ...]) -> None:
-    """Run Flower against the broker (extra arguments go to ``celery flower``)."""
+    """Run Flower, the live view of the queue.
+
+    Extra arguments go to "celery flower"; secrets such as FLOWER_BASIC_AUTH belong in
+    the environment, not in arguments.
+    """
     from workers.app import create_app
 
     app = create_app(Settings.from_env(os.environ))

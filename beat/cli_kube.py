@@ -13,20 +13,16 @@ import signal
 
 import click
 
-from beat.cli import Env, reports_errors
+from beat.env import Env, namespace_option, reports_errors
 from workflows.errors import StashQError
-
-namespace_option = click.option("-n", "--namespace", default=None,
-                                help="Namespace (default: STASHQ_NAMESPACE or 'default').")
-
 
 
 def register(main: click.Group, backup: click.Command) -> None:
     """Add the verbs to ``stashq``; ``trigger`` is ``backup`` under Stash's name."""
     main.add_command(click.Command(
         "trigger", params=backup.params, callback=backup.callback,
-        help="Back up CONFIG now: create a BackupSession (Stash's instant backup; on "
-             "Kubernetes the watcher queues it)."))
+        help="Back up CONFIG now (Stash's instant backup).\n\nCreates a BackupSession; "
+             "on Kubernetes the watcher queues it."))
     for command in (pause, resume, watch):
         main.add_command(command)
 
@@ -36,7 +32,10 @@ def register(main: click.Group, backup: click.Command) -> None:
 @namespace_option
 @reports_errors
 def pause(config: str, namespace: str | None) -> None:
-    """Stop scheduling CONFIG (spec.paused: true); running sessions finish."""
+    """Stop scheduling CONFIG (spec.paused: true).
+
+    Running sessions finish.
+    """
     set_paused(Env(namespace), config, paused=True)
 
 
@@ -45,7 +44,10 @@ def pause(config: str, namespace: str | None) -> None:
 @namespace_option
 @reports_errors
 def resume(config: str, namespace: str | None) -> None:
-    """Schedule CONFIG again (spec.paused: false); missed slots are not replayed."""
+    """Schedule CONFIG again (spec.paused: false).
+
+    Missed slots are not replayed.
+    """
     set_paused(Env(namespace), config, paused=False)
 
 
@@ -67,9 +69,10 @@ def set_paused(env: Env, name: str, *, paused: bool) -> None:
               help="Watch only this namespace (default: every namespace).")
 @reports_errors
 def watch(namespace: str | None) -> None:
-    """Queue each new BackupSession and RestoreSession once (STASHQ_STORE=kubernetes).
+    """Queue each new session once (Kubernetes).
 
-    Any number may run side by side: a session is queued by the one that claims it.
+    Each new BackupSession and RestoreSession, with STASHQ_STORE=kubernetes. Any number
+    may run side by side: a session is queued by the one that claims it.
     """
     from beat.dispatch import dispatch
     from beat.watcher import Watcher

@@ -17,7 +17,7 @@ from workers.context import SessionRef, StepContext
 from workers.queueing import queue_chain
 from workers.state.base import ResourceStore
 from workflows.errors import StashQError
-from workflows.phases import Phase, failed
+from workflows.phases import Phase, failed, pending
 from workflows.resources import BackupSession, RestoreSession
 from workflows.resources.backup import Invoker
 from workflows.resources.base import API_VERSION, Metadata
@@ -47,7 +47,7 @@ def backup_session(config: str, namespace: str, slot_unix: int,
         api_version=API_VERSION, kind="BackupSession",
         metadata=Metadata(name=session_name(config, slot_unix), namespace=namespace),
         spec={"invoker": Invoker(name=config)},  # type: ignore[arg-type]
-        status=status or {"phase": "Pending"})
+        status=status or pending())
 
 
 def queue_or_fail(queue: Callable[[SessionRef], object], store: ResourceStore,
@@ -74,4 +74,4 @@ def new_backup_session(store: ResourceStore, config: str, namespace: str, slot_u
 
 
 def create_restore_session(store: ResourceStore, session: RestoreSession) -> bool:
-    return store.create(session.model_copy(update={"status": {"phase": "Pending"}}))
+    return store.create(session.model_copy(update={"status": pending()}))

@@ -32,7 +32,6 @@ import math
 import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from datetime import datetime
 from typing import Any
 
 from beat.clock import Clock, SystemClock
@@ -48,9 +47,9 @@ from workers.context import SessionRef
 from workers.logs import session_context
 from workers.state.base import RawObject, ResourceStore
 from workflows.errors import InvalidResource
-from workflows.phases import FINAL_PHASES
+from workflows.phases import FINAL_PHASES, Phase, failed, pending, skipped
 from workflows.resources import BackupConfiguration, BackupSession
-from workflows.retention import sessions_beyond_limit
+from workflows.retention import finished_time, sessions_beyond_limit
 from workflows.schedule import (
     STARTING_DEADLINE_S,
     Cron,
@@ -103,23 +102,12 @@ class SessionView:
             body = json.loads(obj.body)
             status = json.loads(obj.status) if obj.status else {}
             config = str(body["spec"]["invoker"]["name"])
-            phase = str(status.get("phase") or "Pending")  # created, status not yet written
+            phase = str(status.get("phase") or Phase.PENDING)  # created, status not yet written
         except (ValueError, KeyError, TypeError, AttributeError):
             return None  # not ours to judge; it neither blocks nor counts
         finished = finished_time(status, slot_of_session(config, obj.name))
         queued = any(status.get(k) for k in ("queuedAt", "taskId", "claim"))  # claim: watcher
         return cls(obj.namespace, obj.name, config, phase, finished, queued)
-
-
-def finished_time(status: dict[str, Any], slot: int | None) -> float | None:
-    if isinstance(stamp := status.get("completionTimestamp"), int | float):
-        return float(stamp)
-    if isinstance(text := status.get("completionTime"), str):
-        try:
-            return datetime.fromisoformat(text.replace("Z", "+00:00")).timestamp()
-        except ValueError:
-            pass
-    return float(slot) if slot is not None else None
 
 
 class Scheduler:
@@ -299,8 +287,8 @@ class Scheduler:
         log.info("created BackupSession %s/%s: %s%s", key[0], name, plan.phase,
                  f" ({plan.reason})" if plan.reason else "")
         sessions.setdefault(key, []).append(SessionView(
-            key[0], name, key[1], plan.phase, now if plan.phase == "Skipped" else None, False))
-        if plan.phase == "Pending":
+            key[0], name, key[1], plan.phase, now if plan.phase == Phase.SKIPPED else None, False))
+        if plan.phase == Phase.PENDING:
             self._queue(SessionRef("BackupSession", key[0], name), now)
         self._patch_config(key, self._record(plan, now))
         return 1
@@ -314,7 +302,7 @@ class Scheduler:
             if view.phase in FINAL_PHASES:
                 continue
             slot = slot_of_session(view.config, view.name)
-            if (view.phase == "Pending" and not view.queued and slot is not None
+            if (view.phase == Phase.PENDING and not view.queued and slot is not None
                     and now - slot > self.orphan_after_s):
                 self._fail_orphan(view, now)
                 continue
@@ -324,9 +312,8 @@ class Scheduler:
     def _fail_orphan(self, view: SessionView, now: float) -> None:
         log.error("BackupSession %s/%s was never queued; marking it Failed", view.namespace,
                   view.name)
-        self.store.patch_status(BackupSession, view.name, view.namespace, {
-            "phase": "Failed", "completionTime": iso_utc(now), "completionTimestamp": now,
-            "reason": "never queued: the scheduler that created it stopped before queuing it"})
+        self.store.patch_status(BackupSession, view.name, view.namespace, failed(
+            "never queued: the scheduler that created it stopped before queuing it", now=now))
 
     def _queue(self, ref: SessionRef, now: float) -> None:
         queue_or_fail(self.dispatch, self.store, ref)
@@ -392,8 +379,5 @@ def progress(cron: Cron, due: Due) -> dict[str, Any]:
 
 def session_status(phase: str, reason: str | None, slot: int, now: float) -> dict[str, Any]:
     """The status a slot's session is created with."""
-    status: dict[str, Any] = {"phase": phase, "scheduleTime": iso_utc(slot)}
-    if phase == "Skipped":
-        status |= {"reason": reason, "completionTime": iso_utc(now),
-                   "completionTimestamp": now, "conditions": {"BackupSkipped": "True"}}
-    return status
+    status = skipped(str(reason), now=now) if phase == Phase.SKIPPED else pending()
+    return status | {"scheduleTime": iso_utc(slot)}

@@ -54,7 +54,7 @@ from workers.state.base import (
 from workers.steps.session import now_iso
 from workflows.errors import InvalidResource, NotFound, TransientStorageError
 from workflows.parsing import parse_resource
-from workflows.phases import FINAL_PHASES
+from workflows.phases import FINAL_PHASES, Phase, failed
 
 log = logging.getLogger(__name__)
 
@@ -113,8 +113,8 @@ def session_state(raw: Mapping[str, Any], now: float, stale_claim_s: float) -> S
     first status write, the phase it was created with)."""
     status = raw.get("status") or {}
     annotations = (raw.get("metadata") or {}).get("annotations") or {}
-    phase = status.get("phase") or annotations.get(INITIAL_PHASE_ANNOTATION) or "Pending"
-    if phase != "Pending" or status.get("taskId") or status.get("queuedAt"):
+    phase = status.get("phase") or annotations.get(INITIAL_PHASE_ANNOTATION) or Phase.PENDING
+    if phase != Phase.PENDING or status.get("taskId") or status.get("queuedAt"):
         return "done"
     claim = status.get("claim")
     if not isinstance(claim, dict):
@@ -272,8 +272,7 @@ class Watcher:
                   "and stopped before queuing it; create a new session to run it")
         if self.store.patch_status_if(ref.kind, ref.name, ref.namespace,
                                       str(raw["metadata"]["resourceVersion"]),
-                                      {"phase": "Failed", "reason": reason,
-                                       "completionTime": now_iso()}):
+                                      failed(reason, now=self.clock())):
             log.error("%s: %s", ref, reason)
 
     def _report_invalid(self, kind: str, raw: RawDict, error: InvalidResource) -> None:
@@ -285,5 +284,4 @@ class Watcher:
         self.store.patch_status_if(
             kind, str(metadata.get("name")), str(metadata.get("namespace")),
             str(metadata.get("resourceVersion")),
-            {"phase": "Failed", "reason": str(error), "completionTime": now_iso(),
-             "conditions": {"ValidationPassed": "False"}})
+            failed(str(error), now=self.clock(), conditions={"ValidationPassed": "False"}))

@@ -24,7 +24,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 from workers.encryption import RepositoryCipher
-from workers.snapshots import Cipher, read_stream, write_stream
+from workers.repository.streams import Cipher, read_stream, write_stream
 from workers.storage.local import LocalStorage
 
 #: Bytes per chunk fed in, as the dump client's reads and the storage's reads come.

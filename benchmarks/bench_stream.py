@@ -1,7 +1,7 @@
 """`make bench-stream`: StashQ's byte pipeline alone, to see where a backup's time goes.
 
 `make bench` times whole sessions; this times the one path every backup's bytes take
-(`workers.snapshots.write_stream`: read ahead, zstd, sha256, store) in this process,
+(`workers.repository.streams.write_stream`: read ahead, zstd, sha256, store) in this process,
 without Celery, Redis or a CLI, into three sinks, against the shell pipelines, on the
 same dump, interleaved:
 
@@ -48,7 +48,7 @@ from benchmarks.common import (
 )
 from workers.engines.mysql import CONSISTENT_DUMP_OPTIONS, RESTORE_OPTIONS
 from workers.process import ClientProcess
-from workers.snapshots import read_stream, write_stream
+from workers.repository.streams import read_stream, write_stream
 from workers.storage.base import Storage
 from workers.storage.local import LocalStorage
 from workers.storage.s3 import PART_BYTES, PARTS_IN_FLIGHT, S3Storage

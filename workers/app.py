@@ -12,6 +12,8 @@
 
 from __future__ import annotations
 
+import logging
+
 from celery import Celery
 from celery.signals import worker_ready, worker_shutdown
 
@@ -19,6 +21,8 @@ from workers import logs
 from workers.steps.session import CONTROL_QUEUE, DATA_QUEUE, ROUTES
 from workers.sweeper import start_in_worker, stop_in_worker
 from workflows.settings import Settings
+
+log = logging.getLogger(__name__)
 
 
 def create_app(settings: Settings) -> Celery:
@@ -55,3 +59,19 @@ def create_app(settings: Settings) -> Celery:
 
 
 QUEUES = (DATA_QUEUE, CONTROL_QUEUE)
+#: Seconds ``unconsumed_queues`` waits for the workers' replies: an idle or busy worker
+#: answers within milliseconds (its main process handles control messages), and the
+#: user asking is waiting.
+INSPECT_TIMEOUT_S = 1.0
+
+
+def unconsumed_queues(app: Celery, timeout_s: float = INSPECT_TIMEOUT_S) -> list[str] | None:
+    """Those of ``QUEUES`` no running worker consumes (all of them: no worker answered);
+    None if the broker could not be asked (best effort: a notice, never a failure)."""
+    try:
+        replies = app.control.inspect(timeout=timeout_s).active_queues() or {}
+    except Exception as e:
+        log.warning("could not ask the workers which queues they consume: %s", e)
+        return None
+    consumed = {queue.get("name") for queues in replies.values() for queue in queues or ()}
+    return [queue for queue in QUEUES if queue not in consumed]

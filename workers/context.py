@@ -9,18 +9,17 @@ resource and the field that pointed at it.
 from __future__ import annotations
 
 import functools
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import TypeVar
 
-from workers.encryption import PASSWORD_KEY
 from workers.engines import ConnectionInfo, EngineAdapter, engine_for
-from workers.snapshots import Cipher, read_config, unlock
+from workers.repository import Repository as RepositoryObject
+from workers.repository import open_repository
 from workers.state.base import ResourceStore
-from workers.storage import open_storage
-from workers.storage.base import Storage
-from workflows.catalog import DEFAULT_TASKS, builtin_functions, builtin_tasks
+from workflows.catalog import builtin_functions, builtin_tasks
 from workflows.errors import InvalidResource, NotFound
-from workflows.plan import REPLICAS_PARAM, Plan, resolve_task
+from workflows.plan import Plan, plan_for
 from workflows.resources import (
     AppBinding,
     BackupConfiguration,
@@ -31,8 +30,9 @@ from workflows.resources import (
     Secret,
     Task,
 )
-from workflows.resources.base import Resource, TaskRef
+from workflows.resources.base import Resource
 from workflows.settings import Settings
+from workflows.snapshots import Snapshot
 
 R = TypeVar("R", bound=Resource)
 
@@ -65,8 +65,6 @@ class SessionRef:
 class StepContext:
     """Lazily resolved view of one session; cached per step execution."""
 
-    _cipher: tuple[Cipher] | None = None  #: set once config.json exists
-
     def __init__(self, settings: Settings, store: ResourceStore, ref: SessionRef) -> None:
         self.settings, self.store, self.ref = settings, store, ref
 
@@ -84,6 +82,12 @@ class StepContext:
         if not isinstance(session, BackupSession):
             return None
         return self._get(BackupConfiguration, session.spec.invoker.name, "spec.invoker.name")
+
+    @property
+    def invoker(self) -> str | None:
+        """The BackupConfiguration a BackupSession runs (None for a restore)."""
+        session = self.session
+        return session.spec.invoker.name if isinstance(session, BackupSession) else None
 
     @functools.cached_property
     def repository(self) -> Repository:
@@ -108,30 +112,27 @@ class StepContext:
         return self._secret(name, self.repository, "spec.backend.storageSecretName")
 
     @functools.cached_property
-    def storage(self) -> Storage:
-        return open_storage(self.repository, self.storage_secret, self.settings)
+    def repo(self) -> RepositoryObject:
+        """The Repository object: every read and write of the repository goes through it."""
+        return open_repository(self.repository, self.storage_secret, self.settings)
 
-    @property
-    def password(self) -> str | None:
-        """The repository password (``RESTIC_PASSWORD`` in the storage Secret), if any."""
-        secret = self.storage_secret
-        return None if secret is None else secret.values.get(PASSWORD_KEY)
-
-    @property
-    def cipher(self) -> Cipher:
-        """What the repository is read and written with: None if it is unencrypted, or
-        new (its ``config.json`` not written yet: then asked again next time).
-
-        ``PrecheckFailed`` if it is encrypted and the password is missing or wrong, or
-        if it is not and a password is set.
-        """
-        if self._cipher is None:
-            config = read_config(self.storage)
-            if config is None:
-                return None
-            self._cipher = (unlock(config, self.password, repository=self.repository.name,
-                                   secret=self.repository.spec.backend.storage_secret_name),)
-        return self._cipher[0]
+    @functools.cached_property
+    def restore_snapshot(self) -> Snapshot:
+        """The snapshot a RestoreSession restores: the one its pre-check chose
+        (``status.snapshot.name``: a backup finishing meanwhile changes nothing, and each
+        replica of a physical restore gets the same), else ``latest`` or the id its spec
+        names, of the source it names."""
+        session = self.session
+        assert isinstance(session, RestoreSession), "a backup restores no snapshot"
+        repository = self.repository.name
+        chosen = pinned_snapshot(session)
+        if chosen is None:
+            return self.repo.resolve_snapshot(session.snapshot, session.source)
+        snapshot = self.repo.find_snapshot(chosen)
+        if snapshot is None:
+            raise NotFound(f'snapshot "{chosen}" (chosen by pre-check) is no longer in '
+                           f'Repository "{repository}"')
+        return snapshot
 
     @functools.cached_property
     def engine(self) -> EngineAdapter:
@@ -148,20 +149,13 @@ class StepContext:
 
     @functools.cached_property
     def plan(self) -> Plan:
-        kind = "backup" if self.is_backup else "restore"
         spec = self.config.spec if self.config is not None else self.session.spec
-        task_ref: TaskRef = spec.task  # type: ignore[union-attr]
-        name = task_ref.name or DEFAULT_TASKS[(self.appbinding.engine, kind)]
-        task = lookup_task(self.store, name, self.ref.namespace)
-        fns = functions(self.store, self.ref.namespace)
-        overrides = task_ref.param_map()
-        plan = resolve_task(task, fns, overrides)
-        replicas = spec.target.replicas  # type: ignore[union-attr]
-        wants = any(REPLICAS_PARAM in s.params for s in plan.steps)
-        if replicas is not None and wants and REPLICAS_PARAM not in overrides:
-            # Stash's spec.target.replicas: one restore step per replica
-            plan = resolve_task(task, fns, overrides | {REPLICAS_PARAM: str(replicas)})
-        return plan
+        return plan_for(spec.task, kind="backup" if self.is_backup else "restore",  # type: ignore[union-attr]
+                        engine=self.appbinding.engine,
+                        tasks=known(self.store, Task, builtin_tasks(), self.ref.namespace),
+                        functions=known(self.store, Function, builtin_functions(),
+                                        self.ref.namespace),
+                        replicas=spec.target.replicas)  # type: ignore[union-attr]
 
     def _get(self, cls: type[R], name: str, field: str, namespace: str | None = None) -> R:
         namespace = namespace or self.ref.namespace
@@ -179,17 +173,13 @@ class StepContext:
                            f'not found in namespace "{owner.namespace}"') from None
 
 
-def lookup_task(store: ResourceStore, name: str, namespace: str) -> Task:
-    """A user-applied Task wins over a built-in one of the same name."""
-    try:
-        return store.get(Task, name, namespace)
-    except NotFound:
-        pass
-    builtin = builtin_tasks()
-    if name not in builtin:
-        raise NotFound(f'Task "{name}" does not exist (built-in: {", ".join(sorted(builtin))})')
-    return builtin[name]
+def pinned_snapshot(session: RestoreSession) -> str | None:
+    """The snapshot id a restore's pre-check chose, once it passed."""
+    chosen = (session.status.get("snapshot") or {}).get("name")
+    return str(chosen) if chosen else None
 
 
-def functions(store: ResourceStore, namespace: str) -> dict[str, Function]:
-    return builtin_functions() | {f.name: f for f in store.list(Function, namespace)}
+def known(store: ResourceStore, cls: type[R], builtin: Mapping[str, R],
+          namespace: str) -> dict[str, R]:
+    """The built-in Tasks (or Functions) with the namespace's own over them."""
+    return {**builtin, **{r.name: r for r in store.list(cls, namespace)}}

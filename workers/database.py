@@ -75,6 +75,17 @@ def user_databases(connection: pymysql.Connection) -> list[str]:
         return [name for (name,) in cursor.fetchall() if name.lower() not in SYSTEM_DATABASES]
 
 
+def table_counts(connection: pymysql.Connection, databases: Sequence[str]) -> dict[str, int]:
+    """How many tables (and views) each of ``databases`` holds; a missing one is absent."""
+    if not databases:
+        return {}
+    marks = ", ".join(["%s"] * len(databases))
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT TABLE_SCHEMA, COUNT(*) FROM information_schema.TABLES "
+                       f"WHERE TABLE_SCHEMA IN ({marks}) GROUP BY 1", tuple(databases))
+        return {name: int(count) for name, count in cursor.fetchall()}
+
+
 # --- a parallel dump's questions (workers/parallel_dump.py, workers/shared_snapshot.py) ---
 
 #: Column types a primary key must have for a table to be dumped in key ranges.

@@ -17,6 +17,7 @@ from urllib.parse import urlsplit, urlunsplit
 from prometheus_client import CollectorRegistry, Gauge, pushadd_to_gateway
 
 from workflows.errors import StorageError, TransientStorageError
+from workflows.phases import Phase
 
 log = logging.getLogger(__name__)
 
@@ -55,7 +56,7 @@ def build_registry(facts: SessionFacts) -> CollectorRegistry:
     registry = CollectorRegistry()
     prefix = "stashq_backupsession" if facts.session_kind == "BackupSession" \
         else "stashq_restoresession"
-    succeeded = facts.status.get("phase") == "Succeeded"
+    succeeded = facts.status.get("phase") == Phase.SUCCEEDED
 
     def gauge(name: str, doc: str, value: float) -> None:
         Gauge(name, doc, LABELS, registry=registry).labels(**facts.labels).set(value)

@@ -37,12 +37,11 @@ from workers.engines import EngineAdapter
 from workers.pauses import pause_at
 from workers.process import ClientProcess
 from workers.shared_snapshot import commits_blocked
-from workers.snapshots import write_stream
 from workers.streaming import PROGRESS_INTERVAL_S, StreamStats
 from workflows.errors import DumpFailed, InvalidResource
 from workflows.parallel_plan import DumpPart, TableSize, plan_parts, split_candidates
 from workflows.resources import Engine
-from workflows.snapshots import Stream, data_key
+from workflows.snapshots import Stream
 
 log = logging.getLogger(__name__)
 
@@ -211,11 +210,11 @@ def _dump(ctx: StepContext, commands: Commands, data: list[DumpJob], metadata: l
     stored: list[Stream] = []  # appended by every thread: what a failure must remove
 
     def store(job: DumpJob, client: ClientProcess) -> list[Stream]:
-        key = data_key(ctx.ref.name, job.name)
-        stream = write_stream(ctx.storage, ctx.cipher, key, job.name,
-                              client.chunks(ctx.settings.dump_chunk_bytes), level=level,
-                              threads=STREAM_ZSTD_THREADS, report=progress.of(job.name),
-                              check_end=completed(client.name))
+        stream = ctx.repo.write_stream(ctx.ref.name, job.name,
+                                       client.chunks(ctx.settings.dump_chunk_bytes),
+                                       level=level, threads=STREAM_ZSTD_THREADS,
+                                       report=progress.of(job.name),
+                                       check_end=completed(client.name))
         stored.append(stream)
         return [stream.model_copy(update={"role": job.role, "tables": job.tables,
                                           "where": job.where})]
@@ -263,6 +262,6 @@ def _discard(streams: list[Stream], ctx: StepContext) -> None:
     """Delete the streams a failed dump stored (best effort: prune removes the rest)."""
     for stream in streams:
         try:
-            ctx.storage.delete(stream.key)
+            ctx.repo.discard_stream(stream)
         except Exception as e:
             log.warning("could not remove stream %s of a failed dump: %s", stream.key, e)

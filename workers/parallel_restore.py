@@ -11,17 +11,16 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
 
 from workers.context import StepContext
 from workers.engines.base import defaults_file
 from workers.parallel_dump import SummedProgress
 from workers.process import ClientProcess
-from workers.snapshots import read_stream
 from workers.streaming import StreamStats
 from workflows.errors import DumpFailed
-from workflows.parallel_plan import parse_parallel
+from workflows.params import RestoreParams
 from workflows.snapshots import Snapshot, Stream
 
 log = logging.getLogger(__name__)
@@ -37,9 +36,9 @@ def is_parallel(snapshot: Snapshot) -> bool:
 class _Loader:
     """Feeds streams to SQL clients; once stopped, kills them and starts no more."""
 
-    def __init__(self, ctx: StepContext, snapshot_id: str, argv: Sequence[str],
+    def __init__(self, ctx: StepContext, snapshot: Snapshot, argv: Sequence[str],
                  report: Report) -> None:
-        self._ctx, self._snapshot_id, self._argv = ctx, snapshot_id, list(argv)
+        self._ctx, self._snapshot, self._argv = ctx, snapshot, list(argv)
         self._progress = SummedProgress(report)
         self._lock = threading.Lock()
         self._clients: list[ClientProcess] = []
@@ -52,8 +51,8 @@ class _Loader:
             client = ClientProcess(self._argv, stdin_pipe=True)
             self._clients.append(client)
         try:  # a corrupt stream raises inside feed, before the client's input is closed
-            client.feed(read_stream(self._ctx.storage, self._ctx.cipher, self._snapshot_id,
-                                    stream, self._progress.of(stream.name)))
+            client.feed(self._ctx.repo.read_stream(self._snapshot, stream,
+                                                   self._progress.of(stream.name)))
         finally:
             client.stop()
 
@@ -66,14 +65,14 @@ class _Loader:
 
 
 def restore_parallel(ctx: StepContext, snapshot: Snapshot, database: str | None,
-                     params: Mapping[str, str], report: Report) -> None:
+                     params: RestoreParams, report: Report) -> None:
     """Load the snapshot's streams into ``database`` (None: the databases they name);
     param ``parallel``: data streams loaded at once (empty: all of them)."""
     data = [s for s in snapshot.streams if s.role == "data"]
-    parallel = parse_parallel(params.get("parallel", ""), default=max(len(data), 1))
+    parallel = params.parallel or max(len(data), 1)
     with defaults_file(ctx.connection) as cnf:
-        argv = ctx.engine.restore_args(cnf, database, params.get("args", "").split())
-        loader = _Loader(ctx, snapshot.id, argv, report)
+        argv = ctx.engine.restore_args(cnf, database, params.args)
+        loader = _Loader(ctx, snapshot, argv, report)
         for stream in (s for s in snapshot.streams if s.role == "schema"):
             loader.load(stream)
         _load_at_once(loader, data, parallel)

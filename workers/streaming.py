@@ -173,7 +173,8 @@ def decompress(chunks: Iterable[bytes], stats: StreamStats) -> Iterator[bytes]:
 def with_progress(chunks: Iterable[bytes], stats: StreamStats,
                   report: Callable[[StreamStats], None],
                   interval_s: float = PROGRESS_INTERVAL_S) -> Iterator[bytes]:
-    """Pass chunks through, calling ``report(stats)`` at most every ``interval_s``."""
+    """Pass chunks through, calling ``report(stats)`` at most every ``interval_s``, and
+    once at the end (a stream shorter than the interval is reported too)."""
     last = time.monotonic()
     for chunk in chunks:
         yield chunk
@@ -181,3 +182,4 @@ def with_progress(chunks: Iterable[bytes], stats: StreamStats,
         if now - last >= interval_s:
             last = now
             report(stats)
+    report(stats)

@@ -40,6 +40,7 @@ from workers.context import SESSION_KINDS, SessionRef, StepContext
 from workers.heartbeat import worker_name
 from workers.logs import session_context
 from workers.queueing import queue_chain
+from workers.session_metrics import push_session_metrics
 from workers.state import open_store
 from workers.state.base import ResourceStore
 from workers.steps.session import CONTROL_QUEUE, DATA_QUEUE, now_iso
@@ -203,8 +204,6 @@ class StaleSweeper:
         if status is None:
             log.info("%s changed while being failed; left to whoever changed it", ref)
             return
-        from workers.steps.push_metrics import push_session_metrics
-
         try:
             push_session_metrics(StepContext(self.settings, self.store, ref), status)
         except Exception as e:  # the failure is recorded; the metric is a bonus

@@ -19,8 +19,6 @@ import heapq
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
-from workflows.errors import InvalidResource
-
 #: More dump clients than this is a typo: each is a connection, a process and a stream.
 MAX_PARALLEL = 16
 
@@ -62,17 +60,6 @@ class DumpPart:
     tables: tuple[TableSize, ...]
     key_range: KeyRange | None = None
     estimated_bytes: int = 0
-
-
-def parse_parallel(raw: str, *, default: int = 1, param: str = "parallel") -> int:
-    """A ``parallel`` param: empty → ``default``; otherwise 1..MAX_PARALLEL."""
-    text = raw.strip()
-    if not text:
-        return default
-    if not text.isdigit() or not 1 <= int(text) <= MAX_PARALLEL:
-        raise InvalidResource(f'"{raw}" is not a number from 1 to {MAX_PARALLEL}',
-                              path=f"spec.task.params.{param}")
-    return int(text)
 
 
 def split_candidates(tables: Sequence[TableSize], parallel: int) -> list[TableSize]:

@@ -35,6 +35,25 @@ def iso_ms(unix: float) -> str:
         .replace("+00:00", "Z")
 
 
+def pending() -> dict[str, Any]:
+    """The status a session is created with: waiting to be queued and claimed."""
+    return {"phase": Phase.PENDING.value}
+
+
+def skipped(reason: str, *, now: float) -> dict[str, Any]:
+    """The status of a session that will not run (a missed slot, one still running)."""
+    return {"phase": Phase.SKIPPED.value, "reason": reason, "completionTime": iso_ms(now),
+            "completionTimestamp": now, "conditions": {"BackupSkipped": "True"}}
+
+
+def succeeded(*, now: float, seconds: float, **extra: Any) -> dict[str, Any]:
+    """The patch that ends a session Succeeded after ``seconds``; clears a reason and the
+    live progress of its run."""
+    return {"phase": Phase.SUCCEEDED.value, "reason": None, "progress": None,
+            "sessionDuration": f"{seconds}s", "sessionDurationSeconds": seconds,
+            "completionTime": iso_ms(now), "completionTimestamp": now, **extra}
+
+
 def failed(reason: str, *, now: float, step: str | None = None,
            **extra: Any) -> dict[str, Any]:
     """The patch that ends a session Failed: the reason, the step (None clears an older

@@ -16,9 +16,10 @@ wrote their policies against it (restic ``internal/restic/snapshot_policy.go``):
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime, tzinfo
+from typing import Any
 
 from workflows.resources.backup import RetentionPolicy
 
@@ -98,3 +99,17 @@ def sessions_beyond_limit(finished: Iterable[tuple[str, float]], limit: int) -> 
     """
     newest_first = sorted(finished, key=lambda item: (item[1], item[0]), reverse=True)
     return [name for name, _ in newest_first[max(limit, 0):]]
+
+
+def finished_time(status: Mapping[str, Any], slot: int | None = None) -> float | None:
+    """When a session finished (unix time): its ``completionTimestamp``, else its
+    ``completionTime``, else ``slot`` (a scheduled session's slot); None if not finished.
+    Every final phase is written with a completion time."""
+    if isinstance(stamp := status.get("completionTimestamp"), int | float):
+        return float(stamp)
+    if isinstance(text := status.get("completionTime"), str):
+        try:
+            return datetime.fromisoformat(text.replace("Z", "+00:00")).timestamp()
+        except ValueError:
+            pass
+    return float(slot) if slot is not None else None

@@ -20,12 +20,12 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from croniter import croniter
 
 from workflows.errors import InvalidResource
+from workflows.phases import Phase
 from workflows.resources import BackupConfiguration
 
 #: Kubernetes names are at most 253 characters; leave room for "-<unix time>".
@@ -37,9 +37,6 @@ MAX_COUNTED_SLOTS = 100
 MEMO_SLOTS = 4096
 #: CronJob's usual ``startingDeadlineSeconds``: a slot found later than this is not run.
 STARTING_DEADLINE_S = 300.0
-
-Phase = Literal["Pending", "Skipped"]
-
 
 def session_name(config: str, slot_unix: int) -> str:
     return f"{config[:MAX_CONFIG_NAME_CHARS]}-{slot_unix}"
@@ -56,6 +53,15 @@ def slot_of_session(config: str, session: str) -> int | None:
     if rest == session or not (rest.isascii() and rest.isdigit()):
         return None
     return int(rest)
+
+
+def configuration_of_session(session: str) -> str | None:
+    """The configuration in a name ``session_name(config, slot)`` made; None for another.
+
+    ``nightly-db-1700000000`` → ``nightly-db``; ``adhoc`` → None.
+    """
+    config, _, slot = session.rpartition("-")
+    return config if config and slot.isascii() and slot.isdigit() else None
 
 
 def iso_utc(unix: float) -> str:
@@ -166,9 +172,9 @@ def session_verdict(due: Due, *, busy: tuple[str, str] | None,
     overlapping backups of one database are never started (Stash issue #1137).
     """
     if not due.runs:
-        return "Skipped", (f"missed: the slot of {iso_utc(due.slot)} was reached "
+        return Phase.SKIPPED, (f"missed: the slot of {iso_utc(due.slot)} was reached "
                            f"{due.late_s:.0f}s late, past the starting deadline of "
                            f"{starting_deadline_s:.0f}s (was the scheduler stopped?)")
     if busy is not None:
-        return "Skipped", f'the previous session "{busy[0]}" is still {busy[1]}'
-    return "Pending", None
+        return Phase.SKIPPED, f'the previous session "{busy[0]}" is still {busy[1]}'
+    return Phase.PENDING, None

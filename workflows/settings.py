@@ -90,6 +90,10 @@ class Settings:
     #: Attempts per S3 request inside botocore (its "standard" mode, first one included)
     #: before the error reaches the step, whose own retries take over.
     s3_max_attempts: int = 4
+    #: Finished RestoreSessions kept per target AppBinding; older ones are deleted when
+    #: a restore finishes (Stash has no such limit and kept them all: they piled up).
+    #: BackupSessions follow their configuration's ``backupHistoryLimit``.
+    restore_history_limit: int = 5
     #: Test only, empty in production: ``<point>:<seconds>`` makes the dump step sleep at
     #: a named point (``before_upload``, ``before_manifest``) so that fault tests can kill
     #: a worker there. See ``workers/pauses.py``.

@@ -80,6 +80,9 @@ class Snapshot(_Wire):
     engine: str
     server_version: str
     target: str                       #: AppBinding name
+    #: BackupConfiguration that took it (None in manifests from before it was recorded:
+    #: then its session name ``<config>-<unix time>`` tells, see ``workflows.restores``).
+    configuration: str | None = None
     databases: tuple[str, ...] = ()   #: empty = all user databases
     streams: tuple[Stream, ...]
     started_at: datetime

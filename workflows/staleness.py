@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Literal
 
+from workflows.phases import Phase
 from workflows.schedule import iso_utc
 
 #: Status fields that prove a session was alive at their time, newest wins. A retry
@@ -62,7 +63,7 @@ def last_sign_of_life(status: Mapping[str, Any]) -> float | None:
 def stale_verdict(status: Mapping[str, Any], *, now: float, timeout_s: float,
                   requeue_limit: int) -> StaleVerdict | None:
     """None unless the session is Running and silent for longer than ``timeout_s``."""
-    if status.get("phase") != "Running":
+    if status.get("phase") != Phase.RUNNING:
         return None
     last = last_sign_of_life(status)
     if last is None or now - last <= timeout_s:
@@ -88,7 +89,7 @@ def times_requeued(status: Mapping[str, Any]) -> int:
 def pending_overdue(status: Mapping[str, Any], *, now: float, timeout_s: float) -> bool:
     """Queued, still Pending, and for longer than ``timeout_s``?"""
     queued_at = unix_time(status.get("queuedAt"))
-    return (status.get("phase") == "Pending" and queued_at is not None
+    return (status.get("phase") == Phase.PENDING and queued_at is not None
             and now - queued_at > timeout_s)
 
 

@@ -6,6 +6,8 @@ import json
 from pathlib import Path
 from typing import Any
 
+import yaml
+
 from tests.servers import MariaDBServer, S3Server
 
 
@@ -53,6 +55,19 @@ spec:
 {task_line}    params:
       - {{name: databases, value: {json.dumps(databases)}}}
 """
+
+
+def restore_session(name: str, *, target: dict[str, Any] | None = None,
+                    task: dict[str, Any] | None = None) -> str:
+    """RestoreSession ``name``: Repository "repo" into AppBinding "db", with ``target``
+    fields besides ``ref`` (rules, overwrite) and a ``task``, if given."""
+    ref = {"apiVersion": "appcatalog.appscode.com/v1alpha1", "kind": "AppBinding", "name": "db"}
+    spec: dict[str, Any] = {"repository": {"name": "repo"},
+                            "target": {"ref": ref, **(target or {})}}
+    if task:
+        spec["task"] = task
+    return yaml.safe_dump({"apiVersion": "stashq.io/v1alpha1", "kind": "RestoreSession",
+                           "metadata": {"name": name}, "spec": spec}, sort_keys=False)
 
 
 def standard_setup(path: Path, s3: S3Server, mariadb: MariaDBServer, bucket: str,

@@ -31,7 +31,7 @@ def test_round_trip_through_the_queue(stack: Stack, namespace: str, database: st
         create_sample(conn, database)
     resources = standard_setup(tmp_path / "setup.yaml", stack.s3, stack.mariadb, bucket, database)
     applied = stack.cli("apply", "-f", str(resources), namespace=namespace, check=True)
-    assert "BackupConfiguration/nightly configured" in applied.stdout
+    assert "BackupConfiguration/nightly created" in applied.stdout
 
     backup = stack.cli("backup", "nightly", "--wait", namespace=namespace, check=True)
     session_name = created(backup.stdout)

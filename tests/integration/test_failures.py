@@ -169,6 +169,25 @@ def test_malformed_file_applies_nothing(stack: Stack, namespace: str, tmp_path: 
     assert RedisStore.from_url(stack.redis_url).list(Repository, namespace) == []
 
 
+@pytest.mark.parametrize(("param", "value", "message"), [
+    ("zstdLevel", "99", 'param "zstdLevel" = "99": Input should be less than or equal to 22'),
+    ("parallel", "two", 'param "parallel" = "two": Input should be a valid integer'),
+])
+def test_a_bad_param_value_is_refused_at_apply_naming_it(
+        stack: Stack, namespace: str, tmp_path: Path, bucket: str, database: str,
+        param: str, value: str, message: str) -> None:
+    good = standard_setup(tmp_path / "good.yaml", stack.s3, stack.mariadb, bucket, database)
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(good.read_text().replace(
+        "      - {name: databases,", f"      - {{name: {param}, value: {value!r}}}\n"
+                                    "      - {name: databases,"))
+    result = stack.cli("apply", "-f", str(bad), namespace=namespace)
+    assert result.returncode == 2, result.stdout + result.stderr
+    assert (f'{bad}#4: BackupConfiguration "nightly": spec.task.params: Task '
+            f'"mariadb-backup-10.11" step "logical-backup": {message}') in result.stderr
+    assert RedisStore.from_url(stack.redis_url).list(Repository, namespace) == []
+
+
 def corrupt_object(stack: Stack, bucket: str, key: str, offset: int) -> None:
     client = stack.s3.client()
     data = bytearray(client.get_object(Bucket=bucket, Key=key)["Body"].read())

@@ -195,6 +195,8 @@ def test_a_worker_killed_anywhere_in_a_backup_leaves_one_snapshot_after_a_restar
 
     # The worker is gone: the session still says Running, and nothing half is listed.
     assert status(d, namespace, name)["phase"] == "Running"
+    # Its option file, with the database password, died with it (it lived in memory).
+    assert not [p for p in (d.tmp_path / "tmp").rglob("*") if p.name.endswith(".cnf")]
     assert manifests(d.s3, bucket) == [] and name not in snapshot_ids(d, namespace)
     if point == "before_manifest":  # the data is complete, but without its manifest
         assert [k for k in keys(d.s3, bucket) if f"/data/{name}/" in k]

@@ -4,13 +4,12 @@ and holds the same data. A data directory that is not empty is never written int
 
 from __future__ import annotations
 
-import json
 import time
 from pathlib import Path
 from typing import Any
 
 from tests.integration.conftest import Stack, wait_restore
-from tests.integration.resources import appbinding, s3_repository, secret
+from tests.integration.resources import appbinding, restore_session, s3_repository, secret
 from tests.integration.test_backup_restore import created
 from tests.servers import MariaDBServer, free_port
 from tests.support.compare import describe
@@ -44,17 +43,9 @@ spec:
 
 
 def restore(stack: Stack, namespace: str, path: Path, name: str, data_dir: Path) -> dict[str, Any]:
-    path.write_text(f"""apiVersion: stashq.io/v1alpha1
-kind: RestoreSession
-metadata: {{name: {name}}}
-spec:
-  repository: {{name: repo}}
-  target:
-    ref: {{apiVersion: appcatalog.appscode.com/v1alpha1, kind: AppBinding, name: db}}
-  task:
-    name: mariadb-physical-restore
-    params: [{{name: dataDir, value: {json.dumps(str(data_dir))}}}]
-""")
+    path.write_text(restore_session(name, task={
+        "name": "mariadb-physical-restore",
+        "params": [{"name": "dataDir", "value": str(data_dir)}]}))
     stack.cli("apply", "-f", str(path), namespace=namespace, check=True)
     return wait_restore(stack, namespace, name, RESTORE_WAIT_S)
 

@@ -1,10 +1,11 @@
-"""An encrypted repository in a directory, through the one write and read path: what is
+"""An encrypted repository in a directory, through the Repository object: what is
 stored holds no plaintext, what is read back is authenticated before it is released,
 manifests cannot be edited or moved, the password is checked before anything else, and
 ``stashq check --read-data`` authenticates every segment."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
@@ -14,21 +15,11 @@ from pathlib import Path
 import pytest
 import zstandard
 
-from workers.check import check_repository
 from workers.encryption import SEGMENT_BYTES
-from workers.snapshots import (
-    Cipher,
-    create_config,
-    load_snapshot,
-    read_config,
-    read_stream,
-    unlock,
-    write_snapshot,
-    write_stream,
-)
+from workers.repository import Repository
 from workers.storage.local import LocalStorage
 from workflows.errors import IntegrityError, PrecheckFailed
-from workflows.snapshots import CONFIG_KEY, Snapshot, Stream, data_key, manifest_key
+from workflows.snapshots import CONFIG_KEY, Snapshot, Stream, manifest_key
 
 PASSWORD = "s3cr3t pässword"
 #: Text that compresses poorly (hex), so the stream spans several 1 MiB segments.
@@ -37,24 +28,21 @@ RAW = b"".join(b"INSERT INTO t VALUES (%d,'%s');\n" % (i, os.urandom(64).hex().e
 MARKER = b"INSERT INTO t VALUES (4242,"
 
 
-def open_repo(root: Path, password: str | None) -> tuple[LocalStorage, Cipher]:
-    storage = LocalStorage(root)
-    if read_config(storage) is None:
-        create_config(storage, password)
-    return storage, unlock(read_config(storage), password, repository="repo", secret="s3-auth")
+def open_repo(root: Path, password: str | None) -> Repository:
+    repo = Repository(LocalStorage(root), "repo", password, "s3-auth")
+    repo.ensure_config(contextlib.nullcontext)  # no other writer in a test
+    return repo
 
 
-def backup(storage: LocalStorage, cipher: Cipher, snapshot_id: str = "snap-1") -> Snapshot:
-    key = data_key(snapshot_id, "dump.sql.zst")
-    stream = write_stream(storage, cipher, key, "dump.sql.zst", [RAW[i:i + 2**20] for i in
-                                                                 range(0, len(RAW), 2**20)],
-                          level=1)
+def backup(repo: Repository, snapshot_id: str = "snap-1") -> Snapshot:
+    stream = repo.write_stream(snapshot_id, "dump.sql.zst",
+                               [RAW[i:i + 2**20] for i in range(0, len(RAW), 2**20)], level=1)
     now = datetime.now(UTC)
     snapshot = Snapshot(id=snapshot_id, session=snapshot_id, repository="repo",
                         engine="mariadb", server_version="10.11", target="db",
                         databases=("secret_shop",), streams=(stream,), started_at=now,
                         finished_at=now)
-    write_snapshot(storage, cipher, snapshot)
+    repo.commit(snapshot)
     return snapshot
 
 
@@ -65,13 +53,13 @@ def flip(path: Path, offset: int) -> None:
 
 
 def test_round_trip_and_no_plaintext_at_rest(tmp_path: Path) -> None:
-    storage, cipher = open_repo(tmp_path, PASSWORD)
-    snapshot = backup(storage, cipher)
+    repo = open_repo(tmp_path, PASSWORD)
+    snapshot = backup(repo)
     (stream,) = snapshot.streams
     assert stream.size_bytes > 2 * SEGMENT_BYTES
-    loaded = load_snapshot(storage, cipher, "snap-1")
+    loaded = repo.resolve_snapshot("snap-1")
     assert loaded == snapshot
-    assert b"".join(read_stream(storage, cipher, "snap-1", loaded.streams[0])) == RAW
+    assert b"".join(repo.read_stream(loaded, loaded.streams[0])) == RAW
     stored = b"".join(p.read_bytes() for p in tmp_path.rglob("*") if p.is_file()
                       and p.name != CONFIG_KEY)
     assert MARKER not in stored and b"secret_shop" not in stored and b"mariadb" not in stored
@@ -82,9 +70,9 @@ def test_round_trip_and_no_plaintext_at_rest(tmp_path: Path) -> None:
 
 
 def test_a_repository_without_a_password_stays_plain(tmp_path: Path) -> None:
-    storage, cipher = open_repo(tmp_path, None)
-    assert cipher is None
-    backup(storage, cipher)
+    repo = open_repo(tmp_path, None)
+    assert repo.cipher is None
+    backup(repo)
     assert json.loads((tmp_path / CONFIG_KEY).read_text()) == {"formatVersion": 1}
     assert b"secret_shop" in (tmp_path / manifest_key("snap-1")).read_bytes()
 
@@ -92,27 +80,29 @@ def test_a_repository_without_a_password_stays_plain(tmp_path: Path) -> None:
 @pytest.mark.parametrize("segment", [0, 1, 2])
 def test_a_flipped_byte_releases_nothing_from_its_segment_on(tmp_path: Path,
                                                               segment: int) -> None:
-    storage, cipher = open_repo(tmp_path, PASSWORD)
-    (stream,) = backup(storage, cipher).streams
+    repo = open_repo(tmp_path, PASSWORD)
+    snapshot = backup(repo)
+    (stream,) = snapshot.streams
     flip(tmp_path / stream.key, segment * SEGMENT_BYTES + 1000)
     received = bytearray()
     with pytest.raises(IntegrityError) as e:
-        for chunk in read_stream(storage, cipher, "snap-1", stream):
+        for chunk in repo.read_stream(snapshot, stream):
             received += chunk
     assert f'snapshot "snap-1" stream dump.sql.zst is corrupt: segment {segment} ' in str(e.value)
     assert RAW.startswith(received)
     # What zstd could make of the segments before the corrupt one, and not a byte more.
-    assert len(received) <= authenticated_prefix(storage, cipher, stream)
+    assert len(received) <= authenticated_prefix(repo, stream)
     if segment == 0:
         assert received == b""
 
 
-def authenticated_prefix(storage: LocalStorage, cipher: Cipher, stream: Stream) -> int:
+def authenticated_prefix(repo: Repository, stream: Stream) -> int:
     """Bytes of the raw dump that the segments before the corrupt one decompress to."""
+    cipher = repo.cipher
     assert cipher is not None
     good = bytearray()
     try:
-        for piece in cipher.decrypt(storage.get_stream(stream.key), stream.key.encode()):
+        for piece in cipher.decrypt(repo.storage.get_stream(stream.key), stream.key.encode()):
             good += piece
     except IntegrityError:
         pass
@@ -121,24 +111,25 @@ def authenticated_prefix(storage: LocalStorage, cipher: Cipher, stream: Stream) 
 
 
 def test_a_truncated_stream_is_refused(tmp_path: Path) -> None:
-    storage, cipher = open_repo(tmp_path, PASSWORD)
-    (stream,) = backup(storage, cipher).streams
+    repo = open_repo(tmp_path, PASSWORD)
+    snapshot = backup(repo)
+    (stream,) = snapshot.streams
     path = tmp_path / stream.key
     path.write_bytes(path.read_bytes()[:2 * SEGMENT_BYTES])
     with pytest.raises(IntegrityError, match="it was truncated"):
-        b"".join(read_stream(storage, cipher, "snap-1", stream))
+        b"".join(repo.read_stream(snapshot, stream))
 
 
 def test_data_copied_under_another_key_does_not_open(tmp_path: Path) -> None:
-    storage, cipher = open_repo(tmp_path, PASSWORD)
-    first = backup(storage, cipher, "snap-1")
-    second = backup(storage, cipher, "snap-2")
+    repo = open_repo(tmp_path, PASSWORD)
+    first = backup(repo, "snap-1")
+    second = backup(repo, "snap-2")
     # Make snap-2's object the bytes of snap-1's, with the size and sha256 snap-2 expects.
     shutil.copy(tmp_path / first.streams[0].key, tmp_path / second.streams[0].key)
     forged = second.streams[0].model_copy(update={"size_bytes": first.streams[0].size_bytes,
                                                   "sha256": first.streams[0].sha256})
     with pytest.raises(IntegrityError, match="segment 0 .* failed authentication"):
-        b"".join(read_stream(storage, cipher, "snap-2", forged))
+        b"".join(repo.read_stream(second, forged))
 
 
 def snapshot_json(snapshot_id: str) -> bytes:
@@ -149,19 +140,19 @@ def snapshot_json(snapshot_id: str) -> bytes:
 
 
 def test_a_manifest_cannot_be_edited_moved_or_forged(tmp_path: Path) -> None:
-    storage, cipher = open_repo(tmp_path, PASSWORD)
-    backup(storage, cipher, "snap-1")
-    backup(storage, cipher, "snap-2")
+    repo = open_repo(tmp_path, PASSWORD)
+    backup(repo, "snap-1")
+    backup(repo, "snap-2")
     shutil.copy(tmp_path / manifest_key("snap-1"), tmp_path / manifest_key("snap-2"))
     with pytest.raises(IntegrityError, match='manifest of snapshot "snap-2" is corrupt'):
-        load_snapshot(storage, cipher, "snap-2")
+        repo.find_snapshot("snap-2")
     flip(tmp_path / manifest_key("snap-1"), 60)
     with pytest.raises(IntegrityError, match='manifest of snapshot "snap-1" is corrupt'):
-        load_snapshot(storage, cipher, "snap-1")
+        repo.find_snapshot("snap-1")
     plain = snapshot_json("snap-2")  # a plaintext manifest is no manifest here
     (tmp_path / manifest_key("snap-2")).write_bytes(plain)
     with pytest.raises(IntegrityError, match="snap-2"):
-        load_snapshot(storage, cipher, "snap-2")
+        repo.find_snapshot("snap-2")
 
 
 @pytest.mark.parametrize(("created_with", "opened_with", "expected"), [
@@ -177,32 +168,31 @@ def test_the_password_is_checked_first_and_never_shown(tmp_path: Path, created_w
                                                        expected: str) -> None:
     open_repo(tmp_path, created_with)
     with pytest.raises(PrecheckFailed) as e:
-        unlock(read_config(LocalStorage(tmp_path)), opened_with, repository="repo",
-               secret="s3-auth")
+        Repository(LocalStorage(tmp_path), "repo", opened_with, "s3-auth").cipher  # noqa: B018
     assert expected in str(e.value)
     assert PASSWORD not in str(e.value) and "wrong" not in str(e.value).replace(
         "a wrong password", "")
 
 
 def test_a_new_repository_has_nothing_to_unlock(tmp_path: Path) -> None:
-    assert unlock(None, PASSWORD, repository="repo", secret="s3-auth") is None
-    assert read_config(LocalStorage(tmp_path)) is None
+    repo = Repository(LocalStorage(tmp_path), "repo", PASSWORD, "s3-auth")
+    assert repo.cipher is None and repo.config is None
 
 
 def test_a_newer_format_is_refused(tmp_path: Path) -> None:
     (tmp_path / CONFIG_KEY).write_text('{"formatVersion": 3}')
     with pytest.raises(IntegrityError, match="newer than this StashQ understands"):
-        read_config(LocalStorage(tmp_path))
+        Repository(LocalStorage(tmp_path), "repo").config  # noqa: B018
 
 
 def test_check_read_data_authenticates_every_segment(tmp_path: Path) -> None:
-    storage, cipher = open_repo(tmp_path, PASSWORD)
-    (stream,) = backup(storage, cipher).streams
-    report = check_repository(storage, cipher, read_data=True)
+    repo = open_repo(tmp_path, PASSWORD)
+    (stream,) = backup(repo).streams
+    report = repo.check(read_data=True)
     assert report.ok and report.bytes_read == stream.size_bytes
     flip(tmp_path / stream.key, SEGMENT_BYTES + 5)
-    assert check_repository(storage, cipher).ok  # sizes alone cannot tell
-    report = check_repository(storage, cipher, read_data=True)
+    assert repo.check().ok  # sizes alone cannot tell
+    report = repo.check(read_data=True)
     assert report.problems == [f'snapshot "snap-1" stream dump.sql.zst: segment 1 (stored bytes '
                                f"{SEGMENT_BYTES}-{2 * SEGMENT_BYTES}) failed authentication: "
                                "the object was altered, reordered, or copied from another key "

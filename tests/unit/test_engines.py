@@ -51,13 +51,14 @@ def test_flavor_compatibility() -> None:
     assert engine_for(Engine.PERCONA_XTRADB).accepts(percona)
 
 
-def test_defaults_file_is_private_and_removed() -> None:
+def test_defaults_file_is_private_in_memory_and_removed() -> None:
     with defaults_file(CONN) as path:
         mode = stat.S_IMODE(os.stat(path).st_mode)
         text = path.read_text()
         assert mode == 0o600
-        assert stat.S_IMODE(os.stat(path.parent).st_mode) == 0o700
+        assert os.readlink(path).startswith("/memfd:stashq-client.cnf")  # on no disk
+        assert path.read_text() == text  # each open reads from the start (clients re-read)
         assert 'password="p\\"a\\\\ss w0rd"' in text
         assert "port=3307" in text
-    assert not path.exists() and not path.parent.exists()
+    assert not path.exists()
     assert "w0rd" not in repr(CONN) and "w0rd" not in str(CONN)

@@ -7,12 +7,10 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from workflows.errors import InvalidResource
 from workflows.parallel_plan import (
     MAX_PARALLEL,
     KeyRange,
     TableSize,
-    parse_parallel,
     plan_parts,
     split_candidates,
 )
@@ -63,17 +61,6 @@ def test_a_key_span_smaller_than_the_pieces_gives_fewer_ranges() -> None:
     big = table("tiny_keys", 100)
     assert len(plan_parts([big], 4, {big.qualified: (5, 6)})) == 2
     assert len(plan_parts([big], 4, {big.qualified: (7, 7)})) == 1
-
-
-@pytest.mark.parametrize("raw", ["0", "17", "two", "-1", "1.5"])
-def test_parallel_must_be_a_small_positive_number(raw: str) -> None:
-    with pytest.raises(InvalidResource, match="spec.task.params.parallel"):
-        parse_parallel(raw)
-
-
-def test_parallel_defaults() -> None:
-    assert parse_parallel("") == 1 and parse_parallel(" ", default=5) == 5
-    assert parse_parallel(str(MAX_PARALLEL)) == MAX_PARALLEL
 
 
 def _covers(ranges: list[KeyRange], key: int) -> int:

@@ -11,7 +11,7 @@ from celery.canvas import _chain, _chord
 
 from workers.app import create_app
 from workers.chains import build_chain
-from workers.steps.physical_restore import MARKER, claim, data_dir_for
+from workers.steps.physical_restore import MARKER, claim
 from workflows.catalog import builtin_functions, builtin_tasks
 from workflows.errors import InvalidResource, PrecheckFailed
 from workflows.plan import resolve_task
@@ -51,23 +51,10 @@ def test_steps_without_replicas_param_are_not_touched() -> None:
 
 
 @pytest.mark.parametrize("value", ["0", "-1", "three", "65"])
-def test_bad_replica_counts_are_rejected(value: str) -> None:
-    step = resolve_task(builtin_tasks()["mariadb-galera-restore"], builtin_functions(),
-                        {"replicas": value}).steps[1]
-    with pytest.raises(InvalidResource, match=f'param "replicas" is "{value}"'):
-        _ = step.replicas
-
-
-def test_data_dir_template() -> None:
-    path = data_dir_for("/var/lib/stashq/{namespace}/{target}/{replica}", replica=2,
-                        target="px", session="s", namespace="ns")
-    assert path == Path("/var/lib/stashq/ns/px/2")
-    with pytest.raises(InvalidResource, match=r"unknown placeholder \{host\}"):
-        data_dir_for("/x/{host}", replica=0, target="t", session="s", namespace="n")
-    with pytest.raises(InvalidResource, match="not an absolute path"):
-        data_dir_for("restore/{replica}", replica=0, target="t", session="s", namespace="n")
-    with pytest.raises(InvalidResource, match="has no {replica}"):
-        data_dir_for("/x/data", replica=1, target="t", session="s", namespace="n")
+def test_bad_replica_counts_are_rejected_when_the_task_is_resolved(value: str) -> None:
+    with pytest.raises(InvalidResource, match=f'param "replicas" = "{value}"'):
+        resolve_task(builtin_tasks()["mariadb-galera-restore"], builtin_functions(),
+                     {"replicas": value})
 
 
 def test_a_directory_is_claimed_only_if_empty_or_ours(tmp_path: Path) -> None:

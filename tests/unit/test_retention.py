@@ -21,6 +21,7 @@ from workflows.resources.backup import RetentionPolicy
 from workflows.retention import (
     PERIODS,
     SnapshotTime,
+    finished_time,
     rules_of,
     select_snapshots,
     sessions_beyond_limit,
@@ -294,3 +295,15 @@ def test_a_lease_taken_over_is_noticed_by_its_holder(store: RedisStore) -> None:
         time.sleep(0.5)
         with pytest.raises(RepositoryLocked, match="lost the lock"):
             lease.check()
+
+
+@pytest.mark.parametrize(("status", "slot", "expected"), [
+    ({"completionTimestamp": 1700000005.5, "completionTime": "2000-01-01T00:00:00Z"}, None,
+     1700000005.5),
+    ({"completionTime": "2023-11-14T22:13:25Z"}, None, 1700000005.0),
+    ({"completionTime": "not a time"}, 1700000000, 1700000000.0),  # the slot, then
+    ({"phase": "Running"}, None, None),                            # not finished
+])
+def test_finished_time(status: dict[str, object], slot: int | None,
+                       expected: float | None) -> None:
+    assert finished_time(status, slot) == expected

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 import zstandard
 
-from workers.snapshots import read_stream, write_stream
+from workers.repository.streams import read_stream, write_stream
 from workers.storage.local import LocalStorage
 from workers.streaming import ZSTD_JOB_BYTES, available_cpus
 

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import tempfile
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -75,19 +74,29 @@ def render_defaults(conn: ConnectionInfo, ca_path: Path | None) -> str:
 
 @contextlib.contextmanager
 def defaults_file(conn: ConnectionInfo) -> Iterator[Path]:
-    """A private directory with a 0600 option file (and CA file), removed afterwards."""
-    with tempfile.TemporaryDirectory(prefix="stashq-") as tmp:
-        os.chmod(tmp, 0o700)
+    """A 0600 option file (and CA file) that exists only in this process's memory.
+
+    The files are anonymous memory files (``memfd_create``), named to the clients as
+    ``/proc/<our pid>/fd/<n>``: readable by processes of our user only, re-readable
+    (each open starts at the beginning), and gone the moment we close them or die. A
+    worker killed with ``kill -9`` mid-dump therefore leaves no password on any disk,
+    which a temporary directory could not promise (nothing runs to remove it).
+    """
+    with contextlib.ExitStack() as stack:
         ca_path = None
         if conn.ca_bundle:
-            ca_path = Path(tmp, "ca.pem")
-            _write_private(ca_path, conn.ca_bundle)
-        path = Path(tmp, "client.cnf")
-        _write_private(path, render_defaults(conn, ca_path))
-        yield path
+            ca_path = stack.enter_context(_memory_file("ca.pem", conn.ca_bundle))
+        yield stack.enter_context(_memory_file("client.cnf", render_defaults(conn, ca_path)))
 
 
-def _write_private(path: Path, text: str) -> None:
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    with os.fdopen(fd, "w", encoding="utf-8") as f:
-        f.write(text)
+@contextlib.contextmanager
+def _memory_file(name: str, text: str) -> Iterator[Path]:
+    fd = os.memfd_create(f"stashq-{name}", os.MFD_CLOEXEC)
+    try:
+        os.fchmod(fd, 0o600)  # memfds start 0777; the clients ignore world-writable files
+        data = memoryview(text.encode("utf-8"))
+        while data:
+            data = data[os.write(fd, data):]
+        yield Path(f"/proc/{os.getpid()}/fd/{fd}")
+    finally:
+        os.close(fd)

@@ -14,9 +14,10 @@ re-queued run is still dumping) waits for the other, then finds its snapshot.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -27,18 +28,11 @@ from workers.locks import BACKUP_WAIT_S, backup_lock, repository_lock, target_lo
 from workers.parallel_dump import dump_parallel
 from workers.pauses import pause_at
 from workers.process import ClientProcess
-from workers.snapshots import (
-    create_config,
-    find_snapshot,
-    read_config,
-    write_snapshot,
-    write_stream,
-)
 from workers.steps.session import DATA_QUEUE, now_iso, session_step, set_status
 from workers.streaming import StreamStats
 from workflows.errors import DumpFailed, PrecheckFailed
-from workflows.parallel_plan import parse_parallel
-from workflows.snapshots import DATA_DIR, Snapshot, Stream, data_key
+from workflows.params import DumpParams
+from workflows.snapshots import Snapshot, Stream
 
 log = logging.getLogger(__name__)
 
@@ -47,8 +41,8 @@ STREAM_NAME = "dump.sql.zst"
 COMPLETION_MARK = b"-- Dump completed"
 
 
-def selected_databases(ctx: StepContext, params: Mapping[str, str]) -> list[str]:
-    wanted = [d.strip() for d in params.get("databases", "").split(",") if d.strip()]
+def selected_databases(ctx: StepContext, params: DumpParams) -> list[str]:
+    wanted = list(params.databases)
     what = f'AppBinding "{ctx.appbinding.name}"'
     with database.connect(ctx.connection, what=what) as conn:
         present = database.user_databases(conn)
@@ -85,15 +79,12 @@ def report_progress(ctx: StepContext, started: float) -> Callable[[StreamStats],
     return report
 
 
-def ensure_config(ctx: StepContext) -> None:
-    """Give a new repository its ``config.json`` (with a password: a random key, wrapped)
-    before anything is written: once, under the exclusive lock, since two first backups
-    into one repository may race and the loser's key would be lost."""
-    if read_config(ctx.storage) is None:
-        with repository_lock(ctx.store, ctx.repository, str(ctx.ref), exclusive=True,
-                             purpose="create config.json", wait_s=BACKUP_WAIT_S):
-            if read_config(ctx.storage) is None:
-                create_config(ctx.storage, ctx.password)
+@contextlib.contextmanager
+def _creating(ctx: StepContext) -> Iterator[None]:
+    """The repository's exclusive lock, while a first backup writes its ``config.json``."""
+    with repository_lock(ctx.store, ctx.repository, str(ctx.ref), exclusive=True,
+                         purpose="create config.json", wait_s=BACKUP_WAIT_S):
+        yield
 
 
 def dump_stream(ctx: StepContext, cnf: Path, databases: Sequence[str], level: int,
@@ -103,25 +94,24 @@ def dump_stream(ctx: StepContext, cnf: Path, databases: Sequence[str], level: in
     log.info("dumping %d database(s) with %s (pid %d)", len(databases), client.name, client.pid)
     pause_at(ctx.settings, "before_upload")
     try:
-        return write_stream(ctx.storage, ctx.cipher, data_key(ctx.ref.name, STREAM_NAME),
-                            STREAM_NAME,
-                            client.chunks(ctx.settings.dump_chunk_bytes), level=level,
-                            threads=ctx.settings.zstd_threads,
-                            report=report_progress(ctx, started),
-                            check_end=require_completion(client.name))
+        return ctx.repo.write_stream(ctx.ref.name, STREAM_NAME,
+                                     client.chunks(ctx.settings.dump_chunk_bytes), level=level,
+                                     threads=ctx.settings.zstd_threads,
+                                     report=report_progress(ctx, started),
+                                     check_end=require_completion(client.name))
     finally:
         client.stop()
 
 
-def dump_to_repository(ctx: StepContext, params: Mapping[str, str]) -> Snapshot:
-    storage, cipher, snapshot_id = ctx.storage, ctx.cipher, ctx.ref.name
+def dump_to_repository(ctx: StepContext, params: DumpParams) -> Snapshot:
+    snapshot_id = ctx.ref.name
     databases = selected_databases(ctx, params)
     server = ctx.session.status.get("server", {})
-    storage.cleanup_incomplete(f"{DATA_DIR}{snapshot_id}/")
+    ctx.repo.discard_unfinished(snapshot_id)
     started_at, started = datetime.now(UTC), time.monotonic()
-    level = int(params.get("zstdLevel") or ctx.settings.zstd_level)
-    extra = params.get("args", "").split()
-    parallel = parse_parallel(params.get("parallel", ""))
+    level = params.zstd_level or ctx.settings.zstd_level
+    extra = list(params.args)
+    parallel = params.parallel or 1
     with defaults_file(ctx.connection) as cnf:
         if parallel > 1:  # several clients sharing one snapshot, a stream each
             streams = dump_parallel(ctx, cnf, databases, parallel, level=level, extra=extra,
@@ -132,15 +122,15 @@ def dump_to_repository(ctx: StepContext, params: Mapping[str, str]) -> Snapshot:
     snapshot = Snapshot(
         id=snapshot_id, session=ctx.ref.name, repository=ctx.repository.name,
         engine=ctx.appbinding.engine.value, server_version=server.get("version", "unknown"),
-        target=ctx.appbinding.name, databases=tuple(databases),
+        target=ctx.appbinding.name, configuration=ctx.invoker, databases=tuple(databases),
         streams=streams,
         started_at=started_at, finished_at=datetime.now(UTC))
     pause_at(ctx.settings, "before_manifest")
-    write_snapshot(storage, cipher, snapshot)
+    ctx.repo.commit(snapshot)
     return snapshot
 
 
-def take_snapshot(ctx: StepContext, params: Mapping[str, str]) -> Snapshot:
+def take_snapshot(ctx: StepContext, params: DumpParams) -> Snapshot:
     """Under the target's and the repository's locks: the snapshot, taken if missing."""
     binding = ctx.appbinding
     target = target_lock_name(binding.kind, binding.namespace, binding.name)
@@ -149,7 +139,7 @@ def take_snapshot(ctx: StepContext, params: Mapping[str, str]) -> Snapshot:
                      on_wait=lambda why: set_status(ctx, {"waitingFor": why})) as expired:
         set_status(ctx, {"waitingFor": None,
                          **({"expiredLocks": list(expired)} if expired else {})})
-        snapshot = find_snapshot(ctx.storage, ctx.cipher, ctx.ref.name)  # a duplicate's?
+        snapshot = ctx.repo.find_snapshot(ctx.ref.name)  # a duplicate's?
         if snapshot is not None:
             log.info("snapshot %s completed meanwhile; not taking it again", snapshot.id)
             return snapshot
@@ -159,8 +149,8 @@ def take_snapshot(ctx: StepContext, params: Mapping[str, str]) -> Snapshot:
 def snapshot_once(ctx: StepContext, take: Callable[[], Snapshot]) -> Snapshot:
     """This session's snapshot: the finished one if a previous delivery took it, else
     ``take()`` (idempotent per session: the snapshot id is the session name)."""
-    ensure_config(ctx)
-    snapshot = find_snapshot(ctx.storage, ctx.cipher, ctx.ref.name)
+    ctx.repo.ensure_config(lambda: _creating(ctx))
+    snapshot = ctx.repo.find_snapshot(ctx.ref.name)
     if snapshot is not None:
         log.info("snapshot %s already complete; not taking it again", snapshot.id)
         return snapshot
@@ -176,7 +166,7 @@ def snapshot_stats(snapshot: Snapshot) -> dict[str, object]:
 
 
 @session_step("stashq.dump_upload", queue=DATA_QUEUE)
-def dump_upload(ctx: StepContext, params: Mapping[str, str]) -> None:
+def dump_upload(ctx: StepContext, params: DumpParams) -> None:
     """Take the snapshot unless this session already has one; record its stats."""
     snapshot = snapshot_once(ctx, lambda: take_snapshot(ctx, params))
     set_status(ctx, {"snapshot": snapshot_stats(snapshot)

@@ -18,7 +18,7 @@ from __future__ import annotations
 import logging
 import tempfile
 import time
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -27,9 +27,8 @@ from workers.engines import galera
 from workers.engines.base import defaults_file
 from workers.engines.physical import ToolProcess, backup_args, physical_tools
 from workers.locks import backup_lock
-from workers.snapshots import write_snapshot, write_stream
 from workers.steps.dump_upload import report_progress, snapshot_once, snapshot_stats
-from workers.steps.physical_precheck import GALERA_METHOD, backup_method
+from workers.steps.physical_precheck import GALERA_METHOD
 from workers.steps.session import DATA_QUEUE, session_step, set_status
 from workers.xbstream import (
     BINLOG_INFO,
@@ -42,8 +41,9 @@ from workers.xbstream import (
     galera_state,
     scanned,
 )
-from workflows.errors import DumpFailed, InvalidResource
-from workflows.snapshots import DATA_DIR, Position, Snapshot, Stream, data_key
+from workflows.errors import DumpFailed
+from workflows.params import PhysicalBackupParams
+from workflows.snapshots import Position, Snapshot, Stream
 
 log = logging.getLogger(__name__)
 
@@ -57,11 +57,10 @@ def store_stream(ctx: StepContext, name: str, raw: Iterable[bytes], level: int,
                  check: Callable[[], None] | None = None) -> Stream:
     """Compress, encrypt, hash and upload ``raw`` under the snapshot; ``check()`` runs at
     its end, before the upload completes, and may raise to abort it."""
-    return write_stream(ctx.storage, ctx.cipher, data_key(ctx.ref.name, name), name,
-                        _xbstream(raw),
-                        level=level, threads=ctx.settings.zstd_threads,
-                        report=report_progress(ctx, time.monotonic()),
-                        check_end=None if check is None else lambda _stats: check())
+    return ctx.repo.write_stream(ctx.ref.name, name, _xbstream(raw), level=level,
+                                 threads=ctx.settings.zstd_threads,
+                                 report=report_progress(ctx, time.monotonic()),
+                                 check_end=None if check is None else lambda _stats: check())
 
 
 def _xbstream(chunks: Iterable[bytes]) -> Iterator[bytes]:
@@ -71,27 +70,16 @@ def _xbstream(chunks: Iterable[bytes]) -> Iterator[bytes]:
         raise DumpFailed(f"the backup stream is not a valid xbstream: {e}") from e
 
 
-def sst_options(params: Mapping[str, str]) -> galera.SSTOptions:
-    def seconds(name: str, default: float) -> float:
-        raw = params.get(name, "").strip()
-        try:
-            return float(raw) if raw else default
-        except ValueError:
-            raise InvalidResource(f'param "{name}" is "{raw}", not a number of seconds',
-                                  path="spec.task.params") from None
-
-    port = params.get("sstPort", "").strip() or "0"
-    if not port.isdigit() or int(port) > 65535:
-        raise InvalidResource(f'param "sstPort" is "{port}", not a port', path="spec.task.params")
+def sst_options(params: PhysicalBackupParams) -> galera.SSTOptions:
     defaults = galera.SSTOptions()
     return galera.SSTOptions(
-        donor=params.get("donor", "").strip(), listen_host=params.get("sstAddress", "").strip(),
-        listen_port=int(port), allow_any_peer=params.get("sstPeers", "").strip() == "*",
-        join_timeout_s=seconds("joinTimeoutSeconds", defaults.join_timeout_s),
-        connect_timeout_s=seconds("connectTimeoutSeconds", defaults.connect_timeout_s))
+        donor=params.donor, listen_host=params.sst_address, listen_port=params.sst_port,
+        allow_any_peer=params.sst_peers == "*",
+        join_timeout_s=params.join_timeout_seconds or defaults.join_timeout_s,
+        connect_timeout_s=params.connect_timeout_seconds or defaults.connect_timeout_s)
 
 
-def galera_streams(ctx: StepContext, params: Mapping[str, str],
+def galera_streams(ctx: StepContext, params: PhysicalBackupParams,
                    level: int) -> tuple[list[Stream], Position]:
     """Ask the cluster for an SST and store its two streams."""
     tools = physical_tools(ctx.appbinding.engine)
@@ -119,7 +107,7 @@ def galera_streams(ctx: StepContext, params: Mapping[str, str],
                              lsn=backup_lsn(scan.text(CHECKPOINTS) or ""))
 
 
-def mariabackup_streams(ctx: StepContext, params: Mapping[str, str],
+def mariabackup_streams(ctx: StepContext, params: PhysicalBackupParams,
                         level: int) -> tuple[list[Stream], Position]:
     """Run mariadb-backup beside the server and store its stream."""
     tool = physical_tools(ctx.appbinding.engine).backup()
@@ -132,7 +120,7 @@ def mariabackup_streams(ctx: StepContext, params: Mapping[str, str],
     with (defaults_file(ctx.connection) as cnf,
           tempfile.TemporaryDirectory(prefix="stashq-mariabackup-") as work):
         client = ToolProcess(backup_args(tool, cnf, Path(work) / "target",
-                                         params.get("args", "").split()))
+                                         params.args))
         log.info("streaming the data directory with %s (pid %d)", client.name, client.pid)
         try:
             chunks = scanned(client.chunks(ctx.settings.dump_chunk_bytes), scan)
@@ -144,26 +132,27 @@ def mariabackup_streams(ctx: StepContext, params: Mapping[str, str],
                              gtid=binlog[-1] if len(binlog) >= 3 else None)
 
 
-def take_physical_snapshot(ctx: StepContext, params: Mapping[str, str]) -> Snapshot:
-    method = backup_method(params)
-    storage, snapshot_id = ctx.storage, ctx.ref.name
-    storage.cleanup_incomplete(f"{DATA_DIR}{snapshot_id}/")
+def take_physical_snapshot(ctx: StepContext, params: PhysicalBackupParams) -> Snapshot:
+    method = params.method
+    snapshot_id = ctx.ref.name
+    ctx.repo.discard_unfinished(snapshot_id)
     started_at = datetime.now(UTC)
-    level = int(params.get("zstdLevel") or ctx.settings.zstd_level)
+    level = params.zstd_level or ctx.settings.zstd_level
     source = galera_streams if method == GALERA_METHOD else mariabackup_streams
     streams, position = source(ctx, params, level)
     snapshot = Snapshot(
         id=snapshot_id, session=ctx.ref.name, repository=ctx.repository.name, kind="physical",
         engine=ctx.appbinding.engine.value,
         server_version=ctx.session.status.get("server", {}).get("version", "unknown"),
-        target=ctx.appbinding.name, streams=tuple(streams), started_at=started_at,
+        target=ctx.appbinding.name, configuration=ctx.invoker, streams=tuple(streams),
+        started_at=started_at,
         finished_at=datetime.now(UTC), method=method, position=position)
-    write_snapshot(storage, ctx.cipher, snapshot)
+    ctx.repo.commit(snapshot)
     return snapshot
 
 
 @session_step("stashq.physical_backup", queue=DATA_QUEUE)
-def physical_backup(ctx: StepContext, params: Mapping[str, str]) -> None:
+def physical_backup(ctx: StepContext, params: PhysicalBackupParams) -> None:
     """Take the physical snapshot unless this session already has one; record its stats."""
 
     def take() -> Snapshot:

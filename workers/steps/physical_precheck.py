@@ -12,32 +12,21 @@ from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Mapping
 
 from workers import database
 from workers.context import StepContext
 from workers.engines import galera
 from workers.engines.physical import physical_tools
-from workers.snapshots import resolve_snapshot
 from workers.steps.precheck import check_server
 from workers.steps.session import session_step, set_status
 from workflows.errors import InvalidResource, PrecheckFailed, StorageError
+from workflows.params import NoParams, PhysicalBackupParams
 from workflows.snapshots import Snapshot
 
 log = logging.getLogger(__name__)
 
 BACKUP_STEP = "stashq.physical_backup"
 GALERA_METHOD = "galera-sst"
-MARIADB_BACKUP_METHOD = "mariabackup"
-METHODS = (GALERA_METHOD, MARIADB_BACKUP_METHOD)
-
-
-def backup_method(params: Mapping[str, str]) -> str:
-    method = params.get("method", "")
-    if method not in METHODS:
-        raise InvalidResource(f'param "method" is "{method}"; expected one of '
-                              f'{", ".join(METHODS)}', path="spec.task.params")
-    return method
 
 
 def check_backup(ctx: StepContext) -> dict[str, str]:
@@ -50,7 +39,8 @@ def check_backup(ctx: StepContext) -> dict[str, str]:
             (data_dir,) = cursor.fetchone()
     check_server(ctx, server)
     tools = physical_tools(ctx.appbinding.engine)
-    if backup_method(ctx.plan.step_params(BACKUP_STEP)) == GALERA_METHOD:
+    params = ctx.plan.typed_params(BACKUP_STEP)
+    if isinstance(params, PhysicalBackupParams) and params.method == GALERA_METHOD:
         galera.garbd_binary()
         galera.check_reachable(galera.cluster_of(ctx.appbinding, tools.sst_method))
     else:
@@ -60,16 +50,15 @@ def check_backup(ctx: StepContext) -> dict[str, str]:
                                  f"beside the server; its data directory {data_dir} is not on "
                                  "this worker")
     try:
-        ctx.storage.check_writable()
-        ctx.cipher  # noqa: B018 - a missing or wrong password fails now, not after the copy
+        ctx.repo.check_writable()
+        ctx.repo.cipher  # noqa: B018 - a missing or wrong password fails now, not after the copy
     except StorageError as e:
         raise type(e)(f'Repository "{ctx.repository.name}": {e}') from e
     return {"flavor": server.flavor.value, "version": server.version_string}
 
 
 def check_restore(ctx: StepContext) -> Snapshot:
-    snapshot = resolve_snapshot(ctx.storage, ctx.cipher, ctx.repository.name,
-                                ctx.session.snapshot)  # type: ignore[union-attr]
+    snapshot = ctx.restore_snapshot
     if snapshot.kind != "physical":
         raise InvalidResource(f'snapshot "{snapshot.id}" is a {snapshot.kind} snapshot; restore '
                               "it with a logical restore Task", path="spec.task.name")
@@ -84,12 +73,14 @@ def check_restore(ctx: StepContext) -> Snapshot:
 
 
 @session_step("stashq.physical_precheck")
-def physical_precheck(ctx: StepContext, params: Mapping[str, str]) -> None:
+def physical_precheck(ctx: StepContext, params: NoParams) -> None:
     """Verify (the frame marked the session Running when it claimed it)."""
     ctx.plan  # noqa: B018 - resolves the Task now, so a bad one fails first
+    status: dict[str, object]
     if ctx.is_backup:
-        server = check_backup(ctx)
+        status = {"server": check_backup(ctx)}
     else:
         snapshot = check_restore(ctx)
-        server = {"flavor": snapshot.engine, "version": snapshot.server_version}
-    set_status(ctx, {"server": server, "conditions": {"PrecheckPassed": "True"}})
+        status = {"server": {"flavor": snapshot.engine, "version": snapshot.server_version},
+                  "snapshot": {"name": snapshot.id}}  # every replica restores this one
+    set_status(ctx, status | {"conditions": {"PrecheckPassed": "True"}})

@@ -21,9 +21,7 @@ import logging
 import os
 import pwd
 import shutil
-import string
 import time
-from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -31,43 +29,19 @@ from workers.context import StepContext
 from workers.engines import galera
 from workers.engines.physical import physical_tools, prepare
 from workers.process import ClientProcess
-from workers.snapshots import read_stream, resolve_snapshot
 from workers.steps.dump_upload import report_progress
 from workers.steps.physical_backup import DATA_STREAM
 from workers.steps.physical_precheck import GALERA_METHOD
 from workers.steps.session import DATA_QUEUE, session_step, set_status
-from workflows.errors import IntegrityError, InvalidResource, PrecheckFailed, StashQError
-from workflows.plan import REPLICA_PARAM
+from workflows.errors import IntegrityError, PrecheckFailed, StashQError
+from workflows.params import PhysicalRestoreParams
+from workflows.phases import Phase
 from workflows.snapshots import Snapshot
 
 log = logging.getLogger(__name__)
 
 #: Left in a restored data directory: which session wrote it, and whether it finished.
 MARKER = ".stashq-restore.json"
-DATA_DIR_FIELDS = frozenset({"replica", "target", "session", "namespace"})
-
-
-def data_dir_for(template: str, *, replica: int, target: str, session: str,
-                 namespace: str) -> Path:
-    """``dataDir`` with its ``{replica}``, ``{target}``, ``{session}``, ``{namespace}`` filled."""
-    fields = {name for _, name, _, _ in string.Formatter().parse(template) if name is not None}
-    unknown = sorted(fields - DATA_DIR_FIELDS)
-    if unknown or not template.strip():
-        raise InvalidResource(f'param "dataDir" is "{template}": '
-                              + (f'unknown placeholder {{{unknown[0]}}} (known: '
-                                 f'{", ".join(sorted(DATA_DIR_FIELDS))})' if unknown
-                                 else "empty"), path="spec.task.params")
-    path = Path(template.format(replica=replica, target=target, session=session,
-                                namespace=namespace))
-    if not path.is_absolute():
-        raise InvalidResource(f'param "dataDir" gives "{path}", not an absolute path',
-                              path="spec.task.params")
-    if replica > 0 and "replica" not in fields:
-        raise InvalidResource('param "dataDir" has no {replica}: every replica would be '
-                              "restored into the same directory", path="spec.task.params")
-    return path
-
-
 def claim(directory: Path, session: str) -> dict[str, Any] | None:
     """Make ``directory`` ours to fill; return its marker if this session finished it."""
     directory.mkdir(parents=True, exist_ok=True, mode=0o750)
@@ -111,8 +85,8 @@ def unpack(ctx: StepContext, snapshot: Snapshot, directory: Path) -> None:
     tool = physical_tools(ctx.appbinding.engine).stream()
     client = ClientProcess([tool, "-x", "-C", str(directory)], stdin_pipe=True)
     try:  # a corrupt stream raises inside feed, before mbstream's input is closed
-        client.feed(read_stream(ctx.storage, ctx.cipher, snapshot.id, stream,
-                                report_progress(ctx, time.monotonic())))
+        client.feed(ctx.repo.read_stream(snapshot, stream,
+                                         report_progress(ctx, time.monotonic())))
     finally:
         client.stop()
 
@@ -127,13 +101,11 @@ def finish_galera(directory: Path, position: tuple[str, int] | None, replica: in
     return f"{position[0]}:{position[1]}"
 
 
-def restore_replica(ctx: StepContext, params: Mapping[str, str]) -> dict[str, Any]:
-    replica = int(params.get(REPLICA_PARAM, "0") or 0)
-    directory = data_dir_for(params.get("dataDir", ""), replica=replica,
-                             target=ctx.appbinding.name, session=ctx.ref.name,
-                             namespace=ctx.ref.namespace)
-    snapshot = resolve_snapshot(ctx.storage, ctx.cipher, ctx.repository.name,
-                                ctx.session.snapshot)  # type: ignore[union-attr]
+def restore_replica(ctx: StepContext, params: PhysicalRestoreParams) -> dict[str, Any]:
+    replica = params.replica
+    directory = Path(params.directory(target=ctx.appbinding.name, session=ctx.ref.name,
+                                      namespace=ctx.ref.namespace))
+    snapshot = ctx.restore_snapshot
     done = claim(directory, str(ctx.ref))
     if done is not None:
         log.info("replica %d already restored into %s", replica, directory)
@@ -141,12 +113,12 @@ def restore_replica(ctx: StepContext, params: Mapping[str, str]) -> dict[str, An
     started = time.monotonic()
     unpack(ctx, snapshot, directory)
     position = prepare(physical_tools(ctx.appbinding.engine).backup(), directory,
-                       params.get("prepareArgs", "").split())
-    status: dict[str, Any] = {"dataDir": str(directory), "phase": "Succeeded",
+                       list(params.prepare_args))
+    status: dict[str, Any] = {"dataDir": str(directory), "phase": Phase.SUCCEEDED.value,
                               "snapshot": snapshot.id, "bootstrap": replica == 0}
     if snapshot.method == GALERA_METHOD:
         status["position"] = finish_galera(directory, position, replica, snapshot)
-    if owner := params.get("owner", "").strip():
+    if owner := params.owner:
         chown_tree(directory, owner)
     status["processingTimeSeconds"] = round(time.monotonic() - started, 3)
     _write_marker(directory, {"session": str(ctx.ref), "state": "done", "status": status})
@@ -167,9 +139,9 @@ def chown_tree(directory: Path, owner: str) -> None:
 
 
 @session_step("stashq.physical_restore", queue=DATA_QUEUE)
-def physical_restore(ctx: StepContext, params: Mapping[str, str]) -> None:
+def physical_restore(ctx: StepContext, params: PhysicalRestoreParams) -> None:
     """Restore the session's physical snapshot into this replica's data directory."""
-    replica = params.get(REPLICA_PARAM, "0") or "0"
+    replica = str(params.replica)
     try:
         status = restore_replica(ctx, params)
     except StashQError as e:

@@ -12,17 +12,16 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Mapping
 
 from workers import database
 from workers.context import StepContext
 from workers.engines.base import defaults_file
 from workers.parallel_restore import is_parallel, restore_parallel
 from workers.process import ClientProcess
-from workers.snapshots import read_stream, resolve_snapshot
 from workers.steps.dump_upload import report_progress
 from workers.steps.session import DATA_QUEUE, session_step, set_status
-from workflows.errors import InvalidResource
+from workflows.params import RestoreParams
+from workflows.restores import target_database
 from workflows.snapshots import Snapshot
 
 
@@ -30,21 +29,9 @@ def quote_identifier(name: str) -> str:
     return "`" + name.replace("`", "``") + "`"
 
 
-def target_database(snapshot: Snapshot, params: Mapping[str, str]) -> str | None:
-    wanted = params.get("database", "").strip()
-    if len(snapshot.databases) == 1:
-        return wanted or snapshot.databases[0]
-    if wanted:
-        raise InvalidResource(f'snapshot "{snapshot.id}" holds {len(snapshot.databases)} '
-                              "databases; it cannot be restored under one new name",
-                              path="spec.task.params.database")
-    return None
-
-
-def restore_snapshot(ctx: StepContext, params: Mapping[str, str]) -> Snapshot:
-    snapshot = resolve_snapshot(ctx.storage, ctx.cipher, ctx.repository.name,
-                                ctx.session.snapshot)  # type: ignore[union-attr]
-    db = target_database(snapshot, params)
+def restore_snapshot(ctx: StepContext, params: RestoreParams) -> Snapshot:
+    snapshot = ctx.restore_snapshot
+    db = target_database(snapshot, params.database)
     if db is not None:
         what = f'AppBinding "{ctx.appbinding.name}"'
         with database.connect(ctx.connection, what=what) as c, c.cursor() as cursor:
@@ -56,21 +43,21 @@ def restore_snapshot(ctx: StepContext, params: Mapping[str, str]) -> Snapshot:
         return snapshot
     with defaults_file(ctx.connection) as cnf:
         for stream in snapshot.streams:
-            client = ClientProcess(ctx.engine.restore_args(cnf, db, params.get("args", "").split()),
+            client = ClientProcess(ctx.engine.restore_args(cnf, db, params.args),
                                    stdin_pipe=True)
             try:  # a corrupt stream raises inside feed, before the client's input is closed
-                client.feed(read_stream(ctx.storage, ctx.cipher, snapshot.id, stream,
-                                        report_progress(ctx, started)))
+                client.feed(ctx.repo.read_stream(snapshot, stream, report_progress(ctx, started)))
             finally:
                 client.stop()
     return snapshot
 
 
 @session_step("stashq.restore_stream", queue=DATA_QUEUE)
-def restore(ctx: StepContext, params: Mapping[str, str]) -> None:
+def restore(ctx: StepContext, params: RestoreParams) -> None:
     """Restore the session's snapshot into its target."""
     started = time.monotonic()
     snapshot = restore_snapshot(ctx, params)
     set_status(ctx, {"snapshot": {"name": snapshot.id, "totalSize": snapshot.size_bytes,
+                                  "rawSize": snapshot.raw_bytes,
                                   "processingTimeSeconds": round(time.monotonic() - started, 3)}})
     logging.getLogger(__name__).info("restored snapshot %s", snapshot.id)

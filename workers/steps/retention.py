@@ -17,20 +17,19 @@ from __future__ import annotations
 
 import contextlib
 import logging
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator
 from typing import Any
 from zoneinfo import ZoneInfo
 
 from workers.context import StepContext
 from workers.locks import Lease, RepositoryLocked, repository_lock
-from workers.snapshots import list_snapshots
 from workers.steps.session import session_step, set_status
-from workers.storage.base import Storage
+from workflows.params import RetentionParams
 from workflows.resources import BackupConfiguration, Repository
 from workflows.resources.backup import RetentionPolicy
 from workflows.retention import Selection, SnapshotTime, select_snapshots
 from workflows.schedule import slot_of_session
-from workflows.snapshots import DATA_DIR, SNAPSHOTS_DIR, Snapshot, manifest_key, snapshot_id_of
+from workflows.snapshots import Snapshot
 
 log = logging.getLogger(__name__)
 
@@ -50,44 +49,10 @@ def select(config: BackupConfiguration, policy: RetentionPolicy,
     return select_snapshots(policy, values, ZoneInfo(config.spec.time_zone))
 
 
-def forget(storage: Storage, lease: Lease, ids: tuple[str, ...]) -> None:
-    """Delete manifests: from here on these snapshots are not listed."""
-    for snapshot_id in ids:
-        lease.check()
-        storage.delete(manifest_key(snapshot_id))
-
-
-def prune(storage: Storage, lease: Lease, config: BackupConfiguration) -> int:
-    """Delete the data of this configuration that no manifest refers to (the forgotten
-    snapshots', and any left by an earlier forget or a prune cut short); return how many
-    objects were deleted. Only under the exclusive lock: a running backup's data has no
-    manifest yet and would look like garbage.
-    """
-    listed = {sid for key, _ in storage.list(SNAPSHOTS_DIR) if (sid := snapshot_id_of(key))}
-    deleted = 0
-    for key, _ in list(storage.list(DATA_DIR)):
-        snapshot_id = key[len(DATA_DIR):].partition("/")[0]
-        if snapshot_id in listed or slot_of_session(config.name, snapshot_id) is None:
-            continue
-        lease.check()
-        storage.delete(key)
-        deleted += 1
-    return deleted
-
-
-def abort_dead_uploads(storage: Storage) -> int:
-    """Under the exclusive lock no backup is writing, so every open multipart upload is
-    left by a backup that died with S3 unreachable (it could not abort): abort them."""
-    aborted = storage.cleanup_incomplete(DATA_DIR)
-    if aborted:
-        log.warning("aborted %d multipart upload(s) left open by failed backups", aborted)
-    return aborted
-
-
 def apply_policy(ctx: StepContext, config: BackupConfiguration, policy: RetentionPolicy,
                  lease: Lease) -> dict[str, Any]:
-    storage = ctx.storage
-    selection = select(config, policy, snapshots_of(config, list_snapshots(storage, ctx.cipher)))
+    repo = ctx.repo
+    selection = select(config, policy, snapshots_of(config, repo.list_snapshots()))
     report: dict[str, Any] = {"policy": policy.name, "dryRun": policy.dry_run,
                               "prune": policy.prune, "kept": len(selection.keep),
                               "forgotten": list(selection.forget[:MAX_LISTED_IDS]),
@@ -98,10 +63,12 @@ def apply_policy(ctx: StepContext, config: BackupConfiguration, policy: Retentio
         log.info("dry run: policy %s keeps %d snapshot(s), would forget %d: %s", policy.name,
                  len(selection.keep), len(selection.forget), ", ".join(selection.forget) or "-")
         return report
-    forget(storage, lease, selection.forget)
+    repo.forget(selection.forget, lease.check)
     if policy.prune:
-        report["prunedObjects"] = prune(storage, lease, config)
-        if aborted := abort_dead_uploads(storage):
+        report["prunedObjects"] = repo.prune(
+            belongs=lambda snapshot_id: slot_of_session(config.name, snapshot_id) is not None,
+            forgotten=selection.forget, exclusive=True, check=lease.check)
+        if aborted := repo.abort_dead_uploads():
             report["abortedUploads"] = aborted
     log.info("policy %s kept %d snapshot(s), forgot %d%s", policy.name, len(selection.keep),
              len(selection.forget), f", pruned {report['prunedObjects']} object(s)"
@@ -120,14 +87,14 @@ def locked(ctx: StepContext, wait_s: float) -> Iterator[Lease]:
 
 
 @session_step("stashq.retention")
-def retention(ctx: StepContext, params: Mapping[str, str]) -> None:
+def retention(ctx: StepContext, params: RetentionParams) -> None:
     """Forget (and prune) this configuration's snapshots its policy does not keep."""
     config = ctx.config
     policy = config.spec.retention_policy if config is not None else None
     if config is None or policy is None:
         log.info("no retention policy: every snapshot is kept")
         return
-    wait_s = float(params.get("lockWaitSeconds") or LOCK_WAIT_S)
+    wait_s = params.lock_wait_seconds or LOCK_WAIT_S
     repository = ctx.repository
     try:
         with locked(ctx, wait_s) as lease:

@@ -32,12 +32,15 @@ from celery.exceptions import Ignore, Retry
 
 from workers.context import SessionRef, StepContext
 from workers.heartbeat import heartbeat
+from workers.history import prune_history
 from workers.logs import session_context
+from workers.session_metrics import push_session_metrics
 from workers.state import open_store
 from workers.state.base import ResourceStore
 from workflows.backoff import retry_delay_s
 from workflows.claims import claim_decision, claim_patch
 from workflows.errors import StashQError, Transient
+from workflows.params import parse_params
 from workflows.phases import FINAL_PHASES, failed, iso_ms
 from workflows.schedule import iso_utc
 
@@ -52,7 +55,8 @@ CONTROL_QUEUE = "stashq.control"
 #: Celery task name → queue, filled as steps register; becomes ``task_routes``.
 ROUTES: dict[str, dict[str, str]] = {}
 
-StepFunction = Callable[[StepContext, Mapping[str, str]], None]
+#: A step: the context and its params, typed (``workflows/params.py``).
+StepFunction = Callable[[StepContext, Any], None]
 
 
 def now_iso() -> str:
@@ -92,9 +96,10 @@ def run_step(task: Any, ctx: StepContext, name: str, fn: StepFunction,
         if not after_final:
             phase = claim(ctx, name, str(task.request.root_id or task.request.id))
         log.info("step %s started", name)
+        typed = parse_params(name, params)
         with heartbeat(lambda patch: set_status(ctx, patch), name,
                        ctx.settings.heartbeat_interval_s, now_iso):
-            fn(ctx, params)
+            fn(ctx, typed)
     except Ignore:
         log.info("step %s: nothing left to do, chain stopped", name)
         raise
@@ -184,8 +189,7 @@ def record_failure(ctx: StepContext, step: str, error: BaseException, *,
     try:
         status = ctx.store.patch_status(ctx.ref.cls, ctx.ref.name, ctx.ref.namespace,
                                         failed(reason, now=time.time(), step=step))
-        from workers.steps.push_metrics import push_session_metrics
-
+        prune_history(ctx)
         push_session_metrics(ctx, status)
     except Exception:  # the original error matters more; say we could not record it
         log.exception("could not record the failure of %s", ctx.ref)

@@ -92,6 +92,13 @@ class Resource(Model):
     def name(self) -> str:
         return self.metadata.name
 
+    def definition(self) -> dict[str, Any]:
+        """What a user defines: everything but status and server-written metadata.
+        Two resources with equal definitions are the same to ``apply`` ("unchanged")."""
+        fields = self.model_dump(mode="json", by_alias=True, exclude={"status", "metadata"})
+        return fields | {"labels": self.metadata.labels,
+                         "annotations": self.metadata.annotations}
+
     @property
     def namespace(self) -> str:
         return self.metadata.namespace

@@ -12,6 +12,8 @@ LATEST = "latest"
 
 
 class RestoreRule(Model):
+    #: The source whose snapshots ``latest`` chooses among: the BackupConfiguration (or
+    #: AppBinding) that took them (Stash: the host whose backup is restored).
     source_host: str | None = None
     target_hosts: tuple[str, ...] = ()
     snapshots: tuple[str, ...] = (LATEST,)
@@ -24,6 +26,9 @@ class RestoreTarget(Model):
     rules: tuple[RestoreRule, ...] = (RestoreRule(),)
     volume_claim_templates: tuple[dict[str, Any], ...] = ()
     args: tuple[str, ...] = ()
+    #: Replace the tables of databases that exist: without it, pre-check refuses a
+    #: restore into a database that holds any.
+    overwrite: bool = False
 
 
 class RestoreSessionSpec(Model):
@@ -44,3 +49,8 @@ class RestoreSession(Resource):
     def snapshot(self) -> str:
         """The one snapshot this session restores (``latest`` or an id)."""
         return self.spec.target.rules[0].snapshots[0]
+
+    @property
+    def source(self) -> str | None:
+        """The source of that snapshot (``sourceHost``), if the session names one."""
+        return self.spec.target.rules[0].source_host

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import base64
 import binascii
-from typing import ClassVar, Literal
+from typing import Any, ClassVar, Literal
 
 from pydantic import Field, field_validator
 
@@ -38,6 +38,12 @@ class Secret(Resource):
         """Decoded values; stringData wins over data, as in Kubernetes."""
         decoded = {k: base64.b64decode(v).decode() for k, v in self.data.items()}
         return decoded | self.string_data
+
+    def definition(self) -> dict[str, Any]:
+        """As ``Resource.definition``, with the values decoded: ``data`` and ``stringData``
+        holding the same values are the same Secret (the API server keeps ``data`` only)."""
+        return {"type": self.type, "values": self.values, "labels": self.metadata.labels,
+                "annotations": self.metadata.annotations}
 
     def require(self, key: str) -> str:
         try:

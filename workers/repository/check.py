@@ -1,5 +1,6 @@
-"""``stashq check``: does every snapshot's data exist, with the recorded size (and, with
-``read_data``, the recorded sha256)? Data without a manifest is listed as orphaned.
+"""A repository's check (``stashq check``): does every snapshot's data exist, with the
+recorded size (and, with ``read_data``, the recorded sha256)? Data without a manifest is
+listed as orphaned.
 
 In an encrypted repository every manifest is authenticated as it is read, and with
 ``read_data`` every segment of every stream too (decrypted, never decompressed or kept).
@@ -13,7 +14,8 @@ import hashlib
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 
-from workers.snapshots import Cipher, load_snapshot
+from workers.repository.manifests import load_snapshot
+from workers.repository.streams import Cipher
 from workers.storage.base import Storage
 from workflows.errors import IntegrityError, NotFound
 from workflows.snapshots import DATA_DIR, snapshot_id_of

@@ -1,0 +1,10 @@
+"""The Repository object (``repository.py``) and the format code only it uses: byte
+pipelines (``streams``), ``config.json`` and the cipher (``config``), manifests,
+prune and check. Nothing outside this package imports a storage backend or the cipher
+(an import-linter contract in pyproject.toml says so)."""
+
+from workers.repository.check import CheckReport
+from workers.repository.repository import Repository, open_repository
+from workers.repository.streams import Report
+
+__all__ = ["CheckReport", "Report", "Repository", "open_repository"]

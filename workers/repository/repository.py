@@ -1,0 +1,174 @@
+"""The Repository object: one owner for every byte of a repository.
+
+It is built from a Repository resource and its Secret (``open_repository``) and is the
+only code that knows the key layout, the format version and the cipher: steps ask it
+to "write this stream into snapshot X", "read that stream", "commit the manifest",
+"forget and prune", "check"; they never build a key or touch a cipher. Storage
+backends stay a dumb key-value protocol below it (``workers/storage``).
+
+The cipher is opened lazily, on the first read or write of data: a wrong or missing
+password fails then, as ``PrecheckFailed`` naming the Repository and the Secret.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import AbstractContextManager
+from dataclasses import dataclass, field
+
+from workers.encryption import PASSWORD_KEY
+from workers.repository.check import CheckReport, check_repository
+from workers.repository.config import create_config, read_config, unlock
+from workers.repository.manifests import load_snapshot, snapshot_ids, write_manifest
+from workers.repository.prune import LeaseCheck, abort_dead_uploads, forget, prune
+from workers.repository.streams import Cipher, Report, read_stream, write_stream
+from workers.storage import open_storage
+from workers.storage.base import Storage
+from workers.streaming import ZSTD_THREADS
+from workflows.errors import NotFound
+from workflows.resources import Repository as RepositoryResource
+from workflows.resources import Secret
+from workflows.resources.restore import LATEST
+from workflows.restores import check_source, latest_snapshot
+from workflows.settings import Settings
+from workflows.snapshots import DATA_DIR, RepositoryConfig, Snapshot, Stream, data_key
+
+
+@dataclass
+class Repository:
+    """A repository, opened. ``name`` is the Repository resource's (for messages)."""
+
+    storage: Storage
+    name: str
+    password: str | None = None
+    secret_name: str | None = None  #: where the password comes from (for messages)
+    _cipher: tuple[Cipher] | None = field(default=None, repr=False)  #: once config exists
+
+    # --- config and cipher ------------------------------------------------------------
+
+    @property
+    def config(self) -> RepositoryConfig | None:
+        """``config.json``; None for a repository no backup has written to yet."""
+        return read_config(self.storage)
+
+    @property
+    def cipher(self) -> Cipher:
+        """None if unencrypted, or new (asked again next time); ``PrecheckFailed`` if the
+        password is missing or wrong, or set for an unencrypted repository."""
+        if self._cipher is None:
+            config = self.config
+            if config is None:
+                return None
+            self._cipher = (unlock(config, self.password, repository=self.name,
+                                   secret=self.secret_name),)
+        return self._cipher[0]
+
+    def ensure_config(self, exclusive: Callable[[], AbstractContextManager[object]]) -> None:
+        """Give a new repository its ``config.json`` (with a password: a random key,
+        wrapped) before anything is written: once, inside ``exclusive()`` (the
+        repository's exclusive lock), since two first backups may race and the loser's
+        key would be lost."""
+        if self.config is None:
+            with exclusive():
+                if self.config is None:
+                    create_config(self.storage, self.password)
+
+    def check_writable(self) -> None:
+        """Raise a specific ``StorageError`` unless a backup could be written now."""
+        self.storage.check_writable()
+
+    # --- snapshots --------------------------------------------------------------------
+
+    def list_snapshots(self) -> list[Snapshot]:
+        """Every snapshot, oldest first."""
+        cipher = self.cipher
+        return sorted((load_snapshot(self.storage, cipher, sid)
+                       for sid in snapshot_ids(self.storage)), key=lambda s: s.finished_at)
+
+    def find_snapshot(self, snapshot_id: str) -> Snapshot | None:
+        try:
+            return load_snapshot(self.storage, self.cipher, snapshot_id)
+        except NotFound:
+            return None
+
+    def resolve_snapshot(self, wanted: str, source: str | None = None) -> Snapshot:
+        """``latest`` (the newest of ``source``, see ``workflows.restores``) or an id (of
+        ``source``, if named) → the snapshot; ``NotFound`` names repository and id."""
+        if wanted == LATEST:
+            return latest_snapshot(self.list_snapshots(), source, repository=self.name)
+        snapshot = self.find_snapshot(wanted)
+        if snapshot is None:
+            raise NotFound(f'snapshot "{wanted}" not found in Repository "{self.name}"')
+        check_source(snapshot, source)
+        return snapshot
+
+    def stats(self) -> dict[str, object]:
+        """What the Repository resource's status says of it."""
+        items = self.list_snapshots()
+        stats: dict[str, object] = {"snapshotCount": len(items),
+                                    "totalSizeBytes": sum(s.size_bytes for s in items)}
+        if items:
+            stats["firstBackupTime"] = _iso(items[0])
+            stats["lastBackupTime"] = _iso(items[-1])
+        return stats
+
+    # --- writing a snapshot -----------------------------------------------------------
+
+    def discard_unfinished(self, snapshot_id: str) -> None:
+        """Drop what an earlier, interrupted attempt at ``snapshot_id`` left half written."""
+        self.storage.cleanup_incomplete(f"{DATA_DIR}{snapshot_id}/")
+
+    def write_stream(self, snapshot_id: str, name: str, raw: Iterable[bytes], *, level: int,
+                     threads: int = ZSTD_THREADS, report: Report | None = None,
+                     check_end: Report | None = None) -> Stream:
+        """Store ``raw`` as stream ``name`` of the (uncommitted) snapshot; see
+        ``streams.write_stream`` for ``threads``, ``report`` and ``check_end``."""
+        return write_stream(self.storage, self.cipher, data_key(snapshot_id, name), name, raw,
+                            level=level, threads=threads, report=report, check_end=check_end)
+
+    def discard_stream(self, stream: Stream) -> None:
+        """Delete a stream of a snapshot that will not be committed."""
+        self.storage.delete(stream.key)
+
+    def commit(self, snapshot: Snapshot) -> None:
+        """Write the manifest, last: from now on the snapshot exists."""
+        write_manifest(self.storage, self.cipher, snapshot)
+
+    # --- reading ----------------------------------------------------------------------
+
+    def read_stream(self, snapshot: Snapshot, stream: Stream,
+                    report: Report | None = None) -> Iterator[bytes]:
+        """The stream's original bytes, verified (see ``streams.read_stream``)."""
+        return read_stream(self.storage, self.cipher, snapshot.id, stream, report)
+
+    # --- retention and check ----------------------------------------------------------
+
+    def forget(self, ids: Iterable[str], check: LeaseCheck) -> None:
+        """Delete these snapshots' manifests (their data stays until a prune)."""
+        forget(self.storage, ids, check)
+
+    def prune(self, *, belongs: Callable[[str], bool], forgotten: Iterable[str],
+              exclusive: bool, check: LeaseCheck) -> int:
+        """Delete unreferenced data of the snapshots ``belongs`` selects (see ``prune``)."""
+        return prune(self.storage, belongs=belongs, forgotten=forgotten, exclusive=exclusive,
+                     check=check)
+
+    def abort_dead_uploads(self) -> int:
+        """Under the exclusive lock: abort every multipart upload left open."""
+        return abort_dead_uploads(self.storage)
+
+    def check(self, *, read_data: bool = False) -> CheckReport:
+        """Every snapshot's data present with its size (and, ``read_data``, its hash)."""
+        return check_repository(self.storage, self.cipher, read_data=read_data)
+
+
+def open_repository(resource: RepositoryResource, secret: Secret | None,
+                    settings: Settings) -> Repository:
+    """The Repository object of a Repository resource and its storage Secret."""
+    password = None if secret is None else secret.values.get(PASSWORD_KEY)
+    return Repository(open_storage(resource, secret, settings), resource.name, password,
+                      resource.spec.backend.storage_secret_name)
+
+
+def _iso(snapshot: Snapshot) -> str:
+    return snapshot.finished_at.isoformat(timespec="seconds").replace("+00:00", "Z")
