@@ -2,7 +2,7 @@
 
 The store hands configurations over as bytes; an entry is parsed again only when its
 bytes change, so a tick over 10,000 unchanged configurations is a comparison each, and
-when the store can say that nothing changed (``Versioned``) not even that. A new or
+when the store can say that nothing changed (``generation``) not even that. A new or
 changed entry starts where nothing is replayed: an unchanged schedule goes on where it
 was, one seen first goes on from where its status says beat got to (so a restart
 counts what it missed), a changed one starts now.
@@ -17,14 +17,13 @@ from __future__ import annotations
 import logging
 import math
 from dataclasses import dataclass
-from typing import Any, Protocol, runtime_checkable
+from typing import Any
 
-from workers.state.base import ResourceStore
-from workers.state.redis import RawObject
+from workers.state.base import RawObject, ResourceStore
 from workflows.errors import InvalidResource
 from workflows.manifests import load_json
 from workflows.parsing import parse_resource
-from workflows.resources import BackupConfiguration, Resource
+from workflows.resources import BackupConfiguration
 from workflows.schedule import Cron, cron_of
 
 log = logging.getLogger(__name__)
@@ -35,17 +34,6 @@ RELIST_EVERY_S = 300.0
 SOURCE = "state store"
 
 ConfigKey = tuple[str, str]  #: (namespace, name)
-
-
-class ConfigStore(ResourceStore, Protocol):
-    def list_raw(self, cls: type[Resource], namespace: str | None = None) -> list[RawObject]:
-        """Every object of a kind as bytes (see ``RedisStore.list_raw``)."""
-
-
-@runtime_checkable
-class Versioned(Protocol):
-    def generation(self, cls: type[Resource]) -> int:
-        """Changes whenever an object of the kind is applied, created or deleted."""
 
 
 @dataclass
@@ -71,7 +59,7 @@ class Entry:
 class Configurations:
     """Entries by (namespace, name), kept current by ``refresh``."""
 
-    def __init__(self, store: ConfigStore, namespace: str | None = None) -> None:
+    def __init__(self, store: ResourceStore, namespace: str | None = None) -> None:
         self.store, self.namespace = store, namespace
         self.entries: dict[ConfigKey, Entry] = {}
         #: Cron objects shared by configurations with the same schedule and zone.
@@ -81,9 +69,7 @@ class Configurations:
 
     def refresh(self, now: float) -> None:
         """List the configurations again, unless the store says none changed."""
-        store = self.store
-        generation = store.generation(BackupConfiguration) if isinstance(store, Versioned) \
-            else None
+        generation = self.store.generation(BackupConfiguration)
         if generation is not None and generation == self._generation and now < self._next_relist:
             return
         listed = self.store.list_raw(BackupConfiguration, self.namespace)

@@ -29,15 +29,14 @@ import gc
 import logging
 import math
 import threading
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from typing import Any, Protocol, runtime_checkable
+from typing import Any
 
 from beat.clock import Clock, SystemClock
 from beat.configurations import (
     SOURCE,
     ConfigKey,
-    ConfigStore,
     Configurations,
     Entry,
     located,
@@ -46,11 +45,11 @@ from beat.configurations import (
 from beat.dispatch import backup_session, queue_or_fail
 from workers.context import SessionRef
 from workers.logs import session_context
-from workers.state.redis import RawObject
+from workers.state.base import RawObject, ResourceStore
 from workflows.errors import InvalidResource
 from workflows.manifests import load_json
 from workflows.phases import FINAL_PHASES, Phase, failed, pending, skipped
-from workflows.resources import BackupConfiguration, BackupSession, Resource
+from workflows.resources import BackupConfiguration, BackupSession
 from workflows.retention import finished_time, sessions_beyond_limit
 from workflows.schedule import (
     STARTING_DEADLINE_S,
@@ -73,12 +72,6 @@ HISTORY_EVERY_S = 60.0
 #: Seconds after its slot a never-queued Pending session counts as orphaned (its beat
 #: stopped between create and queue) and is failed instead of blocking later slots.
 ORPHAN_AFTER_S = 300.0
-
-
-@runtime_checkable
-class BatchCreate(Protocol):
-    def create_many(self, resources: Sequence[Resource]) -> list[bool]:
-        """``create`` for many objects in a few round trips: True where created."""
 
 
 @dataclass(frozen=True)
@@ -121,7 +114,7 @@ class SessionView:
 class Scheduler:
     """Turns due slots into sessions; ``dispatch`` queues a created Pending one."""
 
-    def __init__(self, store: ConfigStore, dispatch: Callable[[SessionRef], object], *,
+    def __init__(self, store: ResourceStore, dispatch: Callable[[SessionRef], object], *,
                  clock: Clock | None = None, namespace: str | None = None,
                  starting_deadline_s: float = STARTING_DEADLINE_S, tick_s: float = TICK_S,
                  history_every_s: float = HISTORY_EVERY_S,
@@ -273,23 +266,13 @@ class Scheduler:
 
     def _create(self, sessions: list[BackupSession]) -> list[bool | None]:
         """Create each session; None where creating failed (its slot is tried next tick)."""
-        store = self.store
-        if sessions and isinstance(store, BatchCreate):
-            try:
-                return list(store.create_many(sessions))
-            except Exception:
-                log.exception("could not create %d session(s); retrying next tick",
-                              len(sessions))
-                return [None] * len(sessions)
-        made: list[bool | None] = []
-        for session in sessions:
-            try:
-                made.append(store.create(session))
-            except Exception:
-                log.exception("could not create BackupSession %s; retrying next tick",
-                              session.name)
-                made.append(None)
-        return made
+        if not sessions:
+            return []
+        try:
+            return list(self.store.create_many(sessions))
+        except Exception:
+            log.exception("could not create %d session(s); retrying next tick", len(sessions))
+            return [None] * len(sessions)
 
     def _settle(self, plan: SlotPlan, created: bool | None, now: float,
                 sessions: dict[ConfigKey, list[SessionView]]) -> int:

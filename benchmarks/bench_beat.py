@@ -33,7 +33,8 @@ import redis
 
 from beat.scheduler import Scheduler
 from workers.context import SessionRef
-from workers.state.redis import RawObject, RedisStore, merge_patch
+from workers.state.base import RawObject
+from workers.state.redis import RedisStore, merge_patch
 from workflows.resources import BackupSession, Resource
 from workflows.schedule import slot_of_session
 

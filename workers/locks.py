@@ -14,9 +14,12 @@ Besides, a backup holds its target's lock exclusively: two backups of one databa
 doubling the load on the database, and the second finds the first one's snapshot when
 it is the same session's.
 
-The lease table itself lives in the state store (``Leases``; the Redis implementation
-is ``RedisStore.acquire_lease`` and friends, one Lua script each, timed by the Redis
-server's clock so that workers' clocks need not agree).
+The lease table itself lives in the state store (``Leases``, part of every
+``ResourceStore``): in Redis, ``RedisStore.acquire_lease`` and friends, one Lua script
+each, timed by the Redis server's clock so that workers' clocks need not agree; on
+Kubernetes, one ``coordination.k8s.io/v1`` Lease per lock, written conditionally and
+timed by the workers' clocks, which must agree to well within a lease
+(``workers/state/lease_table.py``).
 """
 
 from __future__ import annotations
@@ -28,10 +31,11 @@ import platform
 import secrets
 import threading
 import time
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Protocol, runtime_checkable
+from typing import Any
 
+from workers.state.base import Leases
 from workflows.errors import StashQError, Transient
 from workflows.resources import Repository
 from workflows.schedule import iso_utc
@@ -48,30 +52,6 @@ class RepositoryLocked(StashQError, Transient):
     """The repository is locked by someone else, or our lease was lost."""
 
     exit_code = 5
-
-
-@dataclass(frozen=True)
-class LeaseAnswer:
-    """The store's answer to an acquire: did it work, who is in the way, who lapsed."""
-
-    acquired: bool
-    holders: Sequence[Mapping[str, Any]] = ()  #: live holders that conflict
-    expired: Sequence[Mapping[str, Any]] = ()  #: lapsed holders removed by this call
-
-
-@runtime_checkable
-class Leases(Protocol):
-    """A table of leases per lock name, timed by the store's own clock."""
-
-    def acquire_lease(self, lock: str, token: str, holder: Mapping[str, Any], *,
-                      exclusive: bool, lease_s: float) -> LeaseAnswer:
-        """Add ``token`` unless a live holder conflicts; remove and return lapsed ones."""
-
-    def renew_lease(self, lock: str, token: str, lease_s: float) -> bool:
-        """Extend ``token``'s lease; False if it lapsed and was removed meanwhile."""
-
-    def release_lease(self, lock: str, token: str) -> None:
-        """Remove ``token``; a missing one is not an error."""
 
 
 def lock_name(repository: Repository) -> str:
@@ -194,20 +174,15 @@ BACKUP_WAIT_S = 600.0
 
 
 @contextlib.contextmanager
-def backup_lock(store: object, repository: Repository, owner: str, *,
+def backup_lock(store: Leases, repository: Repository, owner: str, *,
                 target: str | None = None, lease_s: float = LEASE_S,
                 wait_s: float = BACKUP_WAIT_S,
                 on_wait: Waiting | None = None) -> Iterator[tuple[str, ...]]:
     """A backup's exclusive hold on its ``target`` lock (if named), then its shared hold
-    on the repository, if the store can hold locks at all.
+    on the repository.
 
     Yields the lapsed holders these acquires removed, described for the session status.
     """
-    if not isinstance(store, Leases):
-        log.warning("state store %s holds no locks: backup not serialized with retention",
-                    type(store).__name__)
-        yield ()
-        return
     with contextlib.ExitStack() as stack:
         leases = []
         if target is not None:

@@ -32,18 +32,16 @@ import secrets
 import threading
 import time
 from collections.abc import Callable, Iterator
-from typing import Any, Protocol, runtime_checkable
+from typing import Any
 
 from workers.broker import queued_tokens
 from workers.context import SESSION_KINDS, SessionRef, StepContext
 from workers.heartbeat import worker_name
-from workers.locks import Leases
 from workers.logs import session_context
 from workers.queueing import queue_chain
 from workers.session_metrics import push_session_metrics
 from workers.state import open_store
-from workers.state.base import ResourceStore
-from workers.state.redis import STORE_SOURCE, RawObject
+from workers.state.base import STORE_SOURCE, ResourceStore
 from workers.steps.session import CONTROL_QUEUE, DATA_QUEUE, now_iso
 from workflows.errors import InvalidResource, StashQError
 from workflows.manifests import load_json
@@ -52,12 +50,6 @@ from workflows.settings import Settings
 from workflows.staleness import StaleVerdict, pending_overdue, pending_verdict, stale_verdict
 
 log = logging.getLogger(__name__)
-
-
-@runtime_checkable
-class RawSessions(Protocol):
-    def list_raw(self, cls: Any, namespace: str | None = None) -> list[RawObject]:
-        """Every object of a kind, unparsed."""
 
 
 class StaleSweeper:
@@ -124,18 +116,13 @@ class StaleSweeper:
         return found, pending
 
     def _statuses(self, cls: Any) -> Iterator[tuple[str, str, dict[str, Any]]]:
-        store = self.store
-        if isinstance(store, RawSessions):  # one bad object must not hide the others
-            for obj in store.list_raw(cls, self.namespace):
-                try:
-                    status = load_json(obj.status, source=STORE_SOURCE) if obj.status else {}
-                except InvalidResource:
-                    continue
-                if isinstance(status, dict):
-                    yield obj.namespace, obj.name, status
-            return
-        for session in store.list(cls, self.namespace):
-            yield session.namespace, session.name, session.status
+        for obj in self.store.list_raw(cls, self.namespace):  # one bad object hides none
+            try:
+                status = load_json(obj.status, source=STORE_SOURCE) if obj.status else {}
+            except InvalidResource:
+                continue
+            if isinstance(status, dict):
+                yield obj.namespace, obj.name, status
 
     def _verdict(self, status: dict[str, Any], now: float,
                  queued: set[str] | None) -> StaleVerdict | None:
@@ -176,9 +163,6 @@ class StaleSweeper:
     @contextlib.contextmanager
     def _claim(self, ref: SessionRef) -> Iterator[bool]:
         store = self.store
-        if not isinstance(store, Leases):
-            yield True  # a store without leases: sweepers may race; the steps cope
-            return
         lock, token = f"sweep:{ref}", secrets.token_hex(8)
         answer = store.acquire_lease(lock, token, {"owner": worker_name(), "purpose": "sweep"},
                                      exclusive=True,

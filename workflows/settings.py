@@ -29,6 +29,9 @@ class Settings:
     kubeconfig: str = ""
     #: Namespace of resources that name none, as kubectl does.
     namespace: str = "default"
+    #: Namespace of the Leases that hold the locks with the "kubernetes" store; empty:
+    #: ``namespace``. Every worker and beat must name the same one (the chart: its own).
+    lease_namespace: str = ""
     #: Above the longest backup, or Redis redelivers a task that is still running.
     visibility_timeout_s: int = 12 * 3600
     #: Bytes read from the dump client per read. A stream holds ~6 of them (the prefetch

@@ -325,12 +325,31 @@ def test_secrets_can_be_limited_to_named_namespaces(helm: Helm) -> None:
     manifests = helm.template([CI / "external-redis-values.yaml"])
     cluster_wide = by_kind(manifests, "ClusterRole")[f"{NAMESPACE}-{PREFIX}-worker"]
     assert all("secrets" not in rule["resources"] for rule in cluster_wide["rules"])
-    roles = [m for m in manifests if m["kind"] == "Role"]
+    roles = [m for m in manifests if m["kind"] == "Role"
+             and not m["metadata"]["name"].endswith("-leases")]
     assert sorted(r["metadata"]["namespace"] for r in roles) == ["billing", "shop"]
     assert all(r["rules"] == [{"apiGroups": [""], "resources": ["secrets"], "verbs": ["get"]}]
                for r in roles)
-    bindings = [m for m in manifests if m["kind"] == "RoleBinding"]
+    bindings = [m for m in manifests if m["kind"] == "RoleBinding"
+                and not m["metadata"]["name"].endswith("-leases")]
     assert {b["subjects"][0]["name"] for b in bindings} == {f"{PREFIX}-worker"}
+
+
+def test_locks_are_leases_in_the_release_namespace_only(helm: Helm) -> None:
+    manifests = helm.template()
+    roles = {n: r for n, r in by_kind(manifests, "Role").items() if n.endswith("-leases")}
+    assert sorted(roles) == [f"{PREFIX}-beat-leases", f"{PREFIX}-worker-leases"]
+    for name, role in roles.items():
+        assert role["metadata"]["namespace"] == NAMESPACE
+        binding = by_kind(manifests, "RoleBinding")[name]
+        assert binding["metadata"]["namespace"] == NAMESPACE
+        assert binding["roleRef"] == {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role",
+                                      "name": name}
+        assert binding["subjects"] == [{"kind": "ServiceAccount", "namespace": NAMESPACE,
+                                        "name": name.removesuffix("-leases")}]
+    for who in ("worker", "beat", "watcher"):  # where every lock must be looked for
+        env = env_of(container_of(manifests, who))
+        assert env["STASHQ_LEASE_NAMESPACE"]["value"] == NAMESPACE
 
 
 def test_users_who_may_edit_a_namespace_may_manage_backups_there(helm: Helm) -> None:

@@ -5,8 +5,9 @@ from __future__ import annotations
 
 import json
 import threading
-from collections.abc import Iterator
-from typing import Any
+import time
+from collections.abc import Callable, Iterable, Iterator
+from typing import Any, TypeVar
 
 import pytest
 
@@ -17,6 +18,8 @@ from workers.state.redis import RedisStore
 from workflows.errors import InvalidResource, NotFound
 from workflows.parsing import parse_resource
 from workflows.resources import BackupConfiguration, BackupSession, Repository, Resource
+
+T = TypeVar("T")
 
 
 @pytest.fixture(params=["redis", "kube"])
@@ -39,6 +42,15 @@ def repository(name: str, path: str) -> Resource:
                            "spec": {"backend": {"local": {"mountPath": path}}}})
 
 
+def at_once(target: Callable[[T], object], args: Iterable[T]) -> None:
+    """``target(arg)`` for each of ``args``, each in a thread of its own, all at once."""
+    threads = [threading.Thread(target=target, args=(arg,)) for arg in args]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+
+
 def test_create_is_exactly_once(store: ResourceStore) -> None:
     assert store.create(session("nightly-100"))
     assert not store.create(session("nightly-100"))
@@ -47,12 +59,7 @@ def test_create_is_exactly_once(store: ResourceStore) -> None:
 
 def test_concurrent_creates_have_one_winner(store: ResourceStore) -> None:
     wins: list[bool] = []
-    threads = [threading.Thread(target=lambda: wins.append(store.create(session("race-1"))))
-               for _ in range(16)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
+    at_once(lambda _: wins.append(store.create(session("race-1"))), range(16))
     assert wins.count(True) == 1
 
 
@@ -77,11 +84,7 @@ def test_concurrent_status_patches_lose_nothing(store: ResourceStore) -> None:
         for j in range(10):
             store.patch_status(BackupSession, "s-1", "default", {"steps": {f"{i}-{j}": "ok"}})
 
-    threads = [threading.Thread(target=patch, args=(i,)) for i in range(8)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
+    at_once(patch, range(8))
     assert len(store.get(BackupSession, "s-1", "default").status["steps"]) == 80
 
 
@@ -122,11 +125,7 @@ def test_of_concurrent_conditional_patches_exactly_one_wins(store: ResourceStore
                                     {"phase": "Running", "claimedBy": token}) is not None:
             wins.append(token)
 
-    threads = [threading.Thread(target=claim, args=(f"t{i}",)) for i in range(12)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
+    at_once(claim, (f"t{i}" for i in range(12)))
     assert len(wins) == 1
     assert store.get(BackupSession, "c-2", "default").status["claimedBy"] == wins[0]
 
@@ -159,3 +158,135 @@ def test_an_object_stored_past_the_manifest_bounds_is_refused_when_read(
                  "hooks": hooks}})
     with pytest.raises(InvalidResource, match=reason):
         store.get(BackupConfiguration, "foreign", "default")
+
+
+# --- leases: the locks (workers/locks.py) -----------------------------------------------
+
+LOCK = "repository:s3:backups/Prod_DB"  # what lock_name() makes: no valid object name
+
+
+def holder(owner: str) -> dict[str, object]:
+    return {"owner": owner, "purpose": "backup", "host": "h", "pid": 1}
+
+
+def test_shared_holders_share_and_an_exclusive_one_waits_for_them(store: ResourceStore) -> None:
+    for token in ("a", "b"):
+        answer = store.acquire_lease(LOCK, token, holder(f"s-{token}"), exclusive=False,
+                                     lease_s=30)
+        assert answer.acquired and answer.holders == [] and answer.expired == []
+    refused = store.acquire_lease(LOCK, "x", holder("prune"), exclusive=True, lease_s=30)
+    assert not refused.acquired
+    assert sorted(h["owner"] for h in refused.holders) == ["s-a", "s-b"]
+    assert all(h["exclusive"] is False and h["expiresAtMs"] > h["acquiredAtMs"]
+               for h in refused.holders)
+    store.release_lease(LOCK, "a")
+    assert not store.acquire_lease(LOCK, "x", holder("prune"), exclusive=True,
+                                   lease_s=30).acquired
+    store.release_lease(LOCK, "b")
+    assert store.acquire_lease(LOCK, "x", holder("prune"), exclusive=True, lease_s=30).acquired
+    refused = store.acquire_lease(LOCK, "c", holder("s-c"), exclusive=False, lease_s=30)
+    assert not refused.acquired and [h["owner"] for h in refused.holders] == ["prune"]
+    assert store.acquire_lease("another lock", "c", holder("s-c"), exclusive=True,
+                               lease_s=30).acquired
+
+
+def test_a_lease_nobody_renews_lapses_and_is_reported_once(store: ResourceStore) -> None:
+    assert store.acquire_lease(LOCK, "dead", holder("killed-1"), exclusive=True,
+                               lease_s=0.3).acquired
+    assert not store.acquire_lease(LOCK, "next", holder("next-1"), exclusive=True,
+                                   lease_s=30).acquired
+    time.sleep(0.5)
+    answer = store.acquire_lease(LOCK, "next", holder("next-1"), exclusive=True, lease_s=30)
+    assert answer.acquired and [h["owner"] for h in answer.expired] == ["killed-1"]
+    assert not store.renew_lease(LOCK, "dead", 30)  # its worker comes back: too late
+    store.release_lease(LOCK, "next")
+    assert store.acquire_lease(LOCK, "third", holder("third-1"), exclusive=True,
+                               lease_s=30).expired == []
+
+
+def test_a_refused_acquire_still_removes_and_reports_the_lapsed(store: ResourceStore) -> None:
+    store.acquire_lease(LOCK, "dead", holder("killed-1"), exclusive=False, lease_s=0.3)
+    store.acquire_lease(LOCK, "live", holder("running-1"), exclusive=False, lease_s=30)
+    time.sleep(0.5)
+    answer = store.acquire_lease(LOCK, "x", holder("prune"), exclusive=True, lease_s=30)
+    assert not answer.acquired and [h["owner"] for h in answer.holders] == ["running-1"]
+    assert [h["owner"] for h in answer.expired] == ["killed-1"]
+    again = store.acquire_lease(LOCK, "x", holder("prune"), exclusive=True, lease_s=30)
+    assert again.expired == []
+
+
+def test_a_renewed_lease_outlives_its_length(store: ResourceStore) -> None:
+    assert store.acquire_lease(LOCK, "long", holder("long-backup"), exclusive=False,
+                               lease_s=0.6).acquired
+    for _ in range(5):  # 1.25 s: two leases
+        time.sleep(0.25)
+        assert store.renew_lease(LOCK, "long", 0.6)
+    answer = store.acquire_lease(LOCK, "x", holder("prune"), exclusive=True, lease_s=30)
+    assert not answer.acquired and answer.expired == []
+    assert not store.renew_lease(LOCK, "never-held", 30)
+
+
+def test_release_is_idempotent_and_frees_the_lock(store: ResourceStore) -> None:
+    store.release_lease(LOCK, "never-held")
+    assert store.acquire_lease(LOCK, "a", holder("a"), exclusive=True, lease_s=30).acquired
+    store.release_lease(LOCK, "a")
+    store.release_lease(LOCK, "a")
+    assert not store.renew_lease(LOCK, "a", 30)
+    answer = store.acquire_lease(LOCK, "b", holder("b"), exclusive=True, lease_s=30)
+    assert answer.acquired and answer.expired == []
+
+
+def test_of_concurrent_exclusive_acquires_exactly_one_wins(store: ResourceStore) -> None:
+    wins: list[str] = []
+
+    def acquire(token: str) -> None:
+        if store.acquire_lease(LOCK, token, holder(token), exclusive=True, lease_s=30).acquired:
+            wins.append(token)
+
+    at_once(acquire, (f"t{i}" for i in range(12)))
+    assert len(wins) == 1
+    refused = store.acquire_lease(LOCK, "late", holder("late"), exclusive=False, lease_s=30)
+    assert [h["owner"] for h in refused.holders] == wins
+
+
+def test_concurrent_shared_acquires_all_hold(store: ResourceStore) -> None:
+    tokens = [f"t{i}" for i in range(6)]
+    at_once(lambda t: store.acquire_lease(LOCK, t, holder(t), exclusive=False, lease_s=30),
+            tokens)
+    refused = store.acquire_lease(LOCK, "x", holder("prune"), exclusive=True, lease_s=30)
+    assert sorted(h["owner"] for h in refused.holders) == tokens
+
+
+# --- bulk access: the scheduler's and the sweeper's ------------------------------------
+
+
+def test_create_many_creates_each_name_once(store: ResourceStore) -> None:
+    assert store.create(session("m-1"))
+    made = store.create_many([session("m-1"), session("m-2"), session("m-3", "team")])
+    assert list(made) == [False, True, True]
+    assert sorted(s.name for s in store.list(BackupSession)) == ["m-1", "m-2", "m-3"]
+
+
+def test_list_raw_hands_out_bytes_one_bad_object_cannot_spoil(store: ResourceStore) -> None:
+    store.create(session("r-1"))
+    store.create(session("r-2", "team"))
+    store.patch_status(BackupSession, "r-1", "default", {"phase": "Running"})
+    listed = store.list_raw(BackupSession)
+    assert [(o.namespace, o.name) for o in listed] == [("default", "r-1"), ("team", "r-2")]
+    assert json.loads(listed[0].body)["spec"]["invoker"]["name"] == "nightly"
+    assert json.loads(listed[0].status or b"{}") == {"phase": "Running"}
+    assert listed[1].status is None
+    assert [o.name for o in store.list_raw(BackupSession, "team")] == ["r-2"]
+
+
+def test_generation_moves_with_objects_not_status_or_is_unknown(store: ResourceStore) -> None:
+    before = store.generation(BackupSession)
+    store.create(session("g-1"))
+    created = store.generation(BackupSession)
+    store.patch_status(BackupSession, "g-1", "default", {"phase": "Running"})
+    if before is None:  # the store cannot tell (Kubernetes): the scheduler lists every tick
+        assert created is None and store.generation(BackupSession) is None
+        return
+    assert created != before and store.generation(BackupSession) == created
+    store.delete(BackupSession, "g-1", "default")
+    assert store.generation(BackupSession) != created

@@ -18,8 +18,11 @@ from typing import Any
 import pytest
 
 from tests.servers import MariaDBServer, Pushgateway, RedisServer, S3Ports, S3Server, free_port
+from workers.state import open_store
+from workers.state.base import ResourceStore
 from workers.state.redis import RedisStore
 from workflows.resources import RestoreSession
+from workflows.settings import Settings
 
 STASHQ = str(Path(sys.executable).with_name("stashq"))
 #: Seconds a worker gets to say it is ready.
@@ -28,19 +31,23 @@ WORKER_READY_S = 60
 
 @dataclass
 class Worker:
+    """A ``stashq worker`` process (or, with other ``args``, another long-running command)."""
+
     env: dict[str, str]
     log_path: Path
     proc: subprocess.Popen[bytes] | None = field(default=None)
+    args: tuple[str, ...] = ("worker", "-c", "2")
+    ready: str | None = "ready."  #: the log line that says it started; None: do not wait
 
     def start(self) -> None:
         """Start and wait for this start's "ready." (the log is appended to: a restarted
         worker must not be taken for ready on its predecessor's line)."""
         before = len(self.log())
         log = self.log_path.open("ab")
-        self.proc = subprocess.Popen([STASHQ, "worker", "-c", "2"], env=self.env, stdout=log,
+        self.proc = subprocess.Popen([STASHQ, *self.args], env=self.env, stdout=log,
                                      stderr=subprocess.STDOUT, start_new_session=True)
         deadline = time.monotonic() + WORKER_READY_S
-        while "ready." not in self.log()[before:]:
+        while self.ready is not None and self.ready not in self.log()[before:]:
             if self.proc.poll() is not None or time.monotonic() > deadline:
                 raise RuntimeError(f"worker did not start:\n{self.log()[-3000:]}")
             time.sleep(0.2)
@@ -143,9 +150,10 @@ FAST_FAULT_ENV = {
 
 @dataclass
 class Deployment:
-    """A StashQ of one test's own: a Redis db as broker and store, workers that the test
-    starts, kills and replaces at will, and the servers it was given (the session's, or
-    the test's own when it means to stop them)."""
+    """A StashQ of one test's own: a Redis db as broker and store (or, on Kubernetes,
+    the fake API server as store and a ``stashq watch`` queueing its sessions), workers
+    that the test starts, kills and replaces at will, and the servers it was given (the
+    session's, or the test's own when it means to stop them)."""
 
     env: dict[str, str]
     tmp_path: Path
@@ -154,12 +162,17 @@ class Deployment:
     redis_url: str
     workers: list[Worker] = field(default_factory=list)
 
-    def start_worker(self, **env: str) -> Worker:
+    def start_worker(self, concurrency: int = 2, **env: str) -> Worker:
         """A new ``stashq worker`` with ``env`` on top (``STASHQ_PAUSE_AT="..."``), ready."""
-        worker = Worker(self.env | env, self.tmp_path / f"worker-{len(self.workers)}.log")
+        worker = Worker(self.env | env, self.tmp_path / f"worker-{len(self.workers)}.log",
+                        args=("worker", "-c", str(concurrency)))
         self.workers.append(worker)
         worker.start()
         return worker
+
+    def store(self) -> ResourceStore:
+        """The state store the deployment's processes use, as a user's script would."""
+        return open_store(Settings.from_env(self.env))
 
     def cli(self, *args: str, namespace: str | None = None, check: bool = False,
             timeout: float = 300) -> subprocess.CompletedProcess[str]:
@@ -174,17 +187,20 @@ class Deployment:
 
 
 Deploy = Callable[..., Deployment]
+#: Where a Kubernetes deployment's locks live (the chart: the release's namespace).
+KUBE_LEASE_NAMESPACE = "stashq-system"
 
 
 @pytest.fixture
 def deploy(redis_url: str, s3_server: S3Server, mariadb_server: MariaDBServer,
            pushgateway: Pushgateway, tmp_path: Path) -> Iterator[Deploy]:
-    """``deploy(mariadb=..., s3=..., redis_url=...)``: a Deployment on the session's
-    servers, or on the ones given; its workers are killed at the end of the test."""
+    """``deploy(mariadb=..., s3=..., redis=..., kubeconfig=...)``: a Deployment on the
+    session's servers, or on the ones given (with a kubeconfig: the store on that API
+    server); its workers are killed at the end of the test."""
     made: list[Deployment] = []
 
     def make(*, mariadb: MariaDBServer | None = None, s3: S3Server | None = None,
-             redis: str | None = None) -> Deployment:
+             redis: str | None = None, kubeconfig: Path | None = None) -> Deployment:
         url = redis or redis_url
         base = tmp_path / f"deployment-{len(made)}"
         (base / "tmp").mkdir(parents=True)
@@ -193,7 +209,14 @@ def deploy(redis_url: str, s3_server: S3Server, mariadb_server: MariaDBServer,
                 "STASHQ_PUSHGATEWAY_URL": pushgateway.url, "STASHQ_DB_WAIT_S": "2",
                 "STASHQ_PART_BYTES": str(5 * 2**20), "TMPDIR": str(base / "tmp"),
                 **FAST_FAULT_ENV}
+        if kubeconfig is not None:  # the store on the API server; Redis only as broker
+            env |= {"STASHQ_STORE": "kubernetes", "STASHQ_KUBECONFIG": str(kubeconfig),
+                    "STASHQ_LEASE_NAMESPACE": KUBE_LEASE_NAMESPACE}
         made.append(Deployment(env, base, mariadb or mariadb_server, s3 or s3_server, url))
+        if kubeconfig is not None:
+            watcher = Worker(env, base / "watch.log", args=("watch",), ready=None)
+            made[-1].workers.append(watcher)
+            watcher.start()
         return made[-1]
 
     yield make

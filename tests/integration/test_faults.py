@@ -32,7 +32,7 @@ import pymysql
 import pytest
 import redis
 
-from tests.integration.conftest import STASHQ, Deploy, Deployment
+from tests.integration.conftest import STASHQ, Deploy, Deployment, Worker
 from tests.integration.resources import appbinding, secret, standard_setup
 from tests.integration.test_backup_restore import created
 from tests.integration.test_failures import dump_pids
@@ -74,7 +74,7 @@ def eventually(check: Callable[[], T], what: str, deployment: Deployment,
 
 
 def status(d: Deployment, namespace: str, name: str) -> dict[str, Any]:
-    return RedisStore.from_url(d.redis_url).get(BackupSession, name, namespace).status
+    return d.store().get(BackupSession, name, namespace).status
 
 
 def final_status(d: Deployment, namespace: str, name: str) -> dict[str, Any]:
@@ -426,21 +426,48 @@ def test_database_restarted_mid_dump_fails_with_the_clients_error_and_writes_not
 # --- locks -----------------------------------------------------------------------------
 
 
+@pytest.fixture(params=["redis", "kubernetes"])
+def deploy_on(request: pytest.FixtureRequest, deploy: Deploy) -> Deploy:
+    """``deploy`` with the store (and so the locks) in Redis, or on the fake API server."""
+    if request.param == "redis":
+        return deploy
+    kubeconfig = request.getfixturevalue("kubeconfig")
+    return lambda **kwargs: deploy(kubeconfig=kubeconfig, **kwargs)
+
+
+def two_workers(d: Deployment) -> tuple[Worker, Worker]:
+    """Two workers of one step at a time each: while the first is busy with a backup
+    the next session goes to the other, so only the store's locks stand between them."""
+    return d.start_worker(1, **CALM), d.start_worker(1, **CALM)
+
+
+def logged(worker: Worker, name: str, text: str) -> bool:
+    """Did ``worker`` log ``text`` while working on session ``name``?"""
+    return any(f"[{name}] " in line and text in line for line in worker.log().splitlines())
+
+
+def dumping(worker: Worker, name: str) -> bool:
+    return logged(worker, name, "dumping")
+
+
 def test_two_backups_of_one_target_run_one_after_the_other(
-        deploy: Deploy, namespace: str, database: str, bucket: str, tmp_path: Path) -> None:
-    d = deploy()
+        deploy_on: Deploy, namespace: str, database: str, bucket: str, tmp_path: Path) -> None:
+    d = deploy_on()
     fill(d.mariadb, database)
     apply(d, namespace, tmp_path, bucket, database)
-    d.start_worker(**CALM)
+    workers = two_workers(d)
     with locked(d.mariadb, database):
         first = trigger(d, namespace)
         eventually(lambda: dump_pids(database), "the first dump", d)
+        [busy] = [w for w in workers if dumping(w, first)]
         second = trigger(d, namespace)
         waiting = eventually(lambda: status(d, namespace, second).get("waitingFor"),
                              "the second backup to wait", d)
         assert waiting.startswith(f"target:AppBinding/{namespace}/db, locked by "
                                   f"BackupSession/{namespace}/{first} (backup, exclusive")
         assert len(dump_pids(database)) == 1
+        [spare] = [w for w in workers if w is not busy]
+        assert logged(spare, second, f"waiting for target:AppBinding/{namespace}/db, locked by")
     one, two = final_status(d, namespace, first), final_status(d, namespace, second)
     assert one["phase"] == two["phase"] == "Succeeded"
     assert "waitingFor" not in two
@@ -455,8 +482,8 @@ def test_two_backups_of_one_target_run_one_after_the_other(
 
 
 def test_a_prune_waits_for_the_backups_running_in_its_repository(
-        deploy: Deploy, namespace: str, database: str, bucket: str, tmp_path: Path) -> None:
-    d = deploy()
+        deploy_on: Deploy, namespace: str, database: str, bucket: str, tmp_path: Path) -> None:
+    d = deploy_on()
     other = f"{database}_other"
     with d.mariadb.connect() as conn:
         conn.cursor().execute(f"CREATE DATABASE `{other}`")
@@ -465,19 +492,22 @@ def test_a_prune_waits_for_the_backups_running_in_its_repository(
     wait = '      - {name: lockWaitSeconds, value: "60"}\n'
     apply(d, namespace, tmp_path, bucket, database, appbinding("db2", d.mariadb, "db-auth"),
           configuration("weekly", "db2", other, extra_params=wait, retention=keep_one))
-    d.start_worker(**CALM)
+    workers = two_workers(d)
     old = trigger(d, namespace, "weekly")
     assert final_status(d, namespace, old)["phase"] == "Succeeded"
     try:
         with locked(d.mariadb, database):
             nightly = trigger(d, namespace)
             eventually(lambda: dump_pids(database), "the nightly dump", d)
+            [busy] = [w for w in workers if dumping(w, nightly)]
             weekly = trigger(d, namespace, "weekly")
             waiting = eventually(lambda: status(d, namespace, weekly).get("waitingFor"),
                                  "the prune to wait", d)
             assert status(d, namespace, weekly)["heartbeatStep"] == "stashq.retention"
             assert f"locked by BackupSession/{namespace}/{nightly} (backup, shared" in waiting
             assert old in snapshot_ids(d, namespace)  # nothing forgotten while it waits
+            [spare] = [w for w in workers if w is not busy]
+            assert logged(spare, weekly, "waiting for repository:")
     finally:
         with d.mariadb.connect() as conn:
             conn.cursor().execute(f"DROP DATABASE IF EXISTS `{other}`")

@@ -6,13 +6,19 @@ and never answers 410 — exactly what the watcher's correctness rests on. This 
 keeps the semantics of a real API server for the calls we make, over real HTTP/1.1, so
 the official ``kubernetes`` client talks to it unchanged:
 
-- every write takes the next cluster-wide ``resourceVersion``; objects get ``uid``,
-  ``creationTimestamp`` and ``generation`` (bumped when ``spec`` changes);
+- every write takes the next cluster-wide ``resourceVersion``; objects get ``uid`` and
+  ``creationTimestamp``; custom resources (not the built-in kinds of
+  ``BUILT_IN_GROUPS``) also ``generation``, bumped when ``spec`` changes;
 - ``POST`` answers 201, or 409 ``AlreadyExists``; ``GET`` one or a list (one namespace
   or all) with the list's ``resourceVersion``; ``PUT`` replaces; ``PATCH`` takes
   ``application/merge-patch+json`` only (415 otherwise); ``DELETE``;
 - a ``metadata.resourceVersion`` in a ``PUT`` or ``PATCH`` body is a precondition: 409
-  ``Conflict`` if the object moved on; a patch that changes nothing is not a write;
+  ``Conflict`` if the object moved on; a patch that changes nothing is not a write; a
+  ``DELETE`` body's ``preconditions`` (``resourceVersion``, ``uid``) likewise;
+- every write is validated as the API server validates these fields: names are RFC
+  1123 subdomains, annotations hold at most 256 KiB, and a ``coordination.k8s.io/v1``
+  Lease's ``leaseDurationSeconds`` is a positive integer and its times are MicroTime
+  (RFC 3339 with exactly six fractional digits): 422 ``Invalid`` or 400 ``BadRequest``;
 - kinds of ``STATUS_GROUPS`` have the status subresource: writes to the object ignore
   ``status``, writes to ``/status`` change nothing else;
 - Secrets (core v1): ``stringData`` is folded into base64 ``data``, as on a real server;
@@ -24,7 +30,8 @@ Test hooks: ``drop_watches()`` cuts every open watch mid-stream (no final chunk,
 dying proxy would), ``compact()`` moves the horizon to now (older watches get 410),
 ``inject()`` makes the next matching requests fail with a given status, ``requests``
 logs what was asked. Not implemented: label/field selectors, strategic-merge and JSON
-patches, server-side apply, bookmarks, admission (schemas are checked offline).
+patches, server-side apply, bookmarks, admission (schemas are checked offline), and any
+validation beyond the fields above.
 """
 
 from __future__ import annotations
@@ -37,7 +44,7 @@ import socket
 import threading
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -48,6 +55,19 @@ from tests.servers.ports import LOOPBACK
 
 #: API groups whose kinds have the status subresource (ours; KubeDB's AppBinding has none).
 STATUS_GROUPS = frozenset({"stashq.io"})
+#: API groups the server serves itself (core, coordination), not through CRDs: their
+#: objects here (Secrets, Leases) have no ``metadata.generation``.
+BUILT_IN_GROUPS = frozenset({"", "coordination.k8s.io"})
+#: An object name: an RFC 1123 subdomain (ValidateObjectMeta, NameIsDNSSubdomain).
+NAME_PATTERN = re.compile(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*")
+#: Characters of an object name at most.
+MAX_NAME_CHARS = 253
+#: Bytes of all of an object's annotations together, keys and values (apimachinery's
+#: TotalAnnotationSizeLimitB).
+MAX_ANNOTATIONS_BYTES = 256 * 1024
+#: A MicroTime as metav1 parses it: Go's layout "2006-01-02T15:04:05.000000Z07:00" takes
+#: exactly six fractional digits.
+MICRO_TIME = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{6}(Z|[+-]\d\d:\d\d)")
 #: The first resourceVersion handed out; any opaque increasing string would do.
 FIRST_VERSION = 1000
 #: Seconds a watch lasts when the client names no timeoutSeconds (kube: 30-60 minutes).
@@ -76,8 +96,15 @@ class Kind:
         return self.group in STATUS_GROUPS
 
     @property
+    def has_generation(self) -> bool:
+        return self.group not in BUILT_IN_GROUPS
+
+    @property
     def label(self) -> str:
         return f"{self.plural}.{self.group}" if self.group else self.plural
+
+
+LEASES = Kind("coordination.k8s.io", "v1", "leases")
 
 
 @dataclass(frozen=True)
@@ -171,6 +198,7 @@ class Cluster:
         if metadata.get("namespace", namespace) != namespace:
             raise ApiError(400, "BadRequest", "the namespace of the provided object does not "
                            "match the namespace sent on the request")
+        validate(kind, name, body)
         with self.changed:
             if (kind, namespace, name) in self.objects:
                 raise ApiError(409, "AlreadyExists", f'{kind.label} "{name}" already exists')
@@ -178,8 +206,8 @@ class Cluster:
             if kind.has_status:
                 obj.pop("status", None)
             obj["metadata"] = {**obj.get("metadata", {}), "namespace": namespace,
-                               "uid": str(uuid.uuid4()), "generation": 1,
-                               "creationTimestamp": _now()}
+                               "uid": str(uuid.uuid4()), "creationTimestamp": _now(),
+                               **({"generation": 1} if kind.has_generation else {})}
             return self._write("ADDED", kind, namespace, name, obj)
 
     def replace(self, kind: Kind, namespace: str, name: str, body: Raw) -> Raw:
@@ -206,9 +234,17 @@ class Cluster:
                 obj = _stored_form(kind, merge_patch(current, body))
             return self._update(kind, namespace, name, current, obj)
 
-    def delete(self, kind: Kind, namespace: str, name: str) -> Raw:
+    def delete(self, kind: Kind, namespace: str, name: str, options: Raw) -> Raw:
+        """``options``: a DeleteOptions body, whose ``preconditions`` must hold."""
         with self.changed:
             current = self._current(kind, namespace, name, {})
+            wanted = options.get("preconditions") or {}
+            for field, ours in (("resourceVersion", "ResourceVersion"), ("uid", "UID")):
+                if wanted.get(field) and wanted[field] != current["metadata"][field]:
+                    raise ApiError(409, "Conflict", f'Operation cannot be fulfilled on '
+                                   f'{kind.label} "{name}": Precondition failed: {ours} in '
+                                   f"precondition: {wanted[field]}, {ours} in object meta: "
+                                   f"{current['metadata'][field]}")
             del self.objects[(kind, namespace, name)]
             self.version += 1
             gone = copy.deepcopy(current)
@@ -230,12 +266,14 @@ class Cluster:
 
     def _update(self, kind: Kind, namespace: str, name: str, current: Raw, obj: Raw) -> Raw:
         kept = {k: current["metadata"][k] for k in ("name", "namespace", "uid",
-                                                    "creationTimestamp", "generation")}
+                                                    "creationTimestamp", "generation")
+                if k in current["metadata"]}
         obj["metadata"] = {**obj.get("metadata", {}), **kept,
                            "resourceVersion": current["metadata"]["resourceVersion"]}
+        validate(kind, name, obj)
         if obj == current:
             return copy.deepcopy(current)  # a no-op write is no write: no version, no event
-        if obj.get("spec") != current.get("spec"):
+        if kind.has_generation and obj.get("spec") != current.get("spec"):
             obj["metadata"]["generation"] = kept["generation"] + 1
         return self._write("MODIFIED", kind, namespace, name, obj)
 
@@ -278,6 +316,41 @@ class Cluster:
             mine = [{"type": e.type, "object": copy.deepcopy(e.object)} for e in fresh
                     if e.kind == kind and namespace in (None, e.namespace)]
             return mine, (fresh[-1].version if fresh else after)
+
+
+def validate(kind: Kind, name: str, obj: Raw) -> None:
+    """Refuse what the API server refuses of the fields this server knows (see above)."""
+    def invalid(field: str, detail: str) -> ApiError:
+        return ApiError(422, "Invalid", f'{kind.label} "{name}" is invalid: {field}: {detail}')
+
+    if len(name) > MAX_NAME_CHARS or not NAME_PATTERN.fullmatch(name):
+        raise invalid("metadata.name", f'Invalid value: "{name}": a lowercase RFC 1123 '
+                      "subdomain must consist of lower case alphanumeric characters, '-' "
+                      "or '.', and must start and end with an alphanumeric character")
+    annotations = (obj.get("metadata") or {}).get("annotations") or {}
+    if sum(len(k) + len(str(v)) for k, v in annotations.items()) > MAX_ANNOTATIONS_BYTES:
+        raise invalid("metadata.annotations", f"Too long: must have at most "
+                      f"{MAX_ANNOTATIONS_BYTES} bytes")
+    if kind == LEASES:
+        _validate_lease(obj.get("spec") or {}, invalid)
+
+
+def _validate_lease(spec: Raw, invalid: Callable[[str, str], ApiError]) -> None:
+    for field in ("acquireTime", "renewTime"):
+        value = spec.get(field)
+        if value is not None and not (isinstance(value, str) and MICRO_TIME.fullmatch(value)):
+            raise ApiError(400, "BadRequest", f"spec.{field}: parsing time {json.dumps(value)}"
+                           ' as "2006-01-02T15:04:05.000000Z07:00": cannot parse')
+    for field, least in (("leaseDurationSeconds", 1), ("leaseTransitions", 0)):
+        value = spec.get(field)
+        if value is None:
+            continue
+        if not isinstance(value, int) or isinstance(value, bool):
+            raise ApiError(400, "BadRequest", f"spec.{field}: cannot unmarshal "
+                           f"{type(value).__name__} into an int32")
+        if value < least:
+            raise invalid(f"spec.{field}", f"Invalid value: {value}: must be greater than "
+                          f"{'0' if least else 'or equal to 0'}")
 
 
 def _stored_form(kind: Kind, obj: Raw) -> Raw:
@@ -355,7 +428,7 @@ class _Handler(BaseHTTPRequestHandler):
                                "only application/merge-patch+json is implemented")
             return 200, cluster.patch(kind, namespace, name, body, status=bool(m["sub"]))
         if method == "DELETE" and name:
-            return 200, cluster.delete(kind, namespace, name)
+            return 200, cluster.delete(kind, namespace, name, body)
         raise ApiError(405, "MethodNotAllowed", f"{method} is not supported on {self.path}")
 
     def _watch(self, m: re.Match[str], query: dict[str, str]) -> None:

@@ -23,6 +23,7 @@ import pytest
 import yaml
 
 from beat.apply import completed_metadata
+from workflows.catalog import STEP_LISTS, task_documents
 from workflows.errors import InvalidResource
 from workflows.manifests import load_manifests
 from workflows.parsing import parse_resource
@@ -111,7 +112,10 @@ def structural_problems(node: dict[str, Any], path: str, *, in_junctor: bool = F
 
 
 def documents(paths: list[Path]) -> list[tuple[str, dict[str, Any]]]:
-    return [(source, raw) for path in paths for source, raw in load_manifests(path)]
+    """Every document; the catalog's step lists as the Tasks they expand to."""
+    return [item for path in paths for item in (
+        task_documents(load_manifests(path)) if path.name == STEP_LISTS
+        and path.parent.name == "catalog" else load_manifests(path))]
 
 
 # --- the CRDs -------------------------------------------------------------------------

@@ -167,3 +167,66 @@ def test_injected_faults_answer_once_then_heal(kube_api: FakeKubeAPI, code: int)
     kube_api.inject("POST", "/backupsessions", code)
     assert call(kube_api, "POST", SESSIONS, session("a"))[0] == code
     assert call(kube_api, "POST", SESSIONS, session("a"))[0] == 201
+
+
+# --- coordination.k8s.io/v1 Leases, as the Kubernetes store's locks use them ------------
+
+LEASES = "/apis/coordination.k8s.io/v1/namespaces/demo/leases"
+
+
+def lease(name: str, **spec: Any) -> dict[str, Any]:
+    return {"apiVersion": "coordination.k8s.io/v1", "kind": "Lease",
+            "metadata": {"name": name, "annotations": {"stashq.io/holders": "{}"}},
+            "spec": {"holderIdentity": "w-1", "leaseDurationSeconds": 60,
+                     "renewTime": "2025-01-01T03:00:00.000000Z", **spec}}
+
+
+def test_a_lease_is_written_only_at_the_version_its_writer_read(kube_api: FakeKubeAPI) -> None:
+    code, created = call(kube_api, "POST", LEASES, lease("lock-a"))
+    assert code == 201 and "generation" not in created["metadata"]  # a built-in kind
+    seen = created["metadata"]["resourceVersion"]
+    renewed = lease("lock-a", renewTime="2025-01-01T03:00:20.000000Z")
+    code, put = call(kube_api, "PUT", f"{LEASES}/lock-a",
+                     {**renewed, "metadata": {**renewed["metadata"], "resourceVersion": seen}})
+    assert code == 200 and put["spec"]["renewTime"] == "2025-01-01T03:00:20.000000Z"
+    code, answer = call(kube_api, "PUT", f"{LEASES}/lock-a",
+                        {**renewed, "metadata": {**renewed["metadata"], "resourceVersion": seen}})
+    assert (code, answer["reason"]) == (409, "Conflict")  # it moved on since ``seen``
+
+    stale = {"kind": "DeleteOptions", "apiVersion": "v1",
+             "preconditions": {"resourceVersion": seen}}
+    code, answer = call(kube_api, "DELETE", f"{LEASES}/lock-a", stale)
+    assert (code, answer["reason"]) == (409, "Conflict")
+    assert "Precondition failed: ResourceVersion in precondition" in answer["message"]
+    current = {"preconditions": {"resourceVersion": put["metadata"]["resourceVersion"],
+                                 "uid": created["metadata"]["uid"]}}
+    assert call(kube_api, "DELETE", f"{LEASES}/lock-a", current)[0] == 200
+    code, answer = call(kube_api, "GET", f"{LEASES}/lock-a")
+    assert (code, answer["message"]) == (404, 'leases.coordination.k8s.io "lock-a" not found')
+
+
+@pytest.mark.parametrize(("body", "code", "message"), [
+    (lease("Lock_A"), 422, 'metadata.name: Invalid value: "Lock_A": a lowercase RFC 1123'),
+    (lease("x" * 254), 422, "metadata.name: Invalid value"),
+    ({**lease("a"), "metadata": {"name": "a", "annotations": {"k": "v" * 2**18}}}, 422,
+     "metadata.annotations: Too long: must have at most 262144 bytes"),
+    (lease("a", leaseDurationSeconds=0), 422,
+     "spec.leaseDurationSeconds: Invalid value: 0: must be greater than 0"),
+    (lease("a", leaseDurationSeconds=1.5), 400, "spec.leaseDurationSeconds: cannot unmarshal"),
+    (lease("a", leaseTransitions=-1), 422, "spec.leaseTransitions: Invalid value: -1"),
+    (lease("a", renewTime="2025-01-01T03:00:00Z"), 400, 'spec.renewTime: parsing time'),
+    (lease("a", acquireTime="2025-01-01T03:00:00.123Z"), 400, 'spec.acquireTime: parsing'),
+])
+def test_what_the_api_server_refuses_is_refused(kube_api: FakeKubeAPI, body: dict[str, Any],
+                                                code: int, message: str) -> None:
+    answer = call(kube_api, "POST", LEASES, body)
+    assert answer[0] == code and message in answer[1]["message"], answer
+    if code == 422:
+        assert answer[1]["reason"] == "Invalid"
+
+
+def test_an_update_is_validated_too(kube_api: FakeKubeAPI) -> None:
+    call(kube_api, "POST", LEASES, lease("lock-a"))
+    code, answer = call(kube_api, "PUT", f"{LEASES}/lock-a",
+                        lease("lock-a", leaseDurationSeconds=-5))
+    assert code == 422 and "must be greater than 0" in answer["message"]

@@ -17,7 +17,8 @@ def open_store(settings: Settings) -> RedisStore | KubeStore:
     if settings.store == "kubernetes":
         from workers.state.kube import KubeStore  # the kubernetes client loads only here
 
-        return KubeStore.from_kubeconfig(settings.kubeconfig)
+        return KubeStore.from_kubeconfig(settings.kubeconfig,
+                                         settings.lease_namespace or settings.namespace)
     from workers.state.redis import RedisStore
 
     return RedisStore.from_url(settings.redis_url)

@@ -4,12 +4,16 @@ Implementations: ``RedisStore`` (local mode; resources applied with ``stashq app
 and ``KubeStore`` (the API server, in a cluster). Status is kept apart from spec and
 changed only through ``patch_status`` (a JSON merge patch, RFC 7386), as with the
 Kubernetes status subresource.
+
+The values both stores hand out (``RawObject``, ``LeaseAnswer``) live here too, so
+that neither store imports the other.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from typing import Any, Protocol, TypeVar
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, NamedTuple, Protocol, TypeVar
 
 from workflows.errors import StashQError, Transient
 from workflows.resources import Resource
@@ -20,6 +24,8 @@ R = TypeVar("R", bound=Resource)
 #: create itself (Kubernetes drops ``status`` on create): a Skipped session must never
 #: look Pending to the watcher, not even between its create and its status patch.
 INITIAL_PHASE_ANNOTATION = "stashq.io/initial-phase"
+#: Where an object read back from a store is said to come from in an error.
+STORE_SOURCE = "state store"
 
 
 class ResourceVersionExpired(StashQError, Transient):
@@ -29,7 +35,66 @@ class ResourceVersionExpired(StashQError, Transient):
     """
 
 
-class ResourceStore(Protocol):
+class RawObject(NamedTuple):
+    """A stored object as bytes: parsed by the caller, one at a time."""
+
+    namespace: str
+    name: str
+    body: bytes  #: JSON of the resource without its status
+    status: bytes | None  #: JSON of its status, if any
+
+
+@dataclass(frozen=True)
+class LeaseAnswer:
+    """The store's answer to an acquire: did it work, who is in the way, who lapsed."""
+
+    acquired: bool
+    holders: Sequence[Mapping[str, Any]] = ()  #: live holders that conflict
+    expired: Sequence[Mapping[str, Any]] = ()  #: lapsed holders removed by this call
+
+
+class Leases(Protocol):
+    """Locks (``workers/locks.py``): per lock name, a table of holders, each shared or
+    exclusive, each until its lease lapses. Redis times leases by its server's clock;
+    Kubernetes by the clocks of those who write them (``workers/state/lease_table.py``
+    says what that assumes). Each call is atomic; a store that is unreachable raises
+    ``TransientStorageError``."""
+
+    def acquire_lease(self, lock: str, token: str, holder: Mapping[str, Any], *,
+                      exclusive: bool, lease_s: float) -> LeaseAnswer:
+        """Add ``token`` (``holder``: owner, purpose, host, pid) for ``lease_s`` seconds
+        unless a live holder conflicts (an exclusive one, or any if ``exclusive``); remove
+        and return the lapsed holders either way. Never waits: callers poll."""
+
+    def renew_lease(self, lock: str, token: str, lease_s: float) -> bool:
+        """Extend ``token``'s lease to ``lease_s`` seconds from now; False if it lapsed
+        and was removed meanwhile (someone else may hold the lock now)."""
+
+    def release_lease(self, lock: str, token: str) -> None:
+        """Remove ``token``; a missing one is not an error."""
+
+
+class BulkAccess(Protocol):
+    """What the scheduler and the sweeper read and write by the thousand."""
+
+    def list_raw(self, cls: type[Resource], namespace: str | None = None) -> list[RawObject]:
+        """Every object of a kind (every namespace when ``namespace`` is None), unparsed,
+        so that one bad object hides no other."""
+
+    def generation(self, cls: type[Resource]) -> int | None:
+        """A number that changes whenever an object of the kind is applied, created or
+        deleted (status patches leave it): when it has not moved, a listing is as before.
+        None when the store cannot tell (Kubernetes): list every time."""
+
+    def create_many(self, resources: Sequence[Resource]) -> Sequence[bool | None]:
+        """``create`` of each: True where created, False where the name was taken, None
+        where that create failed (logged; the others still count). Raises when the
+        store failed as a whole (then some may have been created: a retry finds them)."""
+
+
+class ResourceStore(Leases, BulkAccess, Protocol):
+    """Every store implements all of it: callers never ask what a store can do."""
+
     def get(self, cls: type[R], name: str, namespace: str) -> R:
         """The resource with its current status; ``NotFound`` names kind and name."""
 

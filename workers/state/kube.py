@@ -25,6 +25,9 @@ The hard part is concurrency, and the API server arbitrates it:
   and compare again: the step's claim of a session.
 - ``apply`` replaces spec and metadata (PUT) at the version just read; a conflict
   reads again and retries (last writer wins, as ``kubectl replace``).
+- Locks are ``coordination.k8s.io/v1`` Leases in one namespace (``lease_namespace``),
+  one per lock: read, decided by ``lease_table`` (which says how holders are kept and
+  what it assumes of clocks), written at the version read, decided again on a 409.
 """
 
 from __future__ import annotations
@@ -33,8 +36,9 @@ import contextlib
 import json
 import logging
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
+from email.utils import parsedate_to_datetime
 from typing import Any, TypeVar
 
 import urllib3
@@ -42,12 +46,15 @@ from kubernetes import client, config
 from kubernetes.client.exceptions import ApiException
 from kubernetes.watch.watch import iter_resp_lines
 
+import workers.state.lease_table as lease_table
 from workers.state.base import (
     INITIAL_PHASE_ANNOTATION,
+    LeaseAnswer,
+    RawObject,
     ResourceVersionExpired,
     status_matches,
 )
-from workers.state.redis import RawObject, RawObjects
+from workers.state.lease_table import Holders
 from workflows.errors import (
     InvalidResource,
     NotFound,
@@ -62,8 +69,11 @@ from workflows.resources import Resource
 log = logging.getLogger(__name__)
 
 R = TypeVar("R", bound=Resource)
+T = TypeVar("T")
 RawDict = dict[str, Any]
 RawDicts = list[RawDict]  # an alias: inside KubeStore, ``list`` names a method
+RawObjects = list[RawObject]
+Created = list[bool | None]
 
 #: Tries of a write answered ``409 Conflict`` before giving up (each after a short pause).
 CONFLICT_ATTEMPTS = 8
@@ -82,6 +92,9 @@ WRITTEN_METADATA = ("name", "namespace", "labels", "annotations", "ownerReferenc
 #: Metadata that changes on every write, left out of ``list_raw`` bodies so that their
 #: bytes change only when spec or labels do.
 VOLATILE_METADATA = ("resourceVersion", "managedFields", "generation")
+#: Seconds this machine's clock may differ from the API server's (its ``Date`` header,
+#: whole seconds) before the store warns: lease expiry compares workers' clocks.
+CLOCK_SKEW_WARN_S = 5.0
 
 
 @dataclass(frozen=True)
@@ -189,13 +202,20 @@ def api_client(kubeconfig: str = "") -> client.ApiClient:
 class KubeStore:
     """A ``ResourceStore`` (and the watcher's source) on the Kubernetes API."""
 
-    def __init__(self, api: client.ApiClient) -> None:
+    def __init__(self, api: client.ApiClient, lease_namespace: str = "default", *,
+                 clock: Callable[[], float] = time.time) -> None:
         self._custom = client.CustomObjectsApi(api)
         self._core = client.CoreV1Api(api)
+        self._coordination = client.CoordinationV1Api(api)
+        #: Where the Leases of every lock live: the same for every worker and beat.
+        self.lease_namespace = lease_namespace
+        self._clock = clock  #: wall clock of lease expiry (see ``lease_table``)
+        self._skew_reported = False
 
     @classmethod
-    def from_kubeconfig(cls, kubeconfig: str = "") -> KubeStore:
-        return cls(api_client(kubeconfig))
+    def from_kubeconfig(cls, kubeconfig: str = "", lease_namespace: str = "default",
+                        ) -> KubeStore:
+        return cls(api_client(kubeconfig), lease_namespace)
 
     # --- ResourceStore -------------------------------------------------------------
 
@@ -284,6 +304,86 @@ class KubeStore:
         """Raise unless the API answers and serves BackupConfigurations (CRDs installed)."""
         self.list_versioned("BackupConfiguration", None)
 
+    # --- Leases: one coordination.k8s.io/v1 Lease per lock -------------------------------
+
+    def acquire_lease(self, lock: str, token: str, holder: Mapping[str, Any], *,
+                      exclusive: bool, lease_s: float) -> LeaseAnswer:
+        return self._update_lease(lock, lambda table, now_ms: lease_table.acquire(
+            table, token, holder, exclusive=exclusive, lease_s=lease_s, now_ms=now_ms))
+
+    def renew_lease(self, lock: str, token: str, lease_s: float) -> bool:
+        def renew(table: Holders, now_ms: int) -> tuple[bool, Holders | None]:
+            renewed = lease_table.renew(table, token, lease_s, now_ms)
+            return renewed is not None, renewed
+
+        return self._update_lease(lock, renew)
+
+    def release_lease(self, lock: str, token: str) -> None:
+        self._update_lease(lock, lambda table, _: (None, lease_table.release(table, token)))
+
+    def _update_lease(self, lock: str,
+                      decide: Callable[[Holders, int], tuple[T, Holders | None]]) -> T:
+        """Read the lock's Lease, ``decide`` on its table of holders and write the table it
+        returns (None: nothing to write) at the version read: create the Lease, replace
+        it, or delete it once empty. A 409 or 404 means another writer came between:
+        read and decide again."""
+        name = lease_table.lease_name(lock)
+        for attempt in range(CONFLICT_ATTEMPTS):
+            current = self._read_lease(name)
+            now_ms = int(self._clock() * 1000)
+            result, table = decide(lease_table.holders_of(current), now_ms)
+            try:
+                if table is not None:
+                    self._write_lease(lock, current, table, now_ms)
+                return result
+            except (Conflict, NotFound):
+                _pause(attempt, f'Lease "{name}" of {lock} changed while being written')
+        raise TransientStorageError(f'Lease "{name}" of {lock} kept changing; gave up after '
+                                    f"{CONFLICT_ATTEMPTS} tries")
+
+    def _read_lease(self, name: str) -> RawDict | None:
+        try:
+            with api_errors("Lease", name, self.lease_namespace):
+                return self._lease_answer(self._coordination.read_namespaced_lease(
+                    name, self.lease_namespace, _preload_content=False))
+        except NotFound:
+            return None
+
+    def _write_lease(self, lock: str, current: RawDict | None, table: Holders,
+                     now_ms: int) -> None:
+        # Sent as a dict, not a V1Lease: the model writes renewTime with isoformat(),
+        # which leaves out the microseconds when they are 0, and the server refuses that.
+        body: Any = lease_table.lease_body(lock, table, now_ms)
+        name, namespace = body["metadata"]["name"], self.lease_namespace
+        with api_errors("Lease", name, namespace):
+            if current is None:
+                self._lease_answer(self._coordination.create_namespaced_lease(
+                    namespace, body, _preload_content=False))
+                return
+            version = current["metadata"]["resourceVersion"]
+            if table:
+                body["metadata"]["resourceVersion"] = version
+                self._lease_answer(self._coordination.replace_namespaced_lease(
+                    name, namespace, body, _preload_content=False))
+            else:  # no holder left: as Redis drops an empty hash
+                self._lease_answer(self._coordination.delete_namespaced_lease(
+                    name, namespace, body=client.V1DeleteOptions(
+                        preconditions=client.V1Preconditions(resource_version=version)),
+                    _preload_content=False))
+
+    def _lease_answer(self, response: Any) -> RawDict:
+        """The body of a Lease call, after comparing clocks with the server's ``Date``."""
+        date = response.headers.get("Date") if response.headers else None
+        if date and not self._skew_reported:
+            skew_s = self._clock() - parsedate_to_datetime(date).timestamp()
+            if abs(skew_s) > CLOCK_SKEW_WARN_S:
+                self._skew_reported = True
+                log.warning("this machine's clock is %.0f s %s the Kubernetes API server's: "
+                            "lock leases assume the clocks of all workers agree to well "
+                            "within a lease", abs(skew_s), "ahead of" if skew_s > 0 else
+                            "behind")
+        return _json(response)
+
     # --- raw access: the watcher and the scheduler parse these one by one ------------
 
     def get_raw(self, kind: str, name: str, namespace: str) -> RawDict:
@@ -317,6 +417,25 @@ class KubeStore:
         """Every object of a kind as bytes of spec and status (the scheduler's view)."""
         items, _ = self.list_versioned(cls.KIND, namespace)
         return [_raw_object(item) for item in items]
+
+    def generation(self, cls: type[Resource]) -> None:
+        """None: the API server keeps no counter of spec changes per kind (a list's
+        ``resourceVersion`` moves with every status patch of any object), so the
+        scheduler lists every tick. A watch would do better; ``stashq watch`` has one."""
+        return None
+
+    def create_many(self, resources: Sequence[Resource]) -> Created:
+        """``create`` of each, a request each (the API has no batch create): one that
+        fails is logged and None, and the others are still created."""
+        made: Created = []
+        for resource in resources:
+            try:
+                made.append(self.create(resource))
+            except StashQError as e:
+                log.warning("could not create %s %s/%s: %s", resource.kind,
+                            resource.namespace, resource.name, e)
+                made.append(None)
+        return made
 
     def watch(self, kind: str, namespace: str | None, resource_version: str,
               timeout_s: int) -> Iterator[RawDict]:

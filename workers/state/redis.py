@@ -24,12 +24,11 @@ from __future__ import annotations
 import functools
 import json
 from collections.abc import Callable, Mapping, Sequence
-from typing import Any, Concatenate, NamedTuple, ParamSpec, TypeVar
+from typing import Any, Concatenate, ParamSpec, TypeVar
 
 import redis
 
-from workers.locks import LeaseAnswer
-from workers.state.base import status_matches
+from workers.state.base import STORE_SOURCE, LeaseAnswer, RawObject, status_matches
 from workflows.errors import NotFound, StorageError, TransientStorageError
 from workflows.manifests import load_json
 from workflows.parsing import parse_as
@@ -37,8 +36,6 @@ from workflows.resources import Resource
 
 R = TypeVar("R", bound=Resource)
 KEY_PREFIX = "stashq"
-#: Where an object read back is said to come from in an error.
-STORE_SOURCE = "state store"
 #: Milliseconds a lock's table outlives its last write, so a lapsed lease is still there
 #: to be reported by the next one who asks.
 LOCK_TABLE_KEEP_MS = 7 * 24 * 3600 * 1000
@@ -81,15 +78,6 @@ redis.call('HSET', KEYS[1], ARGV[1], cjson.encode(held))
 redis.call('PEXPIRE', KEYS[1], tonumber(ARGV[3]))
 return 1
 """
-
-
-class RawObject(NamedTuple):
-    """A stored object as bytes: parsed by the caller, one at a time."""
-
-    namespace: str
-    name: str
-    body: bytes  #: JSON of the resource without its status
-    status: bytes | None  #: JSON of its status, if any
 
 
 RawObjects = list[RawObject]
@@ -274,7 +262,7 @@ class RedisStore:
     @_reachable
     def acquire_lease(self, lock: str, token: str, holder: Mapping[str, Any], *,
                       exclusive: bool, lease_s: float) -> LeaseAnswer:
-        """See ``workers.locks.Leases``; one Lua script, timed by the Redis server."""
+        """See ``workers.state.base.Leases``; one Lua script, timed by the Redis server."""
         acquired, conflicts, expired = self._redis.eval(
             _ACQUIRE_LUA, 1, _lock_key(lock), token, json.dumps(dict(holder)),
             "1" if exclusive else "0", int(lease_s * 1000), LOCK_TABLE_KEEP_MS)

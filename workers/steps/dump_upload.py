@@ -24,7 +24,7 @@ from pathlib import Path
 from workers import database
 from workers.context import StepContext
 from workers.engines.base import defaults_file
-from workers.locks import BACKUP_WAIT_S, Leases, backup_lock, repository_lock, target_lock_name
+from workers.locks import BACKUP_WAIT_S, backup_lock, repository_lock, target_lock_name
 from workers.parallel_dump import dump_parallel
 from workers.pauses import pause_at
 from workers.process import ClientProcess
@@ -82,9 +82,6 @@ def report_progress(ctx: StepContext, started: float) -> Callable[[StreamStats],
 @contextlib.contextmanager
 def _creating(ctx: StepContext) -> Iterator[None]:
     """The repository's exclusive lock, while a first backup writes its ``config.json``."""
-    if not isinstance(ctx.store, Leases):
-        yield
-        return
     with repository_lock(ctx.store, ctx.repository, str(ctx.ref), exclusive=True,
                          purpose="create config.json", wait_s=BACKUP_WAIT_S):
         yield

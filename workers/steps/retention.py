@@ -10,8 +10,7 @@ prune cut short).
 
 The work runs under the repository's exclusive lock, which backups hold shared, so a
 prune never deletes what a running backup is writing. If the lock stays busy, the
-policy is applied after a later backup: the session is not failed for it. With a state
-store that cannot hold locks, only the forgotten snapshots' own data is pruned.
+policy is applied after a later backup: the session is not failed for it.
 """
 
 from __future__ import annotations
@@ -23,7 +22,7 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from workers.context import StepContext
-from workers.locks import Lease, Leases, RepositoryLocked, repository_lock
+from workers.locks import Lease, RepositoryLocked, repository_lock
 from workers.steps.session import session_step, set_status
 from workflows.params import RetentionParams
 from workflows.resources import BackupConfiguration, Repository
@@ -51,26 +50,25 @@ def select(config: BackupConfiguration, policy: RetentionPolicy,
 
 
 def apply_policy(ctx: StepContext, config: BackupConfiguration, policy: RetentionPolicy,
-                 lease: Lease | None) -> dict[str, Any]:
+                 lease: Lease) -> dict[str, Any]:
     repo = ctx.repo
     selection = select(config, policy, snapshots_of(config, repo.list_snapshots()))
     report: dict[str, Any] = {"policy": policy.name, "dryRun": policy.dry_run,
                               "prune": policy.prune, "kept": len(selection.keep),
                               "forgotten": list(selection.forget[:MAX_LISTED_IDS]),
                               "forgottenCount": len(selection.forget)}
-    if lease is not None and lease.expired:
+    if lease.expired:
         report["expiredLocks"] = list(lease.expired)
     if policy.dry_run:
         log.info("dry run: policy %s keeps %d snapshot(s), would forget %d: %s", policy.name,
                  len(selection.keep), len(selection.forget), ", ".join(selection.forget) or "-")
         return report
-    check = lease.check if lease is not None else _no_lease
-    repo.forget(selection.forget, check)
+    repo.forget(selection.forget, lease.check)
     if policy.prune:
         report["prunedObjects"] = repo.prune(
             belongs=lambda snapshot_id: slot_of_session(config.name, snapshot_id) is not None,
-            forgotten=selection.forget, exclusive=lease is not None, check=check)
-        if lease is not None and (aborted := repo.abort_dead_uploads()):
+            forgotten=selection.forget, exclusive=True, check=lease.check)
+        if aborted := repo.abort_dead_uploads():
             report["abortedUploads"] = aborted
     log.info("policy %s kept %d snapshot(s), forgot %d%s", policy.name, len(selection.keep),
              len(selection.forget), f", pruned {report['prunedObjects']} object(s)"
@@ -78,18 +76,9 @@ def apply_policy(ctx: StepContext, config: BackupConfiguration, policy: Retentio
     return report
 
 
-def _no_lease() -> None:
-    """Without a lock there is no lease to lose."""
-
-
 @contextlib.contextmanager
-def locked(ctx: StepContext, wait_s: float) -> Iterator[Lease | None]:
-    """The repository's exclusive lock, or None if the state store cannot hold locks."""
-    if not isinstance(ctx.store, Leases):
-        log.warning("state store %s holds no locks: pruning only the forgotten snapshots",
-                    type(ctx.store).__name__)
-        yield None
-        return
+def locked(ctx: StepContext, wait_s: float) -> Iterator[Lease]:
+    """The repository's exclusive lock (waiting for running backups up to ``wait_s``)."""
     with repository_lock(ctx.store, ctx.repository, str(ctx.ref), exclusive=True,
                          purpose="retention", wait_s=wait_s, lease_s=ctx.settings.lock_lease_s,
                          on_wait=lambda why: set_status(ctx, {"waitingFor": why})) as lease:

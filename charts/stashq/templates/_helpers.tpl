@@ -174,6 +174,9 @@ may refer to an earlier variable only), then the two URLs. */}}
   valueFrom:
     fieldRef:
       fieldPath: metadata.namespace
+# Where the locks' Lease objects live: the namespace the chart's Roles grant them in.
+- name: STASHQ_LEASE_NAMESPACE
+  value: {{ .Release.Namespace | quote }}
 {{- end -}}
 
 {{/* Settings every process that talks to the broker shares: the visibility timeout
