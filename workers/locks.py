@@ -74,6 +74,22 @@ class Leases(Protocol):
         """Remove ``token``; a missing one is not an error."""
 
 
+@dataclass(frozen=True)
+class LockHold:
+    """A lock as its lease table shows it now (for the metrics)."""
+
+    holders: int  #: live holders
+    held_s: float  #: seconds the oldest live holder has held it, by the store's clock; 0 if free
+
+
+@runtime_checkable
+class LeaseTables(Protocol):
+    """A store whose lease tables can be read (for the metrics); see ``Leases``."""
+
+    def lease_holds(self, locks: Sequence[str]) -> list[LockHold]:
+        """Each lock's live holders, in one round trip; lapsed holders are not counted."""
+
+
 def lock_name(repository: Repository) -> str:
     """Locks are per backend location: two Repository objects on one bucket share one."""
     return f"repository:{repository.spec.backend.description}"

@@ -32,6 +32,7 @@ import logging
 import secrets
 import threading
 import time
+from collections import Counter
 from collections.abc import Callable, Iterator
 from typing import Any, Protocol, runtime_checkable
 
@@ -46,6 +47,7 @@ from workers.state import open_store
 from workers.state.base import ResourceStore
 from workers.state.redis import RawObject
 from workers.steps.session import CONTROL_QUEUE, DATA_QUEUE, now_iso
+from workers.sweep_metrics import every_phase, push_sweep_metrics
 from workflows.errors import StashQError
 from workflows.phases import Phase, failed
 from workflows.settings import Settings
@@ -68,6 +70,7 @@ class StaleSweeper:
         self.app, self.store, self.settings = app, store, settings
         self.namespace, self.clock = namespace, clock
         self._next_sweep = 0.0
+        self._phases: dict[tuple[str, str], int] = {}  #: sessions by kind and phase, last sweep
 
     # --- when -------------------------------------------------------------------------
 
@@ -99,6 +102,7 @@ class StaleSweeper:
         """One pass over every Running and Pending session; return what was done to which."""
         done = []
         found, pending = self.stale_sessions()
+        push_sweep_metrics(self.app, self.store, self.settings, self.namespace, self._phases)
         queued = queued_tokens(self.app, (CONTROL_QUEUE, DATA_QUEUE)) if pending else None
         for ref in found:
             with session_context(ref.name):
@@ -114,13 +118,16 @@ class StaleSweeper:
     def stale_sessions(self) -> tuple[list[SessionRef], bool]:
         """Sessions to look at, and whether any is Pending (the broker must be read)."""
         now, found, pending = self.clock(), [], False
+        counted: Counter[tuple[str, str]] = Counter()
         for kind, cls in SESSION_KINDS.items():
             for namespace, name, status in self._statuses(cls):
+                counted[kind, str(status.get("phase") or Phase.PENDING)] += 1
                 overdue = pending_overdue(status, now=now,
                                           timeout_s=self.settings.pending_timeout_s)
                 if overdue or self._verdict(status, now, None) is not None:
                     found.append(SessionRef(kind, namespace, name))
                     pending = pending or overdue
+        self._phases = every_phase(list(SESSION_KINDS), counted) | dict(counted)
         return found, pending
 
     def _statuses(self, cls: Any) -> Iterator[tuple[str, str, dict[str, Any]]]:

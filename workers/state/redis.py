@@ -28,7 +28,7 @@ from typing import Any, Concatenate, NamedTuple, ParamSpec, TypeVar
 
 import redis
 
-from workers.locks import LeaseAnswer
+from workers.locks import LeaseAnswer, LockHold
 from workers.state.base import status_matches
 from workflows.errors import NotFound, StorageError, TransientStorageError
 from workflows.resources import Resource
@@ -90,6 +90,7 @@ class RawObject(NamedTuple):
 
 RawObjects = list[RawObject]
 Created = list[bool]
+LockHolds = list[LockHold]
 
 
 def merge_patch(target: Any, patch: Any) -> Any:
@@ -286,6 +287,18 @@ class RedisStore:
     def release_lease(self, lock: str, token: str) -> None:
         self._redis.hdel(_lock_key(lock), token)
 
+    @_reachable
+    def lease_holds(self, locks: Sequence[str]) -> LockHolds:
+        """See ``workers.locks.LeaseTables``; timed by the Redis server's clock, as the
+        leases are."""
+        with self._redis.pipeline(transaction=False) as pipe:
+            pipe.time()
+            for lock in locks:
+                pipe.hvals(_lock_key(lock))
+            (seconds, micros), *tables = pipe.execute()
+        now_ms = seconds * 1000 + micros // 1000
+        return [_hold([_holder(raw) for raw in table], now_ms) for table in tables]
+
     def ping(self) -> None:
         try:
             self._redis.ping()
@@ -319,6 +332,12 @@ def _holder(raw: bytes) -> dict[str, Any]:
     except ValueError:
         return {"owner": raw[:80].decode(errors="replace")}
     return held if isinstance(held, dict) else {"owner": str(held)[:80]}
+
+
+def _hold(holders: list[dict[str, Any]], now_ms: int) -> LockHold:
+    live = [float(h.get("acquiredAtMs") or now_ms) for h in holders
+            if float(h.get("expiresAtMs") or 0) >= now_ms]
+    return LockHold(len(live), max(0.0, (now_ms - min(live)) / 1000) if live else 0.0)
 
 
 def _index(kind: str) -> str:
