@@ -4,8 +4,10 @@ broker queue lengths, and how long each repository's lock has been held.
 The sweep already lists every session and (when some are Pending) reads the broker, in
 every worker and every beat, every ``stale_sweep_interval_s``; so these numbers come
 from a loop that runs anyway, and they are pushed even when no worker is alive (beat
-sweeps too), which is what the "queue growing with no worker" alert needs. A failed
-push is logged and never fails the sweep.
+sweeps too), which is what the "queue growing with no worker" alert needs. On
+Kubernetes beat has no broker (the watcher queues), so only workers push the queue
+lengths there; the alerts read the silence of that group instead. A failed push is
+logged and never fails the sweep.
 """
 
 from __future__ import annotations
@@ -51,13 +53,14 @@ def lock_facts(store: ResourceStore, namespace: str | None) -> list[metrics.Lock
 
 def push_sweep_metrics(app: Any, store: ResourceStore, settings: Settings,
                        namespace: str | None, phases: dict[tuple[str, str], int]) -> None:
-    """Gather and push; any failure is logged (the next sweep pushes again)."""
+    """Gather and push (the queues only with an ``app`` to read them through); any
+    failure is logged (the next sweep pushes again)."""
     if not settings.pushgateway_url:
         return
     from workers import metrics
 
     try:
-        depths = queue_depths(app, (CONTROL_QUEUE, DATA_QUEUE))
+        depths = queue_depths(app, (CONTROL_QUEUE, DATA_QUEUE)) if app is not None else None
         facts = metrics.SweepFacts(sessions=phases, queued=depths[0] if depths else None,
                                    unacked=depths[1] if depths else None,
                                    locks=lock_facts(store, namespace))

@@ -66,9 +66,13 @@ class StaleSweeper:
     """Finds stale Running sessions and queues them again or fails them."""
 
     def __init__(self, app: Any, store: ResourceStore, settings: Settings, *,
-                 namespace: str | None = None, clock: Callable[[], float] = time.time) -> None:
+                 namespace: str | None = None, clock: Callable[[], float] = time.time,
+                 reads_queues: bool = True) -> None:
         self.app, self.store, self.settings = app, store, settings
         self.namespace, self.clock = namespace, clock
+        #: Push the broker's queue lengths with the sweep metrics: False for a beat on
+        #: Kubernetes, which has no broker (the watcher queues).
+        self.reads_queues = reads_queues
         self._next_sweep = 0.0
         self._phases: dict[tuple[str, str], int] = {}  #: sessions by kind and phase, last sweep
 
@@ -102,7 +106,8 @@ class StaleSweeper:
         """One pass over every Running and Pending session; return what was done to which."""
         done = []
         found, pending = self.stale_sessions()
-        push_sweep_metrics(self.app, self.store, self.settings, self.namespace, self._phases)
+        push_sweep_metrics(self.app if self.reads_queues else None, self.store, self.settings,
+                           self.namespace, self._phases)
         queued = queued_tokens(self.app, (CONTROL_QUEUE, DATA_QUEUE)) if pending else None
         for ref in found:
             with session_context(ref.name):

@@ -7,6 +7,7 @@ fails them in CI, like every other missing server.
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 from collections.abc import Iterator
 
@@ -27,3 +28,15 @@ def helm(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Helm]:
             pytest.fail(message)
         pytest.skip(message)
     yield Helm(binary, tmp_path_factory.mktemp("helm-home"))
+
+
+@pytest.fixture(scope="session")
+def promtool() -> str:
+    """Prometheus' ``promtool`` (Debian's ``prometheus`` package, scripts/install.sh)."""
+    binary = shutil.which("promtool")
+    if binary is None:
+        message = "promtool is not installed (apt-get install prometheus; scripts/install.sh)"
+        if os.environ.get("CI", "").lower() in ("true", "1"):
+            pytest.fail(message)
+        pytest.skip(message)
+    return binary
