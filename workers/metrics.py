@@ -93,7 +93,7 @@ def build_registry(facts: SessionFacts) -> CollectorRegistry:
     if repo:
         gauge("stashq_repository_size_bytes", "Bytes stored in the repository",
               float(repo.get("totalSizeBytes", 0)))
-        gauge("stashq_repository_snapshot_count", "Snapshots in the repository",
+        gauge("stashq_repository_snapshots", "Snapshots in the repository",
               float(repo.get("snapshotCount", 0)))
     if facts.schedule_interval_s is not None:
         gauge("stashq_backupconfiguration_schedule_interval_seconds",

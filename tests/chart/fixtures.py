@@ -1,7 +1,8 @@
-"""Fixtures for the chart tests: a real helm, found or installed once per session.
+"""Fixtures for the chart tests and the metrics test: a real helm, found or installed
+once per session, and promtool. Loaded for every test by ``tests/conftest.py``.
 
-A helm that cannot be installed (no registry reachable) skips these tests locally and
-fails them in CI, like every other missing server.
+A tool that cannot be had (no registry reachable) skips these tests locally and fails
+them in CI, like every other missing server.
 """
 
 from __future__ import annotations
