@@ -158,8 +158,8 @@ class ChangeLogFeed:
                 batch.deleted.add(ref)
             else:
                 batch.objects.append(obj)
-        self._known = (self._known | {(o.namespace, o.name) for o in batch.objects}) \
-            - batch.deleted
+        self._known.update((o.namespace, o.name) for o in batch.objects)
+        self._known -= batch.deleted
         return batch
 
     def stop(self) -> None:

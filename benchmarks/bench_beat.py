@@ -28,6 +28,7 @@ import argparse
 import json
 import logging
 import math
+import multiprocessing
 import random
 import statistics
 import tempfile
@@ -108,6 +109,7 @@ class MemoryStore:
         self.delays: list[float] = []
         self.generations: dict[str, int] = {}  #: bumped on create and delete, as in Redis
         self.log: dict[str, list[Ref]] = {}  #: kind -> refs changed, as Redis' stream
+        self._scan_pass: Refs = []
 
     def put(self, kind: str, namespace: str, name: str, body: bytes) -> None:
         self.kinds.setdefault(kind, {})[(namespace, name)] = [body, None]
@@ -127,9 +129,12 @@ class MemoryStore:
                 for ref in refs]
 
     def scan_refs(self, cls: type[Resource], cursor: int, count: int) -> tuple[int, Refs]:
-        refs = list(self.kinds.get(cls.KIND, {}))[cursor:cursor + count]
+        """As ``SSCAN``: a pass over the index as it was when the pass began."""
+        if cursor == 0:
+            self._scan_pass = list(self.kinds.get(cls.KIND, {}))
         following = cursor + count
-        return (following if following < len(self.kinds.get(cls.KIND, {})) else 0), refs
+        return (following if following < len(self._scan_pass) else 0), \
+            self._scan_pass[cursor:following]
 
     def list_raw(self, cls: type[Resource], namespace: str | None = None) -> list[RawObject]:
         return [RawObject(ns, name, body, status)  # type: ignore[arg-type]
@@ -358,6 +363,14 @@ def run_on_redis(options: Options, feed: str) -> dict[str, Any]:
             server.stop()
 
 
+def in_child(runner: Callable[[Options, str], dict[str, Any]], options: Options,
+             feed: str) -> dict[str, Any]:
+    """One run in a forked process of its own: no run inherits another's heap (beat
+    freezes what survives a collection) or pays for its garbage."""
+    with multiprocessing.get_context("fork").Pool(1) as pool:
+        return pool.apply(runner, (options, feed))
+
+
 def verdict(ok: bool) -> str:
     return "PASS" if ok else "MISS"
 
@@ -422,7 +435,7 @@ def main() -> None:
     for name, runner in stores.items():
         if args.store not in (name, "both"):
             continue
-        runs = {feed: runner(options, feed) for feed in feeds}
+        runs = {feed: in_child(runner, options, feed) for feed in feeds}
         for result in runs.values():
             report(result)
             results.append(result)
