@@ -313,7 +313,9 @@ def run_beat(namespace: str | None, starting_deadline_s: float | None, clock_ori
                                                else starting_deadline_s),
                           orphan_after_s=env.settings.heartbeat_timeout_s,
                           sweeper=StaleSweeper(env.app, env.store, env.settings,
-                                               namespace=namespace).maybe_sweep)
+                                               namespace=namespace,
+                                               reads_queues=env.settings.store != "kubernetes",
+                                               ).maybe_sweep)
     signal.signal(signal.SIGTERM, lambda *_: scheduler.stop())
     signal.signal(signal.SIGINT, lambda *_: scheduler.stop())
     scheduler.run()

@@ -1,11 +1,12 @@
 """The scheduler's view of the BackupConfigurations: raw bytes in, entries out.
 
-The store hands configurations over as bytes; an entry is parsed again only when its
-bytes change, so a tick over 10,000 unchanged configurations is a comparison each, and
-when the store can say that nothing changed (``generation``) not even that. A new or
-changed entry starts where nothing is replayed: an unchanged schedule goes on where it
-was, one seen first goes on from where its status says beat got to (so a restart
-counts what it missed), a changed one starts now.
+A feed (``feeds.py``) hands over the configurations that changed, as bytes: all of them
+at the first tick, then only those applied, created or deleted since (a change log, a
+watch), so a tick over 10,000 unchanged configurations reads and compares next to
+nothing. An entry is parsed again only when its bytes change. A new or changed entry
+starts where nothing is replayed: an unchanged schedule goes on where it was, one seen
+first goes on from where its status says beat got to (so a restart counts what it
+missed), a changed one starts now.
 
 A configuration that does not parse, names a time zone this machine lacks or a cron
 that never fires becomes an entry with an ``error``: reported once in its status
@@ -19,6 +20,7 @@ import math
 from dataclasses import dataclass
 from typing import Any
 
+from beat.feeds import Batch, Feed, feed_for
 from workers.state.base import RawObject, ResourceStore
 from workflows.errors import InvalidResource
 from workflows.manifests import load_json
@@ -28,9 +30,6 @@ from workflows.schedule import Cron, cron_of
 
 log = logging.getLogger(__name__)
 
-#: Seconds between full listings even when the store says nothing changed: a safety net
-#: for writers that bypass the store (a restore of the Redis data, a hand edit).
-RELIST_EVERY_S = 300.0
 SOURCE = "state store"
 
 ConfigKey = tuple[str, str]  #: (namespace, name)
@@ -59,22 +58,18 @@ class Entry:
 class Configurations:
     """Entries by (namespace, name), kept current by ``refresh``."""
 
-    def __init__(self, store: ResourceStore, namespace: str | None = None) -> None:
+    def __init__(self, store: ResourceStore, namespace: str | None = None,
+                 feed: Feed | None = None) -> None:
         self.store, self.namespace = store, namespace
+        self.feed = feed or feed_for(store, namespace)
         self.entries: dict[ConfigKey, Entry] = {}
         #: Cron objects shared by configurations with the same schedule and zone.
         self._crons: dict[tuple[str, str], Cron] = {}
-        self._generation: int | None = None  #: of the configurations last listed
-        self._next_relist = 0.0
 
     def refresh(self, now: float) -> None:
-        """List the configurations again, unless the store says none changed."""
-        generation = self.store.generation(BackupConfiguration)
-        if generation is not None and generation == self._generation and now < self._next_relist:
-            return
-        listed = self.store.list_raw(BackupConfiguration, self.namespace)
-        self._generation, self._next_relist = generation, now + RELIST_EVERY_S
-        for obj in listed:
+        """Take in what the feed says changed since the last refresh."""
+        batch = self.feed.read(now)
+        for obj in batch.objects:
             key = (obj.namespace, obj.name)
             entry = self.entries.get(key)
             if entry is not None and entry.body == obj.body:
@@ -82,12 +77,20 @@ class Configurations:
                 continue
             self.entries[key] = entry = self._load(obj, entry, now)
             self.report(key, entry)
-        if len(listed) != len(self.entries):
-            for key in self.entries.keys() - {(o.namespace, o.name) for o in listed}:
-                log.info("BackupConfiguration %s/%s was deleted: no longer scheduled", *key)
-                del self.entries[key]
-            used = {(c.schedule, c.time_zone) for e in self.entries.values() if (c := e.cron)}
-            self._crons = {k: c for k, c in self._crons.items() if k in used}
+        self._forget(batch)
+
+    def _forget(self, batch: Batch) -> None:
+        """Drop the deleted entries (with a listing: every entry it did not show)."""
+        gone = batch.deleted & self.entries.keys()
+        if batch.complete and len(batch.objects) != len(self.entries):
+            gone |= self.entries.keys() - {(o.namespace, o.name) for o in batch.objects}
+        if not gone:
+            return
+        for key in sorted(gone):
+            log.info("BackupConfiguration %s/%s was deleted: no longer scheduled", *key)
+            del self.entries[key]
+        used = {(c.schedule, c.time_zone) for e in self.entries.values() if (c := e.cron)}
+        self._crons = {k: c for k, c in self._crons.items() if k in used}
 
     def _load(self, obj: RawObject, previous: Entry | None, now: float) -> Entry:
         entry = Entry(obj.body, obj.status)

@@ -166,6 +166,7 @@ class Scheduler:
 
     def stop(self) -> None:
         self._stopping.set()
+        self.configs.feed.stop()
 
     def tick_safely(self) -> int:
         """``tick``, with any error logged (its traceback once) instead of raised."""

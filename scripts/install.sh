@@ -20,6 +20,9 @@ declare -A PACKAGE_OF=(
   [mariadb-dump]=mariadb-client
   [redis-server]=redis-server
   [prometheus-pushgateway]=prometheus-pushgateway
+  # promtool checks the chart's alert rules and the pushed metric names (tests/chart,
+  # tests/integration/test_metrics.py); the package's own server is stopped below
+  [promtool]=prometheus
   [zstd]=zstd
   [python3]=python3
   # Galera cluster and physical backups (tests/servers/galera.py, workers/engines/galera.py)
@@ -73,6 +76,21 @@ install_packages() {
   apt-get install -y -q --no-install-recommends $packages
 }
 
+# Debian's prometheus package enables and may start a Prometheus server on :9090; only
+# its promtool is used, so the service is stopped and disabled (nothing here needs it).
+quiet_prometheus_service() {
+  [[ -e /lib/systemd/system/prometheus.service || -x /etc/init.d/prometheus ]] || return 0
+  [[ "$(id -u)" -eq 0 ]] || return 0
+  if [[ -d /run/systemd/system ]]; then
+    systemctl disable --now prometheus.service >/dev/null 2>&1 || true
+  fi
+  if [[ -x /etc/init.d/prometheus ]]; then
+    /etc/init.d/prometheus stop >/dev/null 2>&1 || true
+    update-rc.d prometheus disable >/dev/null 2>&1 || true
+  fi
+  say "prometheus service: stopped and disabled (only promtool is used)"
+}
+
 install_project() {
   if [[ ! -x "$VENV/bin/python" ]]; then
     say "creating virtualenv $VENV"
@@ -83,5 +101,6 @@ install_project() {
 }
 
 install_packages
+quiet_prometheus_service
 install_project
 say "done; tests: cd $REPO && .venv/bin/python -m pytest"

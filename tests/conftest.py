@@ -36,6 +36,10 @@ TEST_REDIS_DBS = range(1, 16)
 ServerT = TypeVar("ServerT", bound=Server)
 
 
+#: helm and promtool, for the chart tests and for tests/integration/test_metrics.py.
+pytest_plugins = ("tests.chart.fixtures",)
+
+
 def _in_ci() -> bool:
     return os.environ.get("CI", "").lower() in ("true", "1")
 

@@ -1,20 +1,32 @@
-"""Prometheus metrics pushed to a Pushgateway after each session.
+"""Prometheus metrics pushed to a Pushgateway: after each session, and after each sweep.
 
-Names mirror Stash's under a ``stashq_`` prefix, so dashboards port with a rename.
-One group per invoker (job ``stashq-<kind>-<namespace>-<name>``); ``pushadd`` keeps
-``last_success_time_seconds`` from an earlier success when a later session fails.
+Session metrics: names mirror Stash's under a ``stashq_`` prefix, so dashboards port
+with a rename. One group per invoker (job ``stashq-<kind>-<namespace>-<name>``);
+``pushadd`` keeps ``last_success_time_seconds`` from an earlier success when a later
+session fails. A scheduled configuration's group also carries its schedule's interval,
+so "no success for 1.5 intervals" is one PromQL expression for every configuration.
+
+Sweep metrics: what the stale-session sweep (every worker and beat, every minute) sees
+of the whole installation: sessions by phase, broker queue lengths, repository locks.
+Groups ``stashq-sweep`` and (if the broker was readable) ``stashq-queue``, each replaced
+whole by a push, so a released lock does not linger; every sweeper sees the same store
+and broker, so whichever pushed last is right.
+
+The dashboard and the alerts in the Helm chart use these names; the integration test
+``tests/integration/test_metrics.py`` holds them to what a real worker pushes.
 prometheus_client is imported here and nowhere else.
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
-from prometheus_client import CollectorRegistry, Gauge, pushadd_to_gateway
+from prometheus_client import CollectorRegistry, Gauge, push_to_gateway, pushadd_to_gateway
 
 from workflows.errors import StorageError, TransientStorageError
 from workflows.phases import Phase
@@ -40,6 +52,8 @@ class SessionFacts:
     target_name: str
     status: Mapping[str, Any]
     repository_status: Mapping[str, Any]
+    #: Seconds of the longest gap between the configuration's slots (None: no schedule)
+    schedule_interval_s: float | None = None
 
     @property
     def labels(self) -> dict[str, str]:
@@ -79,17 +93,95 @@ def build_registry(facts: SessionFacts) -> CollectorRegistry:
     if repo:
         gauge("stashq_repository_size_bytes", "Bytes stored in the repository",
               float(repo.get("totalSizeBytes", 0)))
-        gauge("stashq_repository_snapshot_count", "Snapshots in the repository",
+        gauge("stashq_repository_snapshots", "Snapshots in the repository",
               float(repo.get("snapshotCount", 0)))
+    if facts.schedule_interval_s is not None:
+        gauge("stashq_backupconfiguration_schedule_interval_seconds",
+              "Longest gap between two slots of the configuration's schedule",
+              facts.schedule_interval_s)
+    return registry
+
+
+@dataclass(frozen=True)
+class LockFacts:
+    """One repository's lock as the lease table shows it, by the store's clock."""
+
+    namespace: str
+    repository: str
+    holders: int  #: live holders (shared backups, or one exclusive retention)
+    held_s: float  #: how long the oldest live holder has held it; 0 if free
+
+
+@dataclass(frozen=True)
+class SweepFacts:
+    """What one sweep saw of the whole installation."""
+
+    sessions: Mapping[tuple[str, str], int]  #: (session kind, phase) -> sessions
+    queued: Mapping[str, int] | None  #: queue -> messages waiting; None: broker unreadable
+    unacked: int | None  #: messages taken by a worker, not yet acknowledged (running steps)
+    locks: Sequence[LockFacts]  #: empty if the store holds no locks
+
+
+#: The Pushgateway groups of the sweep metrics: the broker's numbers apart, so that a
+#: sweeper that cannot read the broker (it logs why) leaves the last ones standing.
+SWEEP_JOB = "stashq-sweep"
+QUEUE_JOB = "stashq-queue"
+
+
+def build_sweep_registry(facts: SweepFacts) -> CollectorRegistry:
+    """Sessions by phase and repository locks (group ``SWEEP_JOB``)."""
+    registry = CollectorRegistry()
+    sessions = Gauge("stashq_sessions", "Sessions in the store, by kind and phase",
+                     ("session_kind", "phase"), registry=registry)
+    for (kind, phase), count in facts.sessions.items():
+        sessions.labels(session_kind=kind, phase=phase).set(count)
+    where = ("namespace", "repository")
+    held = Gauge("stashq_repository_lock_held_seconds", "How long the oldest live holder "
+                 "of the repository's lock has held it; 0 if free", where, registry=registry)
+    holders = Gauge("stashq_repository_lock_holders", "Live holders of the repository's lock",
+                    where, registry=registry)
+    for lock in facts.locks:
+        held.labels(lock.namespace, lock.repository).set(lock.held_s)
+        holders.labels(lock.namespace, lock.repository).set(lock.holders)
+    return registry
+
+
+def build_queue_registry(queued: Mapping[str, int], unacked: int) -> CollectorRegistry:
+    """The broker's queue lengths (group ``QUEUE_JOB``)."""
+    registry = CollectorRegistry()
+    messages = Gauge("stashq_queue_messages", "Messages waiting in a broker queue",
+                     ("queue",), registry=registry)
+    for queue, count in queued.items():
+        messages.labels(queue=queue).set(count)
+    Gauge("stashq_queue_unacked_messages", "Messages a worker took and has not "
+          "acknowledged yet (steps running)", registry=registry).set(unacked)
     return registry
 
 
 def push(gateway_url: str, facts: SessionFacts) -> None:
     """Push the session's metrics; a Pushgateway failure is a StorageError."""
-    where = _without_credentials(gateway_url)  # messages end up in session status
-    try:
+    with _pushing(gateway_url):
         pushadd_to_gateway(gateway_url, job=facts.job, registry=build_registry(facts),
                            timeout=PUSH_TIMEOUT_S)
+
+
+def push_sweep(gateway_url: str, facts: SweepFacts) -> None:
+    """Replace the sweep groups with these numbers; a failure is a StorageError."""
+    with _pushing(gateway_url):
+        push_to_gateway(gateway_url, job=SWEEP_JOB, registry=build_sweep_registry(facts),
+                        timeout=PUSH_TIMEOUT_S)
+        if facts.queued is not None and facts.unacked is not None:
+            push_to_gateway(gateway_url, job=QUEUE_JOB,
+                            registry=build_queue_registry(facts.queued, facts.unacked),
+                            timeout=PUSH_TIMEOUT_S)
+
+
+@contextlib.contextmanager
+def _pushing(gateway_url: str) -> Iterator[None]:
+    """Translate the client's errors, naming the gateway without its credentials."""
+    where = _without_credentials(gateway_url)  # messages end up in session status
+    try:
+        yield
     except OSError as e:  # URLError and socket errors are OSErrors
         raise TransientStorageError(f"Pushgateway {where} is unreachable: {e}") from e
     except Exception as e:

@@ -31,6 +31,7 @@ import logging
 import secrets
 import threading
 import time
+from collections import Counter
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -43,6 +44,7 @@ from workers.session_metrics import push_session_metrics
 from workers.state import open_store
 from workers.state.base import STORE_SOURCE, ResourceStore
 from workers.steps.session import CONTROL_QUEUE, DATA_QUEUE, now_iso
+from workers.sweep_metrics import every_phase, push_sweep_metrics
 from workflows.errors import InvalidResource, StashQError
 from workflows.manifests import load_json
 from workflows.phases import Phase, failed
@@ -56,10 +58,15 @@ class StaleSweeper:
     """Finds stale Running sessions and queues them again or fails them."""
 
     def __init__(self, app: Any, store: ResourceStore, settings: Settings, *,
-                 namespace: str | None = None, clock: Callable[[], float] = time.time) -> None:
+                 namespace: str | None = None, clock: Callable[[], float] = time.time,
+                 reads_queues: bool = True) -> None:
         self.app, self.store, self.settings = app, store, settings
         self.namespace, self.clock = namespace, clock
+        #: Push the broker's queue lengths with the sweep metrics: False for a beat on
+        #: Kubernetes, which has no broker (the watcher queues).
+        self.reads_queues = reads_queues
         self._next_sweep = 0.0
+        self._phases: dict[tuple[str, str], int] = {}  #: sessions by kind and phase, last sweep
 
     # --- when -------------------------------------------------------------------------
 
@@ -91,6 +98,8 @@ class StaleSweeper:
         """One pass over every Running and Pending session; return what was done to which."""
         done = []
         found, pending = self.stale_sessions()
+        push_sweep_metrics(self.app if self.reads_queues else None, self.store, self.settings,
+                           self.namespace, self._phases)
         queued = queued_tokens(self.app, (CONTROL_QUEUE, DATA_QUEUE)) if pending else None
         for ref in found:
             with session_context(ref.name):
@@ -106,13 +115,16 @@ class StaleSweeper:
     def stale_sessions(self) -> tuple[list[SessionRef], bool]:
         """Sessions to look at, and whether any is Pending (the broker must be read)."""
         now, found, pending = self.clock(), [], False
+        counted: Counter[tuple[str, str]] = Counter()
         for kind, cls in SESSION_KINDS.items():
             for namespace, name, status in self._statuses(cls):
+                counted[kind, str(status.get("phase") or Phase.PENDING)] += 1
                 overdue = pending_overdue(status, now=now,
                                           timeout_s=self.settings.pending_timeout_s)
                 if overdue or self._verdict(status, now, None) is not None:
                     found.append(SessionRef(kind, namespace, name))
                     pending = pending or overdue
+        self._phases = every_phase(list(SESSION_KINDS), counted) | dict(counted)
         return found, pending
 
     def _statuses(self, cls: Any) -> Iterator[tuple[str, str, dict[str, Any]]]:

@@ -37,6 +37,12 @@ MAX_COUNTED_SLOTS = 100
 MEMO_SLOTS = 4096
 #: CronJob's usual ``startingDeadlineSeconds``: a slot found later than this is not run.
 STARTING_DEADLINE_S = 300.0
+#: Seconds ahead that ``interval_s`` looks for the longest gap between slots: a week and
+#: a day, so a weekday-only schedule's weekend gap is seen wherever the look starts.
+INTERVAL_HORIZON_S = 8 * 24 * 3600
+#: Slots ``interval_s`` steps through at most (an every-minute schedule reaches this in
+#: 33 hours, and its gaps are all equal).
+INTERVAL_MAX_SLOTS = 2000
 
 def session_name(config: str, slot_unix: int) -> str:
     return f"{config[:MAX_CONFIG_NAME_CHARS]}-{slot_unix}"
@@ -120,6 +126,24 @@ class Cron:
             raise InvalidResource(f'"{self.schedule}" has no slot {direction} {iso_utc(t)}',
                                   path="spec.schedule") from None
         return int(slot)
+
+
+def interval_s(cron: Cron, after: float) -> float:
+    """The longest gap between two consecutive slots in the ``INTERVAL_HORIZON_S`` after
+    ``after``, in seconds: "a backup is overdue" means longer than this without one.
+
+    The longest, not the usual: ``0 3 * * 1-5`` has a 72 h gap each weekend, and an
+    alert on 1.5 x 24 h would fire every Sunday.
+    """
+    slot = cron.next_after(after)
+    longest, horizon = 0, slot + INTERVAL_HORIZON_S
+    for _ in range(INTERVAL_MAX_SLOTS):
+        following = cron.next_after(slot)
+        longest = max(longest, following - slot)
+        if following > horizon:
+            break
+        slot = following
+    return float(longest)
 
 
 def cron_of(config: BackupConfiguration) -> Cron | None:

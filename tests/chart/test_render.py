@@ -4,8 +4,8 @@
 - Every object ``helm template`` renders from those is valid against the Kubernetes
   schemas of the oldest supported version (1.29, ``kubeVersion`` in Chart.yaml) and the
   newest one kubernetes-validate knows (1.37), in strict mode (an unknown field fails);
-  KEDA's objects against hand-written schemas (``schemas/``), since no Kubernetes
-  release knows them; the CRDs that ``--include-crds`` adds as
+  KEDA's objects and the PrometheusRule against hand-written schemas (``schemas/``),
+  since no Kubernetes release knows them; the CRDs that ``--include-crds`` adds as
   ``apiextensions.k8s.io/v1`` objects with well-formed OpenAPI schemas.
 - A bad values file fails ``helm template`` and ``helm lint`` with the schema's message,
   and values that only make sense together fail with the chart's own sentence.
@@ -31,7 +31,8 @@ VALUE_IDS = ["defaults", *(p.name.removesuffix("-values.yaml") for p in CI_FILES
 KUBERNETES_VERSIONS = ("1.29.0", "1.37.0")
 SCHEMAS = Path(__file__).parent / "schemas"
 #: Objects of API groups Kubernetes does not serve, checked against our own schemas.
-CUSTOM_KINDS = {("keda.sh/v1alpha1", "ScaledObject"), ("keda.sh/v1alpha1", "TriggerAuthentication")}
+CUSTOM_KINDS = {("keda.sh/v1alpha1", "ScaledObject"), ("keda.sh/v1alpha1", "TriggerAuthentication"),
+                ("monitoring.coreos.com/v1", "PrometheusRule")}
 
 
 def values(path: Path | None) -> list[Path]:

@@ -526,7 +526,8 @@ PASSWORD = "Pw-" + uuid.uuid4().hex
 
 
 def redis_text(url: str, *, skip_prefix: str) -> str:
-    """Every value of every key in the db (strings, lists, hashes, sets), as text."""
+    """Every value of every key in the db (strings, lists, hashes, sets, streams), as
+    text."""
     client = redis.Redis.from_url(url)
     parts = []
     for key in client.scan_iter():
@@ -535,7 +536,8 @@ def redis_text(url: str, *, skip_prefix: str) -> str:
         kind = client.type(key).decode()
         value: Any = {"string": client.get, "list": lambda k: client.lrange(k, 0, -1),
                       "hash": client.hgetall, "set": client.smembers,
-                      "zset": lambda k: client.zrange(k, 0, -1)}[kind](key)
+                      "zset": lambda k: client.zrange(k, 0, -1),
+                      "stream": client.xrange}[kind](key)
         parts.append(f"{key!r} {value!r}")
     return "\n".join(parts)
 

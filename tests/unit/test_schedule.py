@@ -17,6 +17,7 @@ from workflows.schedule import (
     Cron,
     Due,
     due_slot,
+    interval_s,
     iso_utc,
     session_name,
     session_verdict,
@@ -204,3 +205,25 @@ def test_due_slot_matches_counting_every_minute(schedule: str, after: float, spa
     else:
         assert due.capped and MAX_COUNTED_SLOTS <= due.missed < len(passed) + 1
     assert due.next_slot > now
+
+
+# --- the interval an overdue alert compares against ------------------------------------
+
+INTERVALS = [
+    ("* * * * *", "UTC", 60),
+    ("*/15 * * * *", "UTC", 900),
+    ("0 3 * * *", "UTC", 24 * 3600),
+    ("0 3 * * *", "Europe/Berlin", 25 * 3600),  # the night the clocks go back
+    ("0 3 * * 1-5", "UTC", 72 * 3600),  # Friday to Monday, whichever day it starts
+    ("0 9-17 * * *", "UTC", 16 * 3600),  # the night between office hours
+    ("30 2 1 * *", "UTC", 30 * 24 * 3600),  # monthly: November, seen past the horizon
+]
+
+
+@pytest.mark.parametrize("schedule, zone, expected", INTERVALS,
+                         ids=[f"{s} {z}" for s, z, _ in INTERVALS])
+def test_the_interval_is_the_longest_gap_between_slots(schedule: str, zone: str,
+                                                       expected: int) -> None:
+    # Mid-October 2025: Berlin's clocks go back on the 26th, within the horizon.
+    assert interval_s(Cron(schedule, zone), at("2025-10-20T12:00")) == expected
+    assert interval_s(Cron(schedule, zone), at("2025-10-24T12:00")) == expected

@@ -416,7 +416,7 @@ class KubeStore:
     def list_raw(self, cls: type[Resource], namespace: str | None = None) -> RawObjects:
         """Every object of a kind as bytes of spec and status (the scheduler's view)."""
         items, _ = self.list_versioned(cls.KIND, namespace)
-        return [_raw_object(item) for item in items]
+        return [raw_object(item) for item in items]
 
     def generation(self, cls: type[Resource]) -> None:
         """None: the API server keeps no counter of spec changes per kind (a list's
@@ -572,7 +572,7 @@ def _body(resource: Resource) -> RawDict:
     return data
 
 
-def _raw_object(item: RawDict) -> RawObject:
+def raw_object(item: RawDict) -> RawObject:
     metadata = dict(item.get("metadata") or {})
     status = item.get("status")
     body = {k: v for k, v in item.items() if k != "status"}

@@ -8,6 +8,9 @@ Layout (all keys under ``stashq:``):
     stashq:lock:<lock name>                  hash: token → JSON of a lease holder
     stashq:generation:<Kind>                 counter bumped by apply, create and delete
                                              (not by status patches): "did any change?"
+    stashq:changes:<Kind>                    stream, one entry {ref: "<namespace>/<name>"}
+                                             per apply, create and delete, trimmed to
+                                             about CHANGES_KEPT: "which changed since?"
 
 A lost connection (Redis restarting, a network blip) raises ``TransientStorageError``
 naming the server, so a step retries instead of failing its session; redis-py
@@ -28,6 +31,7 @@ from typing import Any, Concatenate, ParamSpec, TypeVar
 
 import redis
 
+from workers.locks import LockHold
 from workers.state.base import STORE_SOURCE, LeaseAnswer, RawObject, status_matches
 from workflows.errors import NotFound, StorageError, TransientStorageError
 from workflows.manifests import load_json
@@ -36,6 +40,12 @@ from workflows.resources import Resource
 
 R = TypeVar("R", bound=Resource)
 KEY_PREFIX = "stashq"
+#: Entries a kind's change log keeps, about (Redis trims whole nodes): a reader further
+#: behind is told to list again. At 10,000 configurations, a full re-apply of all.
+CHANGES_KEPT = 20_000
+#: Changes one ``changes`` call returns at most; a reader further behind lists again,
+#: which is cheaper than fetching more than this one by one.
+CHANGES_READ_MAX = 2_000
 #: Milliseconds a lock's table outlives its last write, so a lapsed lease is still there
 #: to be reported by the next one who asks.
 LOCK_TABLE_KEEP_MS = 7 * 24 * 3600 * 1000
@@ -81,7 +91,11 @@ return 1
 
 
 RawObjects = list[RawObject]
+Ref = tuple[str, str]  #: (namespace, name)
+Refs = list[Ref]
+MaybeRawObjects = list[RawObject | None]
 Created = list[bool]
+LockHolds = list[LockHold]
 
 
 def merge_patch(target: Any, patch: Any) -> Any:
@@ -153,7 +167,7 @@ class RedisStore:
         with self._redis.pipeline() as pipe:
             pipe.set(_key("res", resource.kind, ns, name), _dump(resource))
             pipe.sadd(_index(resource.kind), f"{ns}/{name}")
-            pipe.incr(_generation(resource.kind))
+            _changed(pipe, resource.kind, [f"{ns}/{name}"])
             pipe.execute()
 
     @_reachable
@@ -161,8 +175,10 @@ class RedisStore:
         ns, name = resource.namespace, resource.name
         created = self._redis.set(_key("res", resource.kind, ns, name), _dump(resource), nx=True)
         if created:
-            self._redis.sadd(_index(resource.kind), f"{ns}/{name}")
-            self._redis.incr(_generation(resource.kind))
+            with self._redis.pipeline(transaction=False) as pipe:
+                pipe.sadd(_index(resource.kind), f"{ns}/{name}")
+                _changed(pipe, resource.kind, [f"{ns}/{name}"])
+                pipe.execute()
             if resource.status:
                 self.patch_status(type(resource), name, ns, resource.status)
         return bool(created)
@@ -210,23 +226,65 @@ class RedisStore:
             pipe.delete(_key("res", cls.KIND, namespace, name),
                         _key("status", cls.KIND, namespace, name))
             pipe.srem(_index(cls.KIND), f"{namespace}/{name}")
-            pipe.incr(_generation(cls.KIND))
+            _changed(pipe, cls.KIND, [f"{namespace}/{name}"])
             pipe.execute()
 
     @_reachable
     def list_raw(self, cls: type[Resource], namespace: str | None = None) -> RawObjects:
         """Every object of a kind, unparsed, so that one bad object hides no other."""
-        kind = cls.KIND
-        members = sorted(_text(m) for m in self._redis.smembers(_index(kind)))
+        members = sorted(_text(m) for m in self._redis.smembers(_index(cls.KIND)))
         refs = [(ns, n) for ns, _, n in (m.partition("/") for m in members)
                 if namespace is None or ns == namespace]
+        return [obj for obj in self.get_raw_many(cls, refs) if obj is not None]
+
+    @_reachable
+    def get_raw_many(self, cls: type[Resource], refs: Sequence[Ref]) -> MaybeRawObjects:
+        """The objects named, unparsed, in one round trip; None where one is gone."""
         if not refs:
             return []
+        kind = cls.KIND
         values = self._redis.mget([k for ns, n in refs for k in (_key("res", kind, ns, n),
                                                                   _key("status", kind, ns, n))])
         pairs = zip(refs, values[::2], values[1::2], strict=True)
         return [RawObject(ns, n, _bytes(body), _bytes(status) if status is not None else None)
-                for (ns, n), body, status in pairs if body is not None]
+                if body is not None else None for (ns, n), body, status in pairs]
+
+    @_reachable
+    def changes(self, cls: type[Resource], after: str) -> tuple[Refs, str] | None:
+        """The objects of a kind applied, created or deleted since ``after`` (what the
+        last call returned; "" for "from now on"), and what to pass next time; None if
+        the log no longer holds everything since (trimmed, replaced, or too many to read
+        one by one): list them all again.
+
+        A cursor is "<last entry id> <entries added until it>": the stream's own count
+        tells whether entries after it were trimmed.
+        """
+        with self._redis.pipeline(transaction=True) as pipe:
+            pipe.xinfo_stream(_changes(cls.KIND))
+            last_id, _, seen = after.partition(" ")
+            pipe.xrange(_changes(cls.KIND), f"({last_id or '0-0'}", "+",
+                        count=CHANGES_READ_MAX + 1)
+            info, entries = pipe.execute(raise_on_error=False)
+        if isinstance(info, Exception):  # no stream yet: nothing was ever changed
+            return ([], "0-0 0") if after in ("", "0-0 0") else None
+        added, newest = int(info["entries-added"]), _text(info["last-generated-id"])
+        if not after:
+            return [], f"{newest} {added}"
+        since = added - int(seen or 0)
+        if since < 0 or since > min(int(info["length"]), CHANGES_READ_MAX) \
+                or _stream_id(newest) < _stream_id(last_id):
+            return None
+        refs = [_text(fields[b"ref"]).partition("/") for _, fields in entries[:since]]
+        return [(ns, n) for ns, _, n in refs], f"{newest} {added}"
+
+    @_reachable
+    def scan_refs(self, cls: type[Resource], cursor: int, count: int) -> tuple[int, Refs]:
+        """One step of a pass over the kind's index (``SSCAN``): the next cursor (0: the
+        pass is over) and some (namespace, name) pairs. An object there during the whole
+        pass is returned at least once."""
+        cursor, members = self._redis.sscan(_index(cls.KIND), cursor, count=count)
+        refs = [_text(m).partition("/") for m in members]
+        return int(cursor), [(ns, n) for ns, _, n in refs]
 
     @_reachable
     def create_many(self, resources: Sequence[Resource]) -> Created:
@@ -242,9 +300,9 @@ class RedisStore:
         made = [r for r, ok in zip(resources, created, strict=True) if ok]
         with self._redis.pipeline(transaction=False) as pipe:
             for kind in {r.kind for r in made}:
-                pipe.sadd(_index(kind), *(f"{r.namespace}/{r.name}" for r in made
-                                          if r.kind == kind))
-                pipe.incr(_generation(kind))
+                refs = [f"{r.namespace}/{r.name}" for r in made if r.kind == kind]
+                pipe.sadd(_index(kind), *refs)
+                _changed(pipe, kind, refs)
             statuses = {_key("status", r.kind, r.namespace, r.name): json.dumps(r.status)
                         for r in made if r.status}
             if statuses:
@@ -278,6 +336,18 @@ class RedisStore:
     def release_lease(self, lock: str, token: str) -> None:
         self._redis.hdel(_lock_key(lock), token)
 
+    @_reachable
+    def lease_holds(self, locks: Sequence[str]) -> LockHolds:
+        """See ``workers.locks.LeaseTables``; timed by the Redis server's clock, as the
+        leases are."""
+        with self._redis.pipeline(transaction=False) as pipe:
+            pipe.time()
+            for lock in locks:
+                pipe.hvals(_lock_key(lock))
+            (seconds, micros), *tables = pipe.execute()
+        now_ms = seconds * 1000 + micros // 1000
+        return [_hold([_holder(raw) for raw in table], now_ms) for table in tables]
+
     def ping(self) -> None:
         try:
             self._redis.ping()
@@ -291,6 +361,22 @@ def _key(space: str, kind: str, namespace: str, name: str) -> str:
 
 def _generation(kind: str) -> str:
     return f"{KEY_PREFIX}:generation:{kind}"
+
+
+def _changes(kind: str) -> str:
+    return f"{KEY_PREFIX}:changes:{kind}"
+
+
+def _changed(pipe: Any, kind: str, refs: Sequence[str]) -> None:
+    """Bump the kind's generation and log each ref in its change stream."""
+    pipe.incr(_generation(kind))
+    for ref in refs:
+        pipe.xadd(_changes(kind), {"ref": ref}, maxlen=CHANGES_KEPT, approximate=True)
+
+
+def _stream_id(text: str) -> tuple[int, int]:
+    millis, _, sequence = text.partition("-")
+    return int(millis or 0), int(sequence or 0)
 
 
 def _lock_key(lock: str) -> str:
@@ -311,6 +397,12 @@ def _holder(raw: bytes) -> dict[str, Any]:
     except ValueError:
         return {"owner": raw[:80].decode(errors="replace")}
     return held if isinstance(held, dict) else {"owner": str(held)[:80]}
+
+
+def _hold(holders: list[dict[str, Any]], now_ms: int) -> LockHold:
+    live = [float(h.get("acquiredAtMs") or now_ms) for h in holders
+            if float(h.get("expiresAtMs") or 0) >= now_ms]
+    return LockHold(len(live), max(0.0, (now_ms - min(live)) / 1000) if live else 0.0)
 
 
 def _index(kind: str) -> str:

@@ -1,12 +1,14 @@
-"""Fixtures for the chart tests: a real helm, found or installed once per session.
+"""Fixtures for the chart tests and the metrics test: a real helm, found or installed
+once per session, and promtool. Loaded for every test by ``tests/conftest.py``.
 
-A helm that cannot be installed (no registry reachable) skips these tests locally and
-fails them in CI, like every other missing server.
+A tool that cannot be had (no registry reachable) skips these tests locally and fails
+them in CI, like every other missing server.
 """
 
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 from collections.abc import Iterator
 
@@ -27,3 +29,15 @@ def helm(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Helm]:
             pytest.fail(message)
         pytest.skip(message)
     yield Helm(binary, tmp_path_factory.mktemp("helm-home"))
+
+
+@pytest.fixture(scope="session")
+def promtool() -> str:
+    """Prometheus' ``promtool`` (Debian's ``prometheus`` package, scripts/install.sh)."""
+    binary = shutil.which("promtool")
+    if binary is None:
+        message = "promtool is not installed (apt-get install prometheus; scripts/install.sh)"
+        if os.environ.get("CI", "").lower() in ("true", "1"):
+            pytest.fail(message)
+        pytest.skip(message)
+    return binary
