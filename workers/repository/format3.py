@@ -14,6 +14,8 @@ import threading
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 
+from workers.repository import packs
+from workers.repository.check import CheckReport
 from workers.repository.chunks import ChunkCodec
 from workers.repository.dedup import (
     ChunkReader,
@@ -22,6 +24,8 @@ from workers.repository.dedup import (
     read_list,
     write_chunked,
 )
+from workers.repository.dedup_check import check_format3
+from workers.repository.dedup_prune import LeaseCheck, prune_format3
 from workers.repository.index import ChunkIndex
 from workers.repository.packs import PackWriter
 from workers.repository.streams import Cipher, Report
@@ -60,7 +64,7 @@ class Format3:
                      check_end: Report | None) -> Stream:
         codec = self.codec(level)
         writer = ChunkWriter(self.storage, self.cipher, codec, self.index_for(snapshot_id),
-                             PackWriter(self.storage, codec.cipher))
+                             PackWriter(self.storage, codec.cipher, packs.PACK_BYTES))
         return write_chunked(writer, name, raw, threads=threads, report=report,
                              check_end=check_end)
 
@@ -77,6 +81,15 @@ class Format3:
         reader = ChunkReader(self.storage, codec, ChunkIndex.load(self.storage, self.cipher,
                                                                   wanted=set(ids)))
         return read_chunked(reader, snapshot_id, stream, ids, report)
+
+    def check(self, *, read_data: bool) -> CheckReport:
+        return check_format3(self.storage, self.cipher, self.codec(), read_data=read_data)
+
+    def prune(self, check: LeaseCheck) -> int:
+        """Under the exclusive lock: mark and sweep (``dedup_prune``)."""
+        with self._lock:
+            self._index = None  # packs move: a later write loads the index again
+        return prune_format3(self.storage, self.cipher, self.codec(), check)
 
     def stored_bytes(self) -> int:
         """Bytes of every pack and index file: what the repository's data costs."""

@@ -16,6 +16,7 @@ password fails then, as ``PrecheckFailed`` naming the Repository and the Secret.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
@@ -44,6 +45,8 @@ from workflows.snapshots import (
     Stream,
     data_key,
 )
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -187,7 +190,14 @@ class Repository:
 
     def prune(self, *, belongs: Callable[[str], bool], forgotten: Iterable[str],
               exclusive: bool, check: LeaseCheck) -> int:
-        """Delete unreferenced data of the snapshots ``belongs`` selects (see ``prune``)."""
+        """Delete unreferenced data of the snapshots ``belongs`` selects (see ``prune``);
+        format 3: every chunk no manifest names, only with the ``exclusive`` lock (a
+        running backup's chunks have no manifest yet, and may be anyone's)."""
+        if (dedup := self._dedup()) is not None:
+            if not exclusive:
+                log.warning("format 3 prunes only under the exclusive lock: nothing pruned")
+                return 0
+            return dedup.prune(check)
         return prune(self.storage, belongs=belongs, forgotten=forgotten, exclusive=exclusive,
                      check=check)
 
@@ -197,7 +207,11 @@ class Repository:
 
     def check(self, *, read_data: bool = False) -> CheckReport:
         """Every snapshot's data present with its size (and, ``read_data``, its hash)."""
-        return check_repository(self.storage, self.cipher, read_data=read_data)
+        if (dedup := self._dedup()) is not None:
+            return dedup.check(read_data=read_data)
+        report = check_repository(self.storage, self.cipher, read_data=read_data)
+        report.format_version = self.format_version
+        return report
 
 
 def open_repository(resource: RepositoryResource, secret: Secret | None,
