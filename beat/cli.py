@@ -21,6 +21,7 @@ import click
 from workflows.errors import IntegrityError, StashQError
 from workflows.phases import pending
 from workflows.settings import Settings
+from workflows.snapshots import describe_format
 
 # Each command imports what it uses: ``stashq --help`` loads neither pydantic, Redis nor
 # Celery, and only the commands that queue a session load the worker's steps.
@@ -257,14 +258,16 @@ def snapshots(repository: str, output: str, namespace: str | None) -> None:
     Manifests only: the data of an unfinished backup never shows.
     """
     env = Env(namespace)
-    found = open_repository(env, repository).list_snapshots()
+    repo = open_repository(env, repository)
+    found = repo.list_snapshots()
     if output != "table":
         _emit([s.model_dump(mode="json", by_alias=True)
                | {"sizeBytes": s.size_bytes, "rawBytes": s.raw_bytes} for s in found], output)
         return
+    click.echo(f'Repository "{repository}": {describe_format(repo.config)}')
     rows = [(s.id, s.finished_at.strftime("%Y-%m-%d %H:%M:%S"), s.engine, _size(s.raw_bytes),
-             _size(s.size_bytes), ",".join(s.databases)) for s in found]
-    _table(("ID", "TIME (UTC)", "ENGINE", "DUMP", "STORED", "DATABASES"), rows)
+             _size(s.size_bytes), _size(s.added_bytes), ",".join(s.databases)) for s in found]
+    _table(("ID", "TIME (UTC)", "ENGINE", "DUMP", "STORED", "ADDED", "DATABASES"), rows)
 
 
 @main.command()
@@ -280,7 +283,9 @@ def check(repository: str, read_data: bool, namespace: str | None) -> None:
     orphaned data. Exits 7 if anything is wrong.
     """
     env = Env(namespace)
-    report = open_repository(env, repository).check(read_data=read_data)
+    repo = open_repository(env, repository)
+    click.echo(f'Repository "{repository}": {describe_format(repo.config)}')
+    report = repo.check(read_data=read_data)
     for problem in report.problems:
         click.echo(f"problem: {problem}")
     for orphan in report.orphans:

@@ -5,8 +5,14 @@ files say where each chunk is; a snapshot's manifest names, per stream, the chun
 its *chunk list* (the stream's chunk ids, itself stored as chunks, so a manifest stays
 a few hundred bytes for a terabyte stream).
 
-    <prefix>/packs/<2 hex>/<32 hex>   pack: sealed chunks back to back, then a trailer
+    <prefix>/packs/<16 hex>/<32 hex>  pack: sealed chunks back to back, then a trailer;
+                                      its id (32 hex) starts with its writer's tag (16 hex)
     <prefix>/index/<32 hex>           index: chunk id → pack, offset, length (sorted)
+
+The writer's tag (``writer_tag``: a hash of the snapshot id, or of "prune") puts each
+writer's packs in a folder of its own, so a redelivered backup step can abort the
+uploads that its killed predecessor left open (as ``data/<snapshot-id>/`` allows in
+formats 1 and 2) without touching a concurrent backup's.
 
 The hard thing here is the prune plan: which packs to keep, copy (their live chunks
 into new packs) or delete, so that every chunk a manifest names stays reachable at every
@@ -16,6 +22,7 @@ step of a prune that may be killed anywhere. ``plan_prune`` decides it over valu
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 
@@ -26,8 +33,10 @@ PACKS_DIR = "packs/"
 INDEX_DIR = "index/"
 #: Bytes of a chunk id: BLAKE3's default output (keyed in an encrypted repository).
 CHUNK_ID_BYTES = 32
-#: Bytes of a pack's or an index file's random name.
+#: Bytes of a pack's or an index file's name.
 OBJECT_ID_BYTES = 16
+#: Bytes of a pack id that name its writer (the rest are random).
+WRITER_TAG_BYTES = 8
 #: A pack whose live chunks fill less than this fraction of it is repacked by prune (its
 #: live chunks copied into a new pack, the old one deleted): restic's default
 #: ``--max-unused 5 %`` keeps more garbage; 0.5 bounds the garbage to half a pack per
@@ -92,9 +101,19 @@ class _Pack:
         return sum(loc.length for loc in self.owned.values())
 
 
+def writer_tag(writer: str) -> bytes:
+    """The first bytes of the ids of the packs ``writer`` (a snapshot id) writes."""
+    return hashlib.blake2b(writer.encode(), digest_size=WRITER_TAG_BYTES).digest()
+
+
+def writer_dir(writer: str) -> str:
+    """Where ``writer``'s packs are: what a retry of its backup cleans up."""
+    return f"{PACKS_DIR}{writer_tag(writer).hex()}/"
+
+
 def pack_key(pack: bytes) -> str:
     name = pack.hex()
-    return f"{PACKS_DIR}{name[:2]}/{name}"
+    return f"{PACKS_DIR}{name[:2 * WRITER_TAG_BYTES]}/{name}"
 
 
 def index_key(index: bytes) -> str:
@@ -102,9 +121,10 @@ def index_key(index: bytes) -> str:
 
 
 def pack_of_key(key: str) -> bytes | None:
-    """The pack id of ``packs/<2 hex>/<hex>``, or None for any other key."""
+    """The pack id of ``packs/<tag>/<hex>``, or None for any other key."""
     head, _, name = key.removeprefix(PACKS_DIR).partition("/")
-    return _hex_id(name) if key.startswith(PACKS_DIR) and name[:2] == head else None
+    tagged = name[:2 * WRITER_TAG_BYTES] == head
+    return _hex_id(name) if key.startswith(PACKS_DIR) and tagged else None
 
 
 def index_of_key(key: str) -> bytes | None:

@@ -113,6 +113,12 @@ class Snapshot(_Wire):
     def raw_bytes(self) -> int:
         return sum(s.raw_bytes for s in self.streams)
 
+    @property
+    def added_bytes(self) -> int:
+        """Stored bytes the snapshot added (format 3: new chunks; before: all of it)."""
+        return sum(s.size_bytes if s.added_bytes is None else s.added_bytes
+                   for s in self.streams)
+
     def to_json(self) -> bytes:
         return self.model_dump_json(by_alias=True, indent=2).encode()
 
@@ -169,6 +175,16 @@ def new_config(encryption: Encryption | None, chunker: Chunker | None = None) ->
                                 chunker=chunker)
     version = FORMAT_VERSION if encryption is None else ENCRYPTED_FORMAT_VERSION
     return RepositoryConfig(format_version=version, encryption=encryption)
+
+
+def describe_format(config: RepositoryConfig | None) -> str:
+    """What ``stashq snapshots`` and ``check`` say of a repository's format."""
+    if config is None:
+        return "no format yet (nothing written)"
+    how = {DEDUP_FORMAT_VERSION: "deduplicating: chunks in packs"}.get(
+        config.format_version, "one object per stream")
+    sealed = "encrypted" if config.encryption is not None else "not encrypted"
+    return f"format {config.format_version} ({how}, {sealed})"
 
 
 def manifest_key(snapshot_id: str) -> str:

@@ -27,7 +27,7 @@ from workers.repository.chunks import ChunkCodec
 from workers.storage.local import LocalStorage
 from workers.streaming import StreamStats
 from workflows.errors import DumpFailed, IntegrityError
-from workflows.packs import INDEX_DIR, PACKS_DIR, Chunker, split_ids
+from workflows.packs import INDEX_DIR, PACKS_DIR, Chunker, split_ids, writer_dir
 from workflows.snapshots import CONFIG_KEY, Snapshot, manifest_key
 
 PASSWORD = "pässword"
@@ -377,3 +377,13 @@ def test_two_writers_at_once_store_a_chunk_twice_and_prune_keeps_one(tmp_path: P
 
 def test_a_chunk_list_is_whole_ids() -> None:
     assert split_ids(b"\0" * 64) == [b"\0" * 32] * 2
+
+
+def test_a_retried_backup_discards_only_its_own_unfinished_packs(tmp_path: Path) -> None:
+    repo = open_repo(tmp_path)
+    mine, theirs = (tmp_path / writer_dir(s) / f"{'0' * 32}.tmp-killed" for s in ("s1", "s2"))
+    for path in (mine, theirs):
+        path.parent.mkdir(parents=True)
+        path.write_bytes(b"half a pack")
+    repo.discard_unfinished("s1")
+    assert not mine.exists() and theirs.exists()

@@ -17,6 +17,8 @@ from workflows.packs import (
     pack_of_key,
     plan_prune,
     split_ids,
+    writer_dir,
+    writer_tag,
 )
 
 PACK_A, PACK_B, PACK_C = (bytes([n]) * 16 for n in (1, 2, 3))
@@ -27,12 +29,19 @@ def chunk(n: int) -> bytes:
 
 
 def test_keys_round_trip_and_other_keys_are_not_packs() -> None:
-    assert pack_key(PACK_A) == "packs/01/" + "01" * 16
+    assert pack_key(PACK_A) == "packs/" + "01" * 8 + "/" + "01" * 16
     assert pack_of_key(pack_key(PACK_A)) == PACK_A
     assert index_of_key(index_key(PACK_B)) == PACK_B
-    for key in ("packs/02/" + "01" * 16, "packs/01/" + "01" * 15, "data/x/dump.sql.zst",
-                "packs/01/" + "01" * 16 + ".tmp-1", "index/xyz"):
+    for key in ("packs/" + "02" * 8 + "/" + "01" * 16, "packs/01/" + "01" * 16,
+                "packs/" + "01" * 8 + "/" + "01" * 15, "data/x/dump.sql.zst",
+                "packs/" + "01" * 8 + "/" + "01" * 16 + ".tmp-1", "index/xyz"):
         assert pack_of_key(key) is None and index_of_key(key) is None
+
+
+def test_each_writer_has_a_folder_of_its_own() -> None:
+    assert writer_dir("nightly-1") == f"packs/{writer_tag('nightly-1').hex()}/"
+    assert writer_tag("nightly-1") != writer_tag("nightly-2")
+    assert len(writer_tag("x")) == 8
 
 
 def test_a_chunk_list_splits_into_whole_ids_only() -> None:

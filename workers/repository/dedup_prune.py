@@ -44,6 +44,8 @@ from workflows.packs import (
 log = logging.getLogger(__name__)
 
 LeaseCheck = Callable[[], None]
+#: The packs prune writes go in this writer's folder.
+PRUNE_WRITER = "prune"
 
 
 def prune_format3(storage: Storage, cipher: Cipher, codec: ChunkCodec, check: LeaseCheck, *,
@@ -95,7 +97,7 @@ def _mark(storage: Storage, cipher: Cipher, reader: ChunkReader) -> set[bytes]:
 def _copy(storage: Storage, codec: ChunkCodec, plan: PrunePlan,
           check: LeaseCheck) -> list[tuple[bytes, Location]]:
     """The live chunks of packs to be deleted, verified and copied into new packs."""
-    writer = PackWriter(storage, codec.cipher)
+    writer = PackWriter(storage, PRUNE_WRITER, codec.cipher)
     try:
         for chunk, loc in sorted(plan.copy.items(), key=lambda e: (e[1].pack, e[1].offset)):
             key = pack_key(loc.pack)

@@ -31,7 +31,7 @@ from workers.repository.packs import PackWriter
 from workers.repository.streams import Cipher, Report
 from workers.storage.base import Storage
 from workflows.errors import IntegrityError
-from workflows.packs import INDEX_DIR, PACKS_DIR, Chunker
+from workflows.packs import INDEX_DIR, PACKS_DIR, Chunker, writer_dir
 from workflows.snapshots import Stream
 
 
@@ -64,7 +64,8 @@ class Format3:
                      check_end: Report | None) -> Stream:
         codec = self.codec(level)
         writer = ChunkWriter(self.storage, self.cipher, codec, self.index_for(snapshot_id),
-                             PackWriter(self.storage, codec.cipher, packs.PACK_BYTES))
+                             PackWriter(self.storage, snapshot_id, codec.cipher,
+                                        packs.PACK_BYTES))
         return write_chunked(writer, name, raw, threads=threads, report=report,
                              check_end=check_end)
 
@@ -81,6 +82,10 @@ class Format3:
         reader = ChunkReader(self.storage, codec, ChunkIndex.load(self.storage, self.cipher,
                                                                   wanted=set(ids)))
         return read_chunked(reader, snapshot_id, stream, ids, report)
+
+    def discard_unfinished(self, snapshot_id: str) -> None:
+        """Abort the pack uploads a killed attempt at ``snapshot_id`` left open."""
+        self.storage.cleanup_incomplete(writer_dir(snapshot_id))
 
     def check(self, *, read_data: bool) -> CheckReport:
         return check_format3(self.storage, self.cipher, self.codec(), read_data=read_data)

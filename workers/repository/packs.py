@@ -23,7 +23,13 @@ from dataclasses import dataclass, field
 from workers.encryption import ChunkCipher
 from workers.storage.base import Storage
 from workflows.errors import IntegrityError
-from workflows.packs import OBJECT_ID_BYTES, Location, pack_key
+from workflows.packs import (
+    OBJECT_ID_BYTES,
+    WRITER_TAG_BYTES,
+    Location,
+    pack_key,
+    writer_tag,
+)
 
 #: Bytes a pack is closed at (plus one chunk): "tens of MiB", as kopia's ~20 MiB and
 #: restic's 16 MiB; 16 MiB is two S3 parts, few objects per TiB (~65,000).
@@ -47,6 +53,11 @@ class _Cancelled(Exception):
 
 def new_object_id() -> bytes:
     return os.urandom(OBJECT_ID_BYTES)
+
+
+def new_pack_id(writer: str) -> bytes:
+    """A pack id in ``writer``'s folder (``workflows.packs.writer_dir``)."""
+    return writer_tag(writer) + os.urandom(OBJECT_ID_BYTES - WRITER_TAG_BYTES)
 
 
 def trailer_bytes(entries: list[tuple[bytes, Location]], cipher: ChunkCipher | None,
@@ -132,6 +143,7 @@ class PackWriter:
     whose upload completed (all of them, or it raises)."""
 
     storage: Storage
+    writer: str  #: the snapshot id (or "prune"): the packs' folder
     cipher: ChunkCipher | None = None
     pack_bytes: int = PACK_BYTES
     _open: _Upload | None = None
@@ -141,7 +153,7 @@ class PackWriter:
     def add(self, chunk_id: bytes, sealed: bytes, raw_length: int) -> Location:
         upload = self._open
         if upload is None:
-            upload = self._open = _Upload(self.storage, new_object_id())
+            upload = self._open = _Upload(self.storage, new_pack_id(self.writer))
             upload.start()
         location = Location(upload.pack, upload.size_bytes, len(sealed), raw_length)
         upload.put(sealed)

@@ -150,6 +150,9 @@ class Repository:
 
     def discard_unfinished(self, snapshot_id: str) -> None:
         """Drop what an earlier, interrupted attempt at ``snapshot_id`` left half written."""
+        if (dedup := self._dedup()) is not None:
+            dedup.discard_unfinished(snapshot_id)
+            return
         self.storage.cleanup_incomplete(f"{DATA_DIR}{snapshot_id}/")
 
     def write_stream(self, snapshot_id: str, name: str, raw: Iterable[bytes], *, level: int,
