@@ -88,6 +88,8 @@ def change_of(store: ResourceStore, resource: Resource) -> str:
         current = store.get(type(resource), resource.name, resource.namespace)
     except NotFound:
         return "created"
+    except ValueError:  # what is stored does not parse (any more): replacing it changes it
+        return "configured"
     return "unchanged" if current.definition() == resource.definition() else "configured"
 
 

@@ -255,7 +255,8 @@ def sessions(output: str, namespace: str | None) -> None:
 def snapshots(repository: str, output: str, namespace: str | None) -> None:
     """List the snapshots in REPOSITORY.
 
-    Manifests only: the data of an unfinished backup never shows.
+    Manifests only: the data of an unfinished backup never shows. The repository's
+    format is said on stderr, before the table.
     """
     env = Env(namespace)
     repo = open_repository(env, repository)
@@ -264,7 +265,7 @@ def snapshots(repository: str, output: str, namespace: str | None) -> None:
         _emit([s.model_dump(mode="json", by_alias=True)
                | {"sizeBytes": s.size_bytes, "rawBytes": s.raw_bytes} for s in found], output)
         return
-    click.echo(f'Repository "{repository}": {describe_format(repo.config)}')
+    click.echo(f'Repository "{repository}": {describe_format(repo.config)}', err=True)
     rows = [(s.id, s.finished_at.strftime("%Y-%m-%d %H:%M:%S"), s.engine, _size(s.raw_bytes),
              _size(s.size_bytes), _size(s.added_bytes), ",".join(s.databases)) for s in found]
     _table(("ID", "TIME (UTC)", "ENGINE", "DUMP", "STORED", "ADDED", "DATABASES"), rows)

@@ -192,27 +192,30 @@ class ChunkReader:
         if run:
             yield run
 
-    def fetch(self, run: list[tuple[bytes, Location]]) -> list[bytes]:
-        """The run's chunks, each opened and verified; errors name pack and chunk."""
+    def fetch(self, run: list[tuple[bytes, Location]], what: str) -> list[bytes]:
+        """The run's chunks, each opened and verified; errors name ``what`` (snapshot and
+        stream), pack and chunk."""
         first, last = run[0][1], run[-1][1]
         key = pack_key(first.pack)
         try:
             data = self.storage.get_range(key, first.offset,
                                           last.offset + last.length - first.offset)
         except NotFound as e:
-            raise IntegrityError(f'pack "{key}" is missing ({e})') from e
+            raise IntegrityError(f'{what}: pack "{key}" is missing ({e})') from e
+        except IntegrityError as e:
+            raise IntegrityError(f"{what}: {e}") from e
         out = []
         for chunk_id, loc in run:
             at = loc.offset - first.offset
             try:
                 out.append(self.codec.open(chunk_id, data[at:at + loc.length], loc.raw_length))
             except IntegrityError as e:
-                raise IntegrityError(f'chunk {chunk_id.hex()} in pack "{key}" at byte '
-                                     f"{loc.offset} is corrupt: {e}") from e
+                raise IntegrityError(f'{what}: chunk {chunk_id.hex()} in pack "{key}" at '
+                                     f"byte {loc.offset} is corrupt: {e}") from e
         return out
 
     def read(self, ids: Iterable[bytes], what: str) -> Iterator[bytes]:
-        for run in prefetch((self.fetch(r) for r in self.runs(ids, what)), READ_AHEAD):
+        for run in prefetch((self.fetch(r, what) for r in self.runs(ids, what)), READ_AHEAD):
             yield from run
 
 
@@ -222,14 +225,20 @@ def _extends(run: list[tuple[bytes, Location]], loc: Location) -> bool:
             and loc.offset + loc.length - first.offset <= READ_RUN_BYTES)
 
 
-def read_list(reader: ChunkReader, stream: Stream, what: str) -> list[bytes]:
-    """A stream's chunk ids, from its chunk list, checked against its sha256."""
+def list_chunk_ids(stream: Stream, what: str) -> list[bytes]:
+    """The ids of the chunks that hold a stream's chunk list, as the manifest names them."""
     if stream.chunks is None:
         raise IntegrityError(f"{what}: no chunk list (not a format 3 stream)")
     try:
-        list_ids = [bytes.fromhex(h) for h in stream.chunks.ids]
+        return [bytes.fromhex(h) for h in stream.chunks.ids]
     except ValueError as e:
         raise IntegrityError(f"{what}: its chunk list names a malformed id") from e
+
+
+def read_list(reader: ChunkReader, stream: Stream, what: str) -> list[bytes]:
+    """A stream's chunk ids, from its chunk list, checked against its sha256."""
+    list_ids = list_chunk_ids(stream, what)
+    assert stream.chunks is not None  # list_chunk_ids said so
     data = b"".join(reader.read(list_ids, f"{what} (its chunk list)"))
     if hashlib.sha256(data).hexdigest() != stream.sha256:
         raise IntegrityError(f"{what}: its chunk list does not match the manifest's sha256")

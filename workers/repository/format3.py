@@ -20,6 +20,7 @@ from workers.repository.chunks import ChunkCodec
 from workers.repository.dedup import (
     ChunkReader,
     ChunkWriter,
+    list_chunk_ids,
     read_chunked,
     read_list,
     write_chunked,
@@ -72,15 +73,15 @@ class Format3:
     def read_stream(self, snapshot_id: str, stream: Stream,
                     report: Report | None = None) -> Iterator[bytes]:
         what = f'snapshot "{snapshot_id}" stream {stream.name}'
-        if stream.chunks is None:
-            raise IntegrityError(f"{what}: no chunk list (not a format 3 stream)")
-        list_ids = {bytes.fromhex(h) for h in stream.chunks.ids}
         codec = self.codec()
-        lists = ChunkReader(self.storage, codec, ChunkIndex.load(self.storage, self.cipher,
-                                                                 wanted=list_ids))
-        ids = read_list(lists, stream, what)
-        reader = ChunkReader(self.storage, codec, ChunkIndex.load(self.storage, self.cipher,
-                                                                  wanted=set(ids)))
+        try:
+            lists = ChunkReader(self.storage, codec, ChunkIndex.load(
+                self.storage, self.cipher, wanted=set(list_chunk_ids(stream, what))))
+            ids = read_list(lists, stream, what)
+            reader = ChunkReader(self.storage, codec, ChunkIndex.load(
+                self.storage, self.cipher, wanted=set(ids)))
+        except IntegrityError as e:
+            raise IntegrityError(f"{what}: {e}" if what not in str(e) else str(e)) from e
         return read_chunked(reader, snapshot_id, stream, ids, report)
 
     def discard_unfinished(self, snapshot_id: str) -> None:
