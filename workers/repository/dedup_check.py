@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 
 from workers.repository.check import CheckReport
 from workers.repository.chunks import ChunkCodec
-from workers.repository.dedup import ChunkReader, read_list
+from workers.repository.dedup import ChunkReader, list_chunk_ids, read_list
 from workers.repository.index import ChunkIndex, index_keys, read_index
 from workers.repository.manifests import load_snapshot, snapshot_ids
 from workers.repository.packs import TAIL, read_trailer
@@ -107,12 +107,12 @@ def _check_manifests(storage: Storage, cipher: Cipher, reader: ChunkReader,
             report.streams += 1
             what = f'snapshot "{snapshot_id}" stream {stream.name}'
             try:
+                ids += b"".join(list_chunk_ids(stream, what))
                 chunks = read_list(reader, stream, what)
             except IntegrityError as e:
                 report.problems.append(str(e))
                 continue
-            assert stream.chunks is not None  # read_list said so
-            ids += b"".join(bytes.fromhex(h) for h in stream.chunks.ids) + b"".join(chunks)
+            ids += b"".join(chunks)
             missing = [c for c in chunks if reader.index.lookup(c) is None]
             if missing:
                 report.problems.append(f"{what}: {len(missing)} chunk(s) in no index, the "
