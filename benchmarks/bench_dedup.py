@@ -6,6 +6,10 @@ Patterns, applied before each backup after the first: `unchanged`; `append` (1 %
 each table's rows added at its end); `update` (1 % of rows, at random places, get a new
 note); `rewrite` (one table of eight emptied and filled anew, another each day).
 
+Then, for the `append` and `update` patterns, a study of how dump options (extended
+inserts or one row per INSERT) and chunk sizes (a quarter, one and four times format
+3's) change the share of a day's dump that lands in new chunks.
+
 Each day it prints the stored bytes of each repository (what the bucket holds under
 its prefix) and the wall time of `mariadb-dump > /dev/null` (raw), of the restic
 pipeline and of each StashQ backup's session, with StashQ format 3's ratios to both.
@@ -24,6 +28,7 @@ import signal
 import sys
 import tempfile
 import uuid
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 from functools import partial
 from pathlib import Path
@@ -51,8 +56,11 @@ from tests.integration.conftest import Stack, Worker
 from tests.integration.resources import appbinding, backup_configuration, s3_repository, secret
 from tests.servers import MariaDBServer, S3Server
 from workers.engines.mysql import CONSISTENT_DUMP_OPTIONS
+from workers.repository.chunks import ChunkCodec
 from workers.repository.config import create_config
 from workers.storage.s3 import S3Storage
+from workers.streaming import StreamStats
+from workflows.packs import Chunker
 
 DEFAULT_SIZE_MIB = 256
 DAYS = 7
@@ -66,6 +74,16 @@ RESULTS_PATH = Path(__file__).with_name("results") / "dedup.json"
 #: Issue 13's targets.
 MAX_STORED_TO_RESTIC = 1.1   # format 3's bytes after the seventh backup / restic's
 MIN_RESTIC_TO_STASHQ = 2.0   # restic pipeline / format 3 session, every backup
+
+
+#: Chunkers compared by the study (min, avg, max bytes): the repository's, and a quarter
+#: and four times its size.
+STUDY_CHUNKERS = {"256 KiB": (64 * 2**10, 256 * 2**10, 1 * 2**20),
+                  "1 MiB (format 3)": (256 * 2**10, 1 * 2**20, 4 * 2**20),
+                  "4 MiB": (1 * 2**20, 4 * 2**20, 16 * 2**20)}
+#: Dump options compared: mariadb-dump's default (multi-row INSERTs of ~1 MB) and one row
+#: per INSERT.
+STUDY_DUMPS = {"extended inserts": (), "--skip-extended-insert": ("--skip-extended-insert",)}
 
 
 @dataclass
@@ -157,6 +175,45 @@ def bench_pattern(stack: Stack, pattern: str, size_mib: int, days: int, cnf: Pat
     return results
 
 
+def new_fraction(before: Path, after: Path, chunker: Chunker) -> float:
+    """Share of ``after``'s bytes in chunks that ``before`` does not have."""
+    codec = ChunkCodec(chunker)
+
+    def chunks(path: Path) -> Iterator[bytes]:
+        with path.open("rb") as f:
+            yield from codec.cut(iter(lambda: f.read(MIB), b""), StreamStats())
+
+    known = {codec.chunk_id(c) for c in chunks(before)}
+    new = sum(len(c) for c in chunks(after) if codec.chunk_id(c) not in known)
+    return new / max(1, after.stat().st_size)
+
+
+def chunking_study(stack: Stack, pattern: str, size_mib: int, cnf: Path,
+                   root: Path) -> dict[str, dict[str, float]]:
+    """How dump options and chunk sizes change what one day's ``pattern`` adds: the
+    share of the second dump in chunks the first lacks (in-process, no repository)."""
+    database = f"study_{pattern}"
+    load_database(stack.mariadb, database, rows_for(size_mib))
+    dumps = {}
+    for day in (1, 2):
+        if day == 2:
+            change(stack.mariadb, database, pattern, day, rows_for(size_mib))
+        for name, options in STUDY_DUMPS.items():
+            path = root / f"study-{day}-{len(options)}.sql"
+            run_shell(shlex.join(["mariadb-dump", f"--defaults-file={cnf}",
+                                  *CONSISTENT_DUMP_OPTIONS, *options, database])
+                      + f" > {shlex.quote(str(path))}")
+            dumps[day, name] = path
+    drop(stack.mariadb, database)
+    study = {name: {label: new_fraction(dumps[1, name], dumps[2, name],
+                                        Chunker(min_bytes=lo, avg_bytes=avg, max_bytes=hi))
+                    for label, (lo, avg, hi) in STUDY_CHUNKERS.items()}
+             for name in STUDY_DUMPS}
+    for path in dumps.values():
+        path.unlink()
+    return study
+
+
 def day_line(d: Day) -> str:
     s = d.stored
     f3 = d.seconds["format 3"]
@@ -187,13 +244,20 @@ def targets(results: dict[str, list[Day]]) -> list[Check]:
     return checks
 
 
-def report(results: dict[str, list[Day]], argv: list[str], size_mib: int) -> None:
+def report(results: dict[str, list[Day]], argv: list[str], size_mib: int,
+           study: dict[str, dict[str, dict[str, float]]]) -> None:
     print(f"\nseven daily backups, {size_mib} MiB of dump, stored bytes after each "
           "(StashQ format 2, format 3, restic) and seconds (raw dump, restic, StashQ sessions)")
     for pattern, days in results.items():
         print(f"{pattern}:")
         for d in days:
             print("  " + day_line(d))
+    if study:
+        print("\nshare of the day-2 dump in new chunks, by dump option and chunk size:")
+        for pattern, options in study.items():
+            for name, by_size in options.items():
+                cells = "  ".join(f"{label} {share:6.1%}" for label, share in by_size.items())
+                print(f"  {pattern:<10} {name:<24} {cells}")
     checks = targets(results)
     print("\ntargets (issue 13):")
     for what, value, limit, met in checks:
@@ -202,6 +266,7 @@ def report(results: dict[str, list[Day]], argv: list[str], size_mib: int) -> Non
     RESULTS_PATH.write_text(json.dumps({
         "argv": argv, "size_mib": size_mib, "zstd_level": ZSTD_LEVEL,
         "patterns": {p: [asdict(d) for d in days] for p, days in results.items()},
+        "study": study,
         "targets": [dict(zip(("what", "value", "limit", "met"), c, strict=True))
                     for c in checks]}, indent=2))
     print(f"\nwrote {RESULTS_PATH}")
@@ -215,9 +280,13 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--days", type=int, default=DAYS, help="backups (%(default)s)")
     parser.add_argument("--patterns", default=",".join(PATTERNS),
                         help="comma-separated, of: " + ", ".join(PATTERNS))
+    parser.add_argument("--study", default="append,update",
+                        help="patterns whose chunking study runs (dump options x chunk "
+                             "sizes; empty: none; default %(default)s)")
     args = parser.parse_args(argv)
     args.patterns = [p for p in args.patterns.split(",") if p]
-    if unknown := set(args.patterns) - set(PATTERNS):
+    args.study = [p for p in args.study.split(",") if p]
+    if unknown := set(args.patterns + args.study) - set(PATTERNS):
         parser.error(f"unknown pattern(s): {', '.join(sorted(unknown))}")
     return args
 
@@ -238,7 +307,8 @@ def main(argv: list[str]) -> int:
         worker.start()
         results = {p: bench_pattern(stack, p, args.size_mib, args.days, cnf, root)
                    for p in args.patterns}
-        report(results, argv, args.size_mib)
+        study = {p: chunking_study(stack, p, args.size_mib, cnf, root) for p in args.study}
+        report(results, argv, args.size_mib, study)
     return 0
 
 
