@@ -1,5 +1,5 @@
 # StashQ: the two commands of the README, and the benchmarks.
-.PHONY: install demo test lint bench bench-stream bench-parallel bench-beat bench-encryption
+.PHONY: install demo test lint bench bench-stream bench-parallel bench-beat bench-encryption bench-index
 
 PY := .venv/bin/python
 
@@ -20,9 +20,13 @@ test: lint
 
 # The suite of issue 8 (256 and 1024 MiB); the optional 4 GiB size:
 #   make bench BENCH_ARGS="--sizes 256,1024,4096"
+# then issue 13's seven daily backups under four change patterns (format 2, 3, restic):
+#   make bench DEDUP_ARGS="--size-mib 64"
 BENCH_ARGS ?=
+DEDUP_ARGS ?=
 bench: install
 	$(PY) -m benchmarks.bench_backup $(BENCH_ARGS)
+	$(PY) -m benchmarks.bench_dedup $(DEDUP_ARGS)
 
 bench-stream: install
 	$(PY) -m benchmarks.bench_stream
@@ -35,3 +39,6 @@ bench-beat: install
 
 bench-encryption: install
 	$(PY) -m benchmarks.bench_encryption
+
+bench-index: install
+	$(PY) -m benchmarks.bench_index

@@ -20,6 +20,7 @@ from beat.env import Env, namespace_option, reports_errors
 from beat.output import human_bytes, print_items, print_table, short_time, started_at
 from workflows.errors import IntegrityError, StashQError
 from workflows.phases import pending
+from workflows.snapshots import describe_format
 
 # Each command imports what it uses: ``stashq --help`` loads neither pydantic, Redis nor
 # Celery, and only the commands that queue a session load the worker's steps.
@@ -194,17 +195,22 @@ def sessions(output: str, namespace: str | None) -> None:
 def snapshots(repository: str, output: str, namespace: str | None) -> None:
     """List the snapshots in REPOSITORY.
 
-    Manifests only: the data of an unfinished backup never shows.
+    Manifests only: the data of an unfinished backup never shows. The repository's
+    format is said on stderr, before the table.
     """
     env = Env(namespace)
-    found = open_repository(env, repository).list_snapshots()
+    repo = open_repository(env, repository)
+    found = repo.list_snapshots()
     if output != "table":
         print_items([s.model_dump(mode="json", by_alias=True)
-               | {"sizeBytes": s.size_bytes, "rawBytes": s.raw_bytes} for s in found], output)
+                     | {"sizeBytes": s.size_bytes, "rawBytes": s.raw_bytes} for s in found],
+                    output)
         return
-    rows = [(s.id, s.finished_at.strftime("%Y-%m-%d %H:%M:%S"), s.engine, human_bytes(s.raw_bytes),
-             human_bytes(s.size_bytes), ",".join(s.databases)) for s in found]
-    print_table(("ID", "TIME (UTC)", "ENGINE", "DUMP", "STORED", "DATABASES"), rows)
+    click.echo(f'Repository "{repository}": {describe_format(repo.config)}', err=True)
+    rows = [(s.id, s.finished_at.strftime("%Y-%m-%d %H:%M:%S"), s.engine,
+             human_bytes(s.raw_bytes), human_bytes(s.size_bytes), human_bytes(s.added_bytes),
+             ",".join(s.databases)) for s in found]
+    print_table(("ID", "TIME (UTC)", "ENGINE", "DUMP", "STORED", "ADDED", "DATABASES"), rows)
 
 
 @main.command()
@@ -220,7 +226,9 @@ def check(repository: str, read_data: bool, namespace: str | None) -> None:
     orphaned data. Exits 7 if anything is wrong.
     """
     env = Env(namespace)
-    report = open_repository(env, repository).check(read_data=read_data)
+    repo = open_repository(env, repository)
+    click.echo(f'Repository "{repository}": {describe_format(repo.config)}')
+    report = repo.check(read_data=read_data)
     for problem in report.problems:
         click.echo(f"problem: {problem}")
     for orphan in report.orphans:

@@ -18,6 +18,13 @@ at a segment boundary fails at its new end, and a reordered, duplicated or dropp
 segment fails where it stands. The associated data (the object's repository key) goes
 into the per-object key, so an object copied or renamed to another key does not open.
 
+Format 3 repositories (``workers/repository/chunks.py``) derive three keys from the
+repository key with HKDF-SHA256 (no salt, distinct ``info``): the BLAKE3 key of chunk
+ids, so that an id reveals nothing of the content; the AES-256-GCM key that seals each
+chunk (``ChunkCipher``: a random 96-bit nonce per chunk, the chunk id as associated
+data, so a chunk moved under another id does not open); and the chunker's seed, so that
+chunk boundaries do not reveal content either.
+
 The repository key is 32 random bytes, stored in ``config.json`` wrapped (AES key wrap,
 RFC 3394) under a key that scrypt (RFC 7914) derives from the password: the unwrap's
 integrity check tells a wrong password at once, and a new password would rewrap one key
@@ -56,6 +63,13 @@ TAG_BYTES = 16
 HEADER_BYTES = 1 + KEY_BYTES + NONCE_PREFIX_BYTES
 #: Segment numbers are 32 bits: 4 PiB per object at 1 MiB segments.
 MAX_SEGMENTS = 2**32
+#: HKDF ``info`` of the keys a format 3 repository derives from its repository key.
+CHUNK_ID_INFO = b"stashq format 3 chunk id"
+CHUNK_DATA_INFO = b"stashq format 3 chunk data"
+CHUNKER_SEED_INFO = b"stashq format 3 chunker seed"
+#: AES-GCM nonce per sealed chunk, random: NIST SP 800-38D allows 2^32 of them per key
+#: (4 PiB of ~1 MiB chunks) before a collision becomes more likely than 2^-32.
+CHUNK_NONCE_BYTES = 12
 
 
 class RepositoryCipher:
@@ -97,6 +111,18 @@ class RepositoryCipher:
             yield _open_segment(aead, prefix, index, piece, last, offset)
             offset += len(piece)
 
+    def derive(self, info: bytes, length: int = KEY_BYTES) -> bytes:
+        """A key for one purpose (``info``), derived from the repository key (HKDF-SHA256)."""
+        from cryptography.hazmat.primitives import hashes
+        from cryptography.hazmat.primitives.kdf.hkdf import HKDF
+
+        return HKDF(algorithm=hashes.SHA256(), length=length, salt=None,
+                    info=info).derive(self._key)
+
+    def chunk_cipher(self) -> ChunkCipher:
+        """What seals a format 3 repository's chunks."""
+        return ChunkCipher(self.derive(CHUNK_DATA_INFO))
+
     def _open_header(self, piece: bytes, associated_data: bytes) -> tuple[AESGCM, bytes]:
         if len(piece) < HEADER_BYTES + TAG_BYTES:
             raise IntegrityError(f"{len(piece)} bytes are too few for an encrypted stream "
@@ -115,6 +141,33 @@ class RepositoryCipher:
         hkdf = HKDF(algorithm=hashes.SHA256(), length=KEY_BYTES, salt=salt,
                     info=associated_data)
         return AESGCM(hkdf.derive(self._key))
+
+
+class ChunkCipher:
+    """AES-256-GCM for small objects whole (a chunk, a pack's trailer): ``nonce ||
+    ciphertext || tag``, with associated data that binds the object to its name."""
+
+    def __init__(self, key: bytes) -> None:
+        from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+
+        self._aead = AESGCM(key)
+
+    def seal(self, data: bytes, associated_data: bytes) -> bytes:
+        nonce = os.urandom(CHUNK_NONCE_BYTES)
+        return nonce + self._aead.encrypt(nonce, data, associated_data)
+
+    def open(self, sealed: bytes, associated_data: bytes) -> bytes:
+        """The plaintext, or ``IntegrityError`` if ``sealed`` does not authenticate."""
+        from cryptography.exceptions import InvalidTag
+
+        if len(sealed) < CHUNK_NONCE_BYTES + TAG_BYTES:
+            raise IntegrityError(f"{len(sealed)} bytes are too few for a sealed object")
+        try:
+            return self._aead.decrypt(sealed[:CHUNK_NONCE_BYTES], sealed[CHUNK_NONCE_BYTES:],
+                                      associated_data)
+        except InvalidTag:
+            raise IntegrityError("failed authentication: altered, or not stored under this "
+                                 "name in this repository") from None
 
 
 def _open_segment(aead: AESGCM, prefix: bytes, index: int, piece: bytes, last: bool,

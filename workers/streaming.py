@@ -22,7 +22,7 @@ import time
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO
+from typing import IO, TypeVar
 
 import zstandard
 
@@ -46,6 +46,7 @@ CGROUP_ROOT = Path("/sys/fs/cgroup")
 PROGRESS_INTERVAL_S = 1.0
 
 _END = object()
+T = TypeVar("T")
 
 
 @dataclass
@@ -75,7 +76,7 @@ def read_chunks(stream: IO[bytes], chunk_bytes: int) -> Iterator[bytes]:
         yield chunk
 
 
-def prefetch(source: Iterable[bytes], depth: int = PREFETCH_DEPTH) -> Iterator[bytes]:
+def prefetch(source: Iterable[T], depth: int = PREFETCH_DEPTH) -> Iterator[T]:
     """Run ``source`` in a thread, ``depth`` items ahead; its errors re-raise here."""
     items: queue.Queue[object] = queue.Queue(maxsize=depth)
     stop = threading.Event()

@@ -52,6 +52,10 @@ class Settings:
     #: own thread. 0 saved ~15 MiB of a worker's peak RSS and cost 2-8 % of a 256 MiB
     #: backup's wall time on 2 cores (measured); parallel streams always use 0.
     zstd_threads: int = -1
+    #: The format a new repository is created in: 3, deduplicating; 2 (or 1: the same,
+    #: plain or encrypted by the password) makes one object per stream, as StashQ did
+    #: before 3, for a comparison or an older StashQ. Existing repositories keep theirs.
+    new_repository_format: int = 3
     #: How long pre-check waits for the database to accept connections (Stash: 300 s).
     db_wait_s: int = 60
     #: How late a missed cron slot may still start (CronJob's startingDeadlineSeconds).

@@ -4,6 +4,8 @@
     <prefix>/data/<snapshot-id>/<stream>    compressed (and encrypted) dump streams
     <prefix>/snapshots/<snapshot-id>.json   manifest, written last (encrypted too)
     <prefix>/locks/<name>.json              exclusive locks (prune, wipe)
+    <prefix>/packs/…, <prefix>/index/…      format 3: chunks and where they are
+                                            (``workflows/packs.py``), instead of data/
 
 A snapshot exists if and only if its manifest exists: data without a manifest is an
 unfinished or failed write, garbage for prune. The snapshot id is the session name, so
@@ -19,11 +21,17 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 from pydantic.alias_generators import to_camel
 
+from workflows.packs import Chunker, ChunkList
+
 #: Layout and manifests; the ``config.json`` of an unencrypted repository.
 FORMAT_VERSION = 1
 #: The ``config.json`` of an encrypted repository: a StashQ from before encryption
 #: refuses it ("newer format") instead of reading ciphertext as zstd.
 ENCRYPTED_FORMAT_VERSION = 2
+#: Deduplicating (``workflows/packs.py``), plain or encrypted: what new repositories get.
+DEDUP_FORMAT_VERSION = 3
+#: The newest format this StashQ reads; a newer ``config.json`` is refused.
+LATEST_FORMAT_VERSION = DEDUP_FORMAT_VERSION
 #: How streams and manifests are encrypted: Tink's streaming AEAD key template name.
 STREAM_SCHEME: Literal["AES256_GCM_HKDF_1MB"] = "AES256_GCM_HKDF_1MB"
 #: scrypt memory (128·r·N bytes) a config.json may ask for: a forged one cannot make
@@ -52,6 +60,11 @@ class Stream(_Wire):
     role: Literal["schema", "data", "post-data"] | None = None
     tables: tuple[str, ...] = ()      #: "db.table" whose rows a data stream holds
     where: str | None = None          #: the key range of ``tables`` it holds, if not all
+    #: Format 3: the stream's chunks (``key`` is then empty, and ``sha256`` is of the
+    #: chunk list's bytes, ``size_bytes`` the stored bytes of all its chunks).
+    chunks: ChunkList | None = None
+    #: Format 3: stored bytes this stream added to the repository (new chunks only).
+    added_bytes: int | None = Field(default=None, ge=0)
 
 
 class Position(_Wire):
@@ -100,6 +113,12 @@ class Snapshot(_Wire):
     def raw_bytes(self) -> int:
         return sum(s.raw_bytes for s in self.streams)
 
+    @property
+    def added_bytes(self) -> int:
+        """Stored bytes the snapshot added (format 3: new chunks; before: all of it)."""
+        return sum(s.size_bytes if s.added_bytes is None else s.added_bytes
+                   for s in self.streams)
+
     def to_json(self) -> bytes:
         return self.model_dump_json(by_alias=True, indent=2).encode()
 
@@ -139,6 +158,7 @@ class Encryption(_Wire):
 class RepositoryConfig(_Wire):
     format_version: int = FORMAT_VERSION
     encryption: Encryption | None = None
+    chunker: Chunker | None = None  #: format 3
 
     def to_json(self) -> bytes:
         return self.model_dump_json(by_alias=True, exclude_none=True, indent=2).encode()
@@ -148,9 +168,23 @@ class RepositoryConfig(_Wire):
         return cls.model_validate_json(data)
 
 
-def new_config(encryption: Encryption | None) -> RepositoryConfig:
+def new_config(encryption: Encryption | None, chunker: Chunker | None = None) -> RepositoryConfig:
+    """Format 3 with a ``chunker``; without one, the format 1 or 2 of one object per stream."""
+    if chunker is not None:
+        return RepositoryConfig(format_version=DEDUP_FORMAT_VERSION, encryption=encryption,
+                                chunker=chunker)
     version = FORMAT_VERSION if encryption is None else ENCRYPTED_FORMAT_VERSION
     return RepositoryConfig(format_version=version, encryption=encryption)
+
+
+def describe_format(config: RepositoryConfig | None) -> str:
+    """What ``stashq snapshots`` and ``check`` say of a repository's format."""
+    if config is None:
+        return "no format yet (nothing written)"
+    how = {DEDUP_FORMAT_VERSION: "deduplicating: chunks in packs"}.get(
+        config.format_version, "one object per stream")
+    sealed = "encrypted" if config.encryption is not None else "not encrypted"
+    return f"format {config.format_version} ({how}, {sealed})"
 
 
 def manifest_key(snapshot_id: str) -> str:

@@ -28,6 +28,7 @@ from workers.storage.local import TMP_MARKER, LocalStorage
 from workers.storage.s3 import MIN_PART_BYTES, S3Storage
 from workflows.errors import (
     BucketNotFound,
+    IntegrityError,
     NotFound,
     StorageError,
     TransientStorageError,
@@ -175,6 +176,29 @@ def test_delete_removes_a_key_and_is_idempotent(backend: Backend) -> None:
 def test_reading_a_missing_key_raises_not_found_before_iterating(backend: Backend) -> None:
     with pytest.raises(NotFound, match="snapshots/missing.json"):
         backend.storage.get_stream("snapshots/missing.json")
+
+
+def test_a_range_read_returns_exactly_those_bytes(backend: Backend) -> None:
+    data = payload(PART_BYTES * 3 // 2, seed=3)
+    backend.storage.put_stream("packs/ab/abcd", chunked(data))
+
+    for offset, length in ((0, 1), (0, len(data)), (PART_BYTES - 5, 10),
+                           (len(data) - 7, 7), (12345, 2**20)):
+        assert backend.storage.get_range("packs/ab/abcd", offset, length) == \
+            data[offset:offset + length]
+
+
+@pytest.mark.parametrize("offset", [60, 100, 1000], ids=["straddling", "at-end", "past-end"])
+def test_a_range_past_the_end_fails_naming_the_object(backend: Backend, offset: int) -> None:
+    backend.storage.put_stream("packs/ab/short", [b"x" * 100])
+
+    with pytest.raises(IntegrityError, match="packs/ab/short.*truncated"):
+        backend.storage.get_range("packs/ab/short", offset, 50)
+
+
+def test_a_range_of_a_missing_key_raises_not_found(backend: Backend) -> None:
+    with pytest.raises(NotFound, match="packs/ab/missing"):
+        backend.storage.get_range("packs/ab/missing", 0, 10)
 
 
 @pytest.mark.parametrize("size_bytes", [100, PART_BYTES * 3 // 2],

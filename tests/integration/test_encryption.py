@@ -1,7 +1,8 @@
-"""An encrypted repository, end to end through Redis, a real worker, S3 and MariaDB: the
-round trip is exact, nothing readable is stored, a flipped byte stops the restore before
-any byte of its segment reaches the database, and a wrong password is named at pre-check
-without being shown."""
+"""An encrypted repository (format 3, what new repositories get), end to end through
+Redis, a real worker, S3 and MariaDB: the round trip is exact, nothing readable is
+stored, a flipped byte stops the restore before any byte of its chunk reaches the
+database, and a wrong password is named at pre-check without being shown. (Format 2's
+segments: tests/unit/test_encrypted_repository.py and test_old_repositories.py.)"""
 
 from __future__ import annotations
 
@@ -10,7 +11,6 @@ import uuid
 from pathlib import Path
 
 import pytest
-import zstandard
 
 from tests.integration.conftest import Stack
 from tests.integration.resources import standard_setup
@@ -18,9 +18,7 @@ from tests.integration.test_backup_restore import created
 from tests.integration.test_failures import corrupt_object
 from tests.support.compare import differences
 from tests.support.sample import create_sample
-from workers.encryption import SEGMENT_BYTES, open_encryption
 from workers.state.redis import RedisStore
-from workflows.errors import IntegrityError
 from workflows.resources import BackupSession, RestoreSession
 from workflows.snapshots import RepositoryConfig
 
@@ -68,8 +66,9 @@ def test_encrypted_round_trip_stores_nothing_readable(stack: Stack, namespace: s
 
     stored = objects(stack, bucket)
     config = RepositoryConfig.from_json(stored.pop("config.json"))
-    assert config.format_version == 2 and config.encryption is not None
-    assert set(stored) == {f"data/{name}/dump.sql.zst", f"snapshots/{name}.json"}
+    assert config.format_version == 3 and config.encryption is not None
+    assert {key.split("/")[0] for key in stored} == {"index", "packs", "snapshots"}
+    assert f"snapshots/{name}.json" in stored
     for key, data in stored.items():
         for plaintext in (canary, database, "CREATE TABLE", "mariadb", PASSWORD):
             assert plaintext.encode() not in data, (key, plaintext)
@@ -78,6 +77,8 @@ def test_encrypted_round_trip_stores_nothing_readable(stack: Stack, namespace: s
     assert name in listing.stdout and database in listing.stdout  # the CLI decrypts
     check = stack.cli("check", "repo", "--read-data", namespace=namespace, check=True)
     assert "1 snapshot(s), 1 stream(s)" in check.stdout and ": ok" in check.stdout
+    assert 'Repository "repo": format 3 (deduplicating: chunks in packs, encrypted)' in \
+        check.stdout
 
     restored = f"{database}_restored"
     code, out, err = restore(stack, namespace, restored)
@@ -92,33 +93,32 @@ def test_encrypted_round_trip_stores_nothing_readable(stack: Stack, namespace: s
 ROW_ID = re.compile(rb"\((\d+),'")
 
 
-@pytest.mark.parametrize("segment", [0, 2])
-def test_a_flipped_byte_stops_restore_before_its_segment(stack: Stack, namespace: str,
-                                                         database: str, bucket: str,
-                                                         tmp_path: Path, segment: int) -> None:
+@pytest.mark.parametrize("where", [0.0, 0.7], ids=["first-chunk", "later-chunk"])
+def test_a_flipped_byte_stops_restore_before_its_chunk(stack: Stack, namespace: str,
+                                                       database: str, bucket: str,
+                                                       tmp_path: Path, where: float) -> None:
     with stack.mariadb.connect() as conn, conn.cursor() as cur:
         cur.execute(f"USE `{database}`")
         cur.execute("CREATE TABLE ordered (id INT PRIMARY KEY, v TEXT)")
         cur.execute("INSERT INTO ordered SELECT seq, HEX(RANDOM_BYTES(1024)) "
-                    "FROM seq_1_to_4000")  # ~8 MiB of dump, ~4 MiB stored: 4+ segments
+                    "FROM seq_1_to_4000")  # ~8 MiB of dump, ~4 MiB stored: 5+ chunks
         conn.commit()
     setup(stack, namespace, bucket, database, tmp_path)
     name = backup(stack, namespace)
-    key = f"data/{name}/dump.sql.zst"
-    stored = objects(stack, bucket)
-    assert len(stored[key]) > (segment + 2) * SEGMENT_BYTES
-    corrupt_object(stack, bucket, f"{PREFIX}/{key}", segment * SEGMENT_BYTES + 4321)
+    [pack] = [key for key in objects(stack, bucket) if key.startswith("packs/")]
+    size = len(objects(stack, bucket)[pack])
+    corrupt_object(stack, bucket, f"{PREFIX}/{pack}", int(size * where) + 100)
 
     check = stack.cli("check", "repo", "--read-data", namespace=namespace)
     assert check.returncode == 7
-    assert (f'problem: snapshot "{name}" stream dump.sql.zst: segment {segment} '
-            in check.stdout) and "failed authentication" in check.stdout
+    assert re.search(rf'problem: pack "{pack}": chunk [0-9a-f]{{64}} at byte \d+ is bad: '
+                     rf'failed authentication.*; it breaks snapshot\(s\) "{name}"', check.stdout)
 
     restored = f"{database}_r"
     code, _, err = restore(stack, namespace, restored)
     assert code == 8
-    assert (f'snapshot "{name}" stream dump.sql.zst is corrupt: segment {segment} ') in err
-    assert "failed authentication" in err
+    assert re.search(rf'snapshot "{name}" stream dump.sql.zst: chunk [0-9a-f]{{64}} in pack '
+                     rf'"{pack}" at byte \d+ is corrupt: failed authentication', err), err
     with stack.mariadb.connect() as conn, conn.cursor() as cur:
         cur.execute("SELECT COUNT(*) FROM information_schema.tables WHERE table_schema = %s",
                     (restored,))
@@ -131,28 +131,10 @@ def test_a_flipped_byte_stops_restore_before_its_segment(stack: Stack, namespace
                         (rows[-1][0] if rows else 0,))
             assert rows == list(cur.fetchall())  # what arrived is the source's first rows
         cur.execute(f"DROP DATABASE IF EXISTS `{restored}`")
-    if segment == 0:
+    if where == 0.0:
         assert tables == 0  # not even the CREATE TABLE: nothing reached the client
     else:
-        # The database got no row that lies beyond the last authenticated segment.
-        last_id = max(int(m) for m in ROW_ID.findall(authenticated_dump(stored, key, segment)))
-        assert 0 < last_id < 4000
-        assert not rows or rows[-1][0] <= last_id
-
-
-def authenticated_dump(stored: dict[str, bytes], key: str, segment: int) -> bytes:
-    """The dump text that the segments before the corrupt one hold, decrypted with the
-    password as a user would (the object here is the one read before the flip)."""
-    config = RepositoryConfig.from_json(stored["config.json"])
-    assert config.encryption is not None
-    cipher = open_encryption(config.encryption, PASSWORD)
-    corrupt = bytearray(stored[key])
-    corrupt[segment * SEGMENT_BYTES + 4321] ^= 0xFF
-    good = bytearray()
-    with pytest.raises(IntegrityError):
-        for piece in cipher.decrypt([bytes(corrupt)], key.encode()):
-            good += piece
-    return zstandard.ZstdDecompressor().decompressobj().decompress(bytes(good))
+        assert len(rows) < 4000  # the rows of the bad chunk and after it never arrived
 
 
 def test_a_wrong_or_missing_password_is_named_at_precheck(stack: Stack, namespace: str,

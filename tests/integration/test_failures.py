@@ -195,7 +195,7 @@ def corrupt_object(stack: Stack, bucket: str, key: str, offset: int) -> None:
     client.put_object(Bucket=bucket, Key=key, Body=bytes(data))
 
 
-@pytest.mark.parametrize("where", ["middle", "last byte"])
+@pytest.mark.parametrize("where", ["middle", "last chunk"])
 def test_corrupt_snapshot_fails_restore_naming_it(stack: Stack, namespace: str, database: str,
                                                   bucket: str, tmp_path: Path,
                                                   where: str) -> None:
@@ -209,20 +209,28 @@ def test_corrupt_snapshot_fails_restore_naming_it(stack: Stack, namespace: str, 
     name = created(stack.cli("backup", "nightly", "--wait", namespace=namespace,
                              check=True).stdout)
     objects = stack.s3.client().list_objects_v2(Bucket=bucket)["Contents"]
-    (data,) = [o for o in objects if o["Key"].endswith("dump.sql.zst")]
+    (pack,) = [o for o in objects if "/packs/" in o["Key"]]
     check = stack.cli("check", "repo", "--read-data", namespace=namespace)
     assert check.returncode == 0 and "1 snapshot(s), 1 stream(s)" in check.stdout
-    offset = data["Size"] // 2 if where == "middle" else data["Size"] - 1
-    corrupt_object(stack, bucket, data["Key"], offset)
-    assert stack.cli("check", "repo", namespace=namespace).returncode == 0  # sizes still match
+    # The last chunk of the pack, just before its trailer, is the stream's chunk list.
+    tail = stack.s3.client().get_object(Bucket=bucket, Key=pack["Key"])["Body"].read()[-8:]
+    trailer_bytes = int.from_bytes(tail[:4], "big") + 8
+    offset = pack["Size"] // 3 if where == "middle" else pack["Size"] - trailer_bytes - 1
+    corrupt_object(stack, bucket, pack["Key"], offset)
+    # Without --read-data check reads the chunk lists only: it sees a corrupt list.
+    quick = stack.cli("check", "repo", namespace=namespace)
+    assert quick.returncode == (7 if where == "last chunk" else 0), quick.stdout
     check = stack.cli("check", "repo", "--read-data", namespace=namespace)
     assert check.returncode == 7
-    assert f'problem: snapshot "{name}" stream dump.sql.zst: sha256 is' in check.stdout
+    short = pack["Key"].split("/", 2)[2]  # below the repository's prefix
+    assert f'problem: pack "{short}": chunk ' in check.stdout
+    assert 'is bad: ' in check.stdout and f'it breaks snapshot(s) "{name}"' in check.stdout
 
     result = stack.cli("restore", "--repository", "repo", "--target", "db", "--database",
                        f"{database}_r", "--wait", namespace=namespace)
     assert result.returncode == 8
-    assert f'snapshot "{name}" stream dump.sql.zst is corrupt' in result.stderr
+    assert f'snapshot "{name}" stream dump.sql.zst' in result.stderr
+    assert f'in pack "{short}" at byte' in result.stderr and "is corrupt" in result.stderr
 
 
 def test_task_for_another_engine_fails_precheck(stack: Stack, namespace: str, database: str,

@@ -1,4 +1,5 @@
-"""An encrypted repository in a directory, through the Repository object: what is
+"""An encrypted repository of format 2 (one object per stream; format 3 is in
+test_format3.py) in a directory, through the Repository object: what is
 stored holds no plaintext, what is read back is authenticated before it is released,
 manifests cannot be edited or moved, the password is checked before anything else, and
 ``stashq check --read-data`` authenticates every segment."""
@@ -29,7 +30,7 @@ MARKER = b"INSERT INTO t VALUES (4242,"
 
 
 def open_repo(root: Path, password: str | None) -> Repository:
-    repo = Repository(LocalStorage(root), "repo", password, "s3-auth")
+    repo = Repository(LocalStorage(root), "repo", password, "s3-auth", new_format=2)
     repo.ensure_config(contextlib.nullcontext)  # no other writer in a test
     return repo
 
@@ -180,7 +181,7 @@ def test_a_new_repository_has_nothing_to_unlock(tmp_path: Path) -> None:
 
 
 def test_a_newer_format_is_refused(tmp_path: Path) -> None:
-    (tmp_path / CONFIG_KEY).write_text('{"formatVersion": 3}')
+    (tmp_path / CONFIG_KEY).write_text('{"formatVersion": 4}')
     with pytest.raises(IntegrityError, match="newer than this StashQ understands"):
         Repository(LocalStorage(tmp_path), "repo").config  # noqa: B018
 

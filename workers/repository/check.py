@@ -23,6 +23,7 @@ from workflows.snapshots import DATA_DIR, snapshot_id_of
 
 @dataclass
 class CheckReport:
+    format_version: int | None = None  #: of the repository (None: nothing written yet)
     snapshots: int = 0
     streams: int = 0
     bytes_read: int = 0

@@ -6,10 +6,17 @@ repository's exclusive lock (it holds a random key: a second writer's would be l
 from __future__ import annotations
 
 from workers.encryption import PASSWORD_KEY, new_encryption, open_encryption
+from workers.repository.chunks import DEFAULT_CHUNKER
 from workers.repository.streams import Cipher, read_all
 from workers.storage.base import Storage
 from workflows.errors import IntegrityError, NotFound, PrecheckFailed
-from workflows.snapshots import CONFIG_KEY, ENCRYPTED_FORMAT_VERSION, RepositoryConfig, new_config
+from workflows.snapshots import (
+    CONFIG_KEY,
+    DEDUP_FORMAT_VERSION,
+    LATEST_FORMAT_VERSION,
+    RepositoryConfig,
+    new_config,
+)
 
 
 def read_config(storage: Storage) -> RepositoryConfig | None:
@@ -22,15 +29,22 @@ def read_config(storage: Storage) -> RepositoryConfig | None:
         config = RepositoryConfig.from_json(data)
     except ValueError as e:
         raise IntegrityError(f"{CONFIG_KEY} is unreadable: {e}") from e
-    if config.format_version > ENCRYPTED_FORMAT_VERSION:
+    if config.format_version > LATEST_FORMAT_VERSION:
         raise IntegrityError(f"repository format {config.format_version} is newer than this "
-                             f"StashQ understands ({ENCRYPTED_FORMAT_VERSION}); upgrade StashQ")
+                             f"StashQ understands ({LATEST_FORMAT_VERSION}); upgrade StashQ")
+    if config.format_version == DEDUP_FORMAT_VERSION and config.chunker is None:
+        raise IntegrityError(f"{CONFIG_KEY}: a format {DEDUP_FORMAT_VERSION} repository "
+                             "names no chunker")
     return config
 
 
-def create_config(storage: Storage, password: str | None) -> RepositoryConfig:
-    """Write a new repository's ``config.json``: encrypted if there is a password."""
-    config = new_config(None if password is None else new_encryption(password)[0])
+def create_config(storage: Storage, password: str | None,
+                  format_version: int = DEDUP_FORMAT_VERSION) -> RepositoryConfig:
+    """Write a new repository's ``config.json``: encrypted if there is a password; format
+    3 (deduplicating) unless an older ``format_version`` is asked for."""
+    encryption = None if password is None else new_encryption(password)[0]
+    chunker = DEFAULT_CHUNKER if format_version >= DEDUP_FORMAT_VERSION else None
+    config = new_config(encryption, chunker)
     storage.put_stream(CONFIG_KEY, [config.to_json()])
     return config
 

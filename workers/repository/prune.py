@@ -14,6 +14,7 @@ from collections.abc import Callable, Iterable
 
 from workers.repository.manifests import snapshot_ids
 from workers.storage.base import Storage
+from workflows.packs import INDEX_DIR, PACKS_DIR
 from workflows.snapshots import DATA_DIR, manifest_key
 
 log = logging.getLogger(__name__)
@@ -51,7 +52,8 @@ def prune(storage: Storage, *, belongs: Callable[[str], bool], forgotten: Iterab
 def abort_dead_uploads(storage: Storage) -> int:
     """Under the exclusive lock no backup is writing, so every open multipart upload is
     left by a backup that died with S3 unreachable (it could not abort): abort them."""
-    aborted = storage.cleanup_incomplete(DATA_DIR)
+    aborted = sum(storage.cleanup_incomplete(prefix) for prefix in (DATA_DIR, PACKS_DIR,
+                                                                    INDEX_DIR))
     if aborted:
         log.warning("aborted %d multipart upload(s) left open by failed backups", aborted)
     return aborted

@@ -6,12 +6,17 @@ to "write this stream into snapshot X", "read that stream", "commit the manifest
 "forget and prune", "check"; they never build a key or touch a cipher. Storage
 backends stay a dumb key-value protocol below it (``workers/storage``).
 
+Format 3 (deduplicating: chunks, packs, index; ``format3.py``) and formats 1 and 2 (one
+object per stream; ``streams.py``) are chosen here by ``config.json``, so steps call the
+same methods for every format.
+
 The cipher is opened lazily, on the first read or write of data: a wrong or missing
 password fails then, as ``PrecheckFailed`` naming the Repository and the Secret.
 """
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
@@ -19,6 +24,7 @@ from dataclasses import dataclass, field
 from workers.encryption import PASSWORD_KEY
 from workers.repository.check import CheckReport, check_repository
 from workers.repository.config import create_config, read_config, unlock
+from workers.repository.format3 import Format3
 from workers.repository.manifests import load_snapshot, snapshot_ids, write_manifest
 from workers.repository.prune import LeaseCheck, abort_dead_uploads, forget, prune
 from workers.repository.streams import Cipher, Report, read_stream, write_stream
@@ -31,7 +37,16 @@ from workflows.resources import Secret
 from workflows.resources.restore import LATEST
 from workflows.restores import check_source, latest_snapshot
 from workflows.settings import Settings
-from workflows.snapshots import DATA_DIR, RepositoryConfig, Snapshot, Stream, data_key
+from workflows.snapshots import (
+    DATA_DIR,
+    DEDUP_FORMAT_VERSION,
+    RepositoryConfig,
+    Snapshot,
+    Stream,
+    data_key,
+)
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -43,6 +58,9 @@ class Repository:
     password: str | None = None
     secret_name: str | None = None  #: where the password comes from (for messages)
     _cipher: tuple[Cipher] | None = field(default=None, repr=False)  #: once config exists
+    #: The format a new repository gets (``Settings.new_repository_format``).
+    new_format: int = DEDUP_FORMAT_VERSION
+    _format3: Format3 | None = field(default=None, repr=False)
 
     # --- config and cipher ------------------------------------------------------------
 
@@ -63,6 +81,21 @@ class Repository:
                                    secret=self.secret_name),)
         return self._cipher[0]
 
+    @property
+    def format_version(self) -> int | None:
+        """1, 2 or 3; None for a repository no backup has written to yet."""
+        config = self.config
+        return None if config is None else config.format_version
+
+    def _dedup(self) -> Format3 | None:
+        """Format 3's streams, or None for a repository in format 1 or 2."""
+        if self._format3 is None:
+            config = self.config
+            if config is None or config.chunker is None:
+                return None
+            self._format3 = Format3(self.storage, self.cipher, config.chunker)
+        return self._format3
+
     def ensure_config(self, exclusive: Callable[[], AbstractContextManager[object]]) -> None:
         """Give a new repository its ``config.json`` (with a password: a random key,
         wrapped) before anything is written: once, inside ``exclusive()`` (the
@@ -71,7 +104,7 @@ class Repository:
         if self.config is None:
             with exclusive():
                 if self.config is None:
-                    create_config(self.storage, self.password)
+                    create_config(self.storage, self.password, self.new_format)
 
     def check_writable(self) -> None:
         """Raise a specific ``StorageError`` unless a backup could be written now."""
@@ -105,8 +138,9 @@ class Repository:
     def stats(self) -> dict[str, object]:
         """What the Repository resource's status says of it."""
         items = self.list_snapshots()
-        stats: dict[str, object] = {"snapshotCount": len(items),
-                                    "totalSizeBytes": sum(s.size_bytes for s in items)}
+        dedup = self._dedup()
+        total = dedup.stored_bytes() if dedup else sum(s.size_bytes for s in items)
+        stats: dict[str, object] = {"snapshotCount": len(items), "totalSizeBytes": total}
         if items:
             stats["firstBackupTime"] = _iso(items[0])
             stats["lastBackupTime"] = _iso(items[-1])
@@ -116,6 +150,9 @@ class Repository:
 
     def discard_unfinished(self, snapshot_id: str) -> None:
         """Drop what an earlier, interrupted attempt at ``snapshot_id`` left half written."""
+        if (dedup := self._dedup()) is not None:
+            dedup.discard_unfinished(snapshot_id)
+            return
         self.storage.cleanup_incomplete(f"{DATA_DIR}{snapshot_id}/")
 
     def write_stream(self, snapshot_id: str, name: str, raw: Iterable[bytes], *, level: int,
@@ -123,12 +160,17 @@ class Repository:
                      check_end: Report | None = None) -> Stream:
         """Store ``raw`` as stream ``name`` of the (uncommitted) snapshot; see
         ``streams.write_stream`` for ``threads``, ``report`` and ``check_end``."""
+        if (dedup := self._dedup()) is not None:
+            return dedup.write_stream(snapshot_id, name, raw, level=level, threads=threads,
+                                      report=report, check_end=check_end)
         return write_stream(self.storage, self.cipher, data_key(snapshot_id, name), name, raw,
                             level=level, threads=threads, report=report, check_end=check_end)
 
     def discard_stream(self, stream: Stream) -> None:
-        """Delete a stream of a snapshot that will not be committed."""
-        self.storage.delete(stream.key)
+        """Delete a stream of a snapshot that will not be committed (format 3: its new
+        chunks are garbage that prune removes)."""
+        if stream.chunks is None:
+            self.storage.delete(stream.key)
 
     def commit(self, snapshot: Snapshot) -> None:
         """Write the manifest, last: from now on the snapshot exists."""
@@ -139,6 +181,8 @@ class Repository:
     def read_stream(self, snapshot: Snapshot, stream: Stream,
                     report: Report | None = None) -> Iterator[bytes]:
         """The stream's original bytes, verified (see ``streams.read_stream``)."""
+        if stream.chunks is not None and (dedup := self._dedup()) is not None:
+            return dedup.read_stream(snapshot.id, stream, report)
         return read_stream(self.storage, self.cipher, snapshot.id, stream, report)
 
     # --- retention and check ----------------------------------------------------------
@@ -149,7 +193,14 @@ class Repository:
 
     def prune(self, *, belongs: Callable[[str], bool], forgotten: Iterable[str],
               exclusive: bool, check: LeaseCheck) -> int:
-        """Delete unreferenced data of the snapshots ``belongs`` selects (see ``prune``)."""
+        """Delete unreferenced data of the snapshots ``belongs`` selects (see ``prune``);
+        format 3: every chunk no manifest names, only with the ``exclusive`` lock (a
+        running backup's chunks have no manifest yet, and may be anyone's)."""
+        if (dedup := self._dedup()) is not None:
+            if not exclusive:
+                log.warning("format 3 prunes only under the exclusive lock: nothing pruned")
+                return 0
+            return dedup.prune(check)
         return prune(self.storage, belongs=belongs, forgotten=forgotten, exclusive=exclusive,
                      check=check)
 
@@ -159,7 +210,11 @@ class Repository:
 
     def check(self, *, read_data: bool = False) -> CheckReport:
         """Every snapshot's data present with its size (and, ``read_data``, its hash)."""
-        return check_repository(self.storage, self.cipher, read_data=read_data)
+        if (dedup := self._dedup()) is not None:
+            return dedup.check(read_data=read_data)
+        report = check_repository(self.storage, self.cipher, read_data=read_data)
+        report.format_version = self.format_version
+        return report
 
 
 def open_repository(resource: RepositoryResource, secret: Secret | None,
@@ -167,7 +222,8 @@ def open_repository(resource: RepositoryResource, secret: Secret | None,
     """The Repository object of a Repository resource and its storage Secret."""
     password = None if secret is None else secret.values.get(PASSWORD_KEY)
     return Repository(open_storage(resource, secret, settings), resource.name, password,
-                      resource.spec.backend.storage_secret_name)
+                      resource.spec.backend.storage_secret_name,
+                      new_format=settings.new_repository_format)
 
 
 def _iso(snapshot: Snapshot) -> str:

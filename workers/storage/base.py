@@ -4,8 +4,10 @@ Keys are '/'-separated relative paths below the repository's prefix
 (``snapshots/<id>.json``, ``data/<id>/dump.sql.zst``); the backend maps them to
 objects or files. Streams stay streams: ``put_stream`` consumes an iterator of byte
 chunks and never holds more than its documented bound in memory; ``get_stream``
-yields chunks. A ``put_stream`` whose source iterator raises leaves nothing behind
-under the key (multipart uploads are aborted, temporary files removed) and re-raises.
+yields chunks; ``get_range`` reads a few MiB from the middle of an object (a chunk of a
+repository format 3 pack) without reading the rest. A ``put_stream`` whose source
+iterator raises leaves nothing behind under the key (multipart uploads are aborted,
+temporary files removed) and re-raises.
 """
 
 from __future__ import annotations
@@ -32,6 +34,14 @@ class Storage(Protocol):
         """Yield the object's bytes in chunks of at most READ_CHUNK_BYTES.
 
         Raises ``NotFound`` if the key does not exist.
+        """
+
+    def get_range(self, key: str, offset: int, length: int) -> bytes:
+        """The ``length`` bytes of the object at byte ``offset`` (at most a few MiB: a
+        caller reads one chunk or one run of chunks of a pack this way).
+
+        Raises ``NotFound`` if the key does not exist and ``IntegrityError`` if the
+        object ends before ``offset + length`` (a truncated pack), naming the key.
         """
 
     def list(self, prefix: str) -> Iterator[tuple[str, int]]:

@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import BinaryIO
 
 from workers.storage.base import READ_CHUNK_BYTES
-from workflows.errors import NotFound, StorageError, TransientStorageError
+from workflows.errors import IntegrityError, NotFound, StorageError, TransientStorageError
 
 TMP_MARKER = ".tmp-"  #: between a file's name and the random suffix of its temp file
 #: errnos a retry may cure: a busy or timed-out network mount, an NFS handle gone stale
@@ -102,6 +102,25 @@ class LocalStorage:
         with file, self._errors("read", key):
             while chunk := file.read(READ_CHUNK_BYTES):
                 yield chunk
+
+    def get_range(self, key: str, offset: int, length: int) -> bytes:
+        """``pread`` of ``length`` bytes at ``offset``; short means the file is truncated."""
+        path = self._path(key)
+        try:
+            fd = os.open(path, os.O_RDONLY)
+        except (FileNotFoundError, IsADirectoryError, NotADirectoryError) as e:
+            raise NotFound(f'"{key}" does not exist in {self.root}') from e
+        except OSError as e:
+            raise self._error("read", key, e) from e
+        try:
+            with self._errors("read", key):
+                data = os.pread(fd, length, offset)
+        finally:
+            os.close(fd)
+        if len(data) != length:
+            raise IntegrityError(f'"{key}" in {self.root} ends at byte {offset + len(data)}, '
+                                 f"before {offset + length}: it is truncated")
+        return data
 
     def list(self, prefix: str) -> Iterator[tuple[str, int]]:
         """Yield files whose key starts with ``prefix``, in key order, temp files skipped."""

@@ -29,7 +29,13 @@ from botocore import exceptions as boto_errors
 from botocore.config import Config
 
 from workers.storage.base import READ_CHUNK_BYTES
-from workflows.errors import BucketNotFound, NotFound, StorageError, TransientStorageError
+from workflows.errors import (
+    BucketNotFound,
+    IntegrityError,
+    NotFound,
+    StorageError,
+    TransientStorageError,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -302,6 +308,25 @@ class S3Storage:
                 yield from body.iter_chunks(READ_CHUNK_BYTES)
         finally:
             body.close()
+
+    def get_range(self, key: str, offset: int, length: int) -> bytes:
+        """One GetObject with ``Range: bytes=offset-(offset+length-1)``."""
+        full = self._key(key)
+        if length <= 0:
+            return b""
+        with self._errors(full):
+            try:
+                body = self._client.get_object(Bucket=self.bucket, Key=full,
+                                               Range=f"bytes={offset}-{offset + length - 1}")
+            except boto_errors.ClientError as e:
+                if e.response.get("Error", {}).get("Code") != "InvalidRange":
+                    raise
+                body = None
+            data = b"" if body is None else body["Body"].read()
+        if len(data) != length:
+            raise IntegrityError(f'"{full}" in bucket "{self.bucket}" at {self.where} ends '
+                                 f"before byte {offset + length}: it is truncated")
+        return bytes(data)
 
     def list(self, prefix: str) -> Iterator[tuple[str, int]]:
         full = self._prefix(prefix)
