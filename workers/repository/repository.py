@@ -17,6 +17,7 @@ from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 
 from workers.encryption import PASSWORD_KEY
+from workers.repository import binlogs
 from workers.repository.check import CheckReport, check_repository
 from workers.repository.config import create_config, read_config, unlock
 from workers.repository.manifests import load_snapshot, snapshot_ids, write_manifest
@@ -25,6 +26,7 @@ from workers.repository.streams import Cipher, Report, read_stream, write_stream
 from workers.storage import open_storage
 from workers.storage.base import Storage
 from workers.streaming import ZSTD_THREADS
+from workflows.binlogs import BinlogSegment
 from workflows.errors import NotFound
 from workflows.resources import Repository as RepositoryResource
 from workflows.resources import Secret
@@ -140,6 +142,44 @@ class Repository:
                     report: Report | None = None) -> Iterator[bytes]:
         """The stream's original bytes, verified (see ``streams.read_stream``)."""
         return read_stream(self.storage, self.cipher, snapshot.id, stream, report)
+
+    # --- binlog archive (point-in-time recovery; see ``binlogs``) -----------------------
+
+    def binlog_segments(self, source: str) -> list[BinlogSegment]:
+        """Every archived binlog segment of ``source`` (a BackupConfiguration), in order."""
+        cipher = self.cipher
+        return [binlogs.load_segment(self.storage, cipher, source, seq)
+                for seq in binlogs.segment_numbers(self.storage, source)]
+
+    def last_binlog_segment(self, source: str) -> BinlogSegment | None:
+        """Where archiving of ``source`` stands: its newest segment (None: none yet)."""
+        numbers = binlogs.segment_numbers(self.storage, source)
+        if not numbers:
+            return None
+        return binlogs.load_segment(self.storage, self.cipher, source, numbers[-1])
+
+    def write_binlog_segment(self, segment: BinlogSegment, raw: Iterable[bytes] | None, *,
+                             level: int) -> BinlogSegment:
+        """Store a segment's bytes, then its manifest (written last, as a snapshot's)."""
+        return binlogs.write_segment(self.storage, self.cipher, segment, raw, level=level)
+
+    def read_binlog_segment(self, segment: BinlogSegment) -> Iterator[bytes]:
+        """A segment's binlog bytes, verified."""
+        return binlogs.read_segment(self.storage, self.cipher, segment)
+
+    def forget_binlog_segments(self, segments: Iterable[BinlogSegment],
+                               check: LeaseCheck) -> int:
+        """Delete these segments (manifest first, then data); how many."""
+        count = 0
+        for segment in segments:
+            check()
+            binlogs.delete_segment(self.storage, segment)
+            count += 1
+        return count
+
+    def binlog_sources(self) -> list[str]:
+        """The BackupConfigurations that have archived binlogs here."""
+        return binlogs.sources(self.storage)
 
     # --- retention and check ----------------------------------------------------------
 
