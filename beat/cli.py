@@ -357,6 +357,7 @@ def run_beat(namespace: str | None, starting_deadline_s: float | None, clock_ori
     from beat.clock import ScaledClock
     from beat.scheduler import Scheduler
     from workers import logs
+    from workers.steps.archive_binlogs import TASK as ARCHIVE_TASK
     from workers.sweeper import StaleSweeper
 
     env = Env(namespace)
@@ -373,7 +374,9 @@ def run_beat(namespace: str | None, starting_deadline_s: float | None, clock_ori
                                                else starting_deadline_s),
                           orphan_after_s=env.settings.heartbeat_timeout_s,
                           sweeper=StaleSweeper(env.app, env.store, env.settings,
-                                               namespace=namespace).maybe_sweep)
+                                               namespace=namespace).maybe_sweep,
+                          archive=lambda ref, slot: env.app.send_task(
+                              ARCHIVE_TASK, args=(ref, slot)))
     signal.signal(signal.SIGTERM, lambda *_: scheduler.stop())
     signal.signal(signal.SIGINT, lambda *_: scheduler.stop())
     scheduler.run()

@@ -19,6 +19,7 @@ from __future__ import annotations
 import logging
 import shutil
 import tempfile
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -62,6 +63,7 @@ class RunReport:
 
     segments: list[BinlogSegment]
     view: ServerView
+    read_at: float  #: unix time the server's binlog end was read: archived up to then
 
     @property
     def stored_bytes(self) -> int:
@@ -161,14 +163,12 @@ def file_chunks(path: Path, start: int = 0, end: int | None = None) -> Iterator[
 def segment_bytes(path: Path, piece: Piece, cut: Cut) -> Iterator[bytes] | None:
     """A segment's data: magic, the file's Format_description event, then the fetched
     events ``[cut.start, cut.end)``: a binlog file of its own. None if it has no event."""
-    inside = [e for e in piece.events if cut.start <= e.start and e.end <= cut.end]
-    if not inside:
+    if cut.end <= cut.start or piece.delta is None:
         return None
-    first, last = inside[0], inside[-1]
 
     def chunks() -> Iterator[bytes]:
         yield MAGIC + piece.format_event
-        yield from file_chunks(path, first.offset, last.offset + last.size)
+        yield from file_chunks(path, piece.offset(cut.start), piece.offset(cut.end))
     return chunks()
 
 
@@ -196,6 +196,7 @@ def archive_run(repo: Repository, source: str, info: ConnectionInfo, *, what: st
     """Archive what the server wrote since the last segment of ``source``."""
     with database.connect(info, what=what) as conn:
         view = inspect_server(conn, info, what=what)
+    read_at = time.time()
     last = repo.last_binlog_segment(source)
     start: Start | None = plan_start(last, view, datetime.now(UTC))
     if start is not None and start.gap is not None:  # (always a Start here)
@@ -208,7 +209,7 @@ def archive_run(repo: Repository, source: str, info: ConnectionInfo, *, what: st
             if segment is not None:
                 written.append(segment)
                 last = segment
-    return RunReport(written, view)
+    return RunReport(written, view, read_at)
 
 
 def _archive_piece(repo: Repository, source: str, view: ServerView,

@@ -19,6 +19,7 @@ from workers.state.base import ResourceStore
 from workflows.catalog import DEFAULT_TASKS, builtin_functions, builtin_tasks
 from workflows.errors import InvalidResource, NotFound
 from workflows.plan import REPLICAS_PARAM, Plan, resolve_task
+from workflows.recovery import Recovery, binlog_source, plan_recovery, point_of, snapshot_points
 from workflows.resources import (
     AppBinding,
     BackupConfiguration,
@@ -125,6 +126,8 @@ class StepContext:
         assert isinstance(session, RestoreSession), "a backup restores no snapshot"
         repository = self.repository.name
         chosen = pinned_snapshot(session)
+        if chosen is None and self.recovery is not None:
+            chosen = self.recovery.snapshot  # the newest snapshot before the point
         if chosen is None:
             return self.repo.resolve_snapshot(session.snapshot, session.source)
         snapshot = self.repo.find_snapshot(chosen)
@@ -132,6 +135,20 @@ class StepContext:
             raise NotFound(f'snapshot "{chosen}" (chosen by pre-check) is no longer in '
                            f'Repository "{repository}"')
         return snapshot
+
+    @functools.cached_property
+    def recovery(self) -> Recovery | None:
+        """A restore to a point: its snapshot and the archived binlog segments to replay
+        (None: a plain restore). ``PrecheckFailed`` names the window if the point is out."""
+        session = self.session
+        if not isinstance(session, RestoreSession) or session.spec.point_in_time is None:
+            return None
+        snapshots = self.repo.list_snapshots()
+        source = binlog_source(session.source, snapshots, self.repo.binlog_sources(),
+                               repository=self.repository.name)
+        return plan_recovery(point_of(session.spec.point_in_time),
+                             self.repo.binlog_segments(source),
+                             snapshot_points(snapshots, source))
 
     @functools.cached_property
     def engine(self) -> EngineAdapter:

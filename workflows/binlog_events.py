@@ -56,7 +56,7 @@ class Event:
     size: int         #: bytes, header and checksum included
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Group:
     """One transaction, as it stands in the binlog file."""
 
@@ -68,15 +68,23 @@ class Group:
 
 @dataclass
 class Piece:
-    """What a fetched piece of one binlog file holds."""
+    """What a fetched piece of one binlog file holds (no event is kept: a piece may be
+    a whole 1 GiB file)."""
 
     format_event: bytes = b""           #: the Format_description event's bytes
-    events: list[Event] = field(default_factory=list)  #: every other event, in order
     groups: list[Group] = field(default_factory=list)  #: whole transactions, in order
     gtid_list: list[Gtid] | None = None  #: the Gtid_list event, if the piece has it
     #: Position after the last event that is not inside a transaction.
     boundary: int | None = None
     closed: bool = False                #: ends with Rotate or Stop: the file is complete
+    #: File position minus offset in the fetched bytes, the same for every event after
+    #: the Format_description one (None: no such event).
+    delta: int | None = None
+
+    def offset(self, position: int) -> int:
+        """Where file position ``position`` is in the fetched bytes."""
+        assert self.delta is not None
+        return position - self.delta
 
 
 def events(chunks: Iterable[bytes]) -> Iterator[tuple[Event, bytes]]:
@@ -105,38 +113,58 @@ def events(chunks: Iterable[bytes]) -> Iterator[tuple[Event, bytes]]:
         pos = 0
 
 
+class Transactions:
+    """Follows events into transactions: ``add`` says which event starts one (its
+    GTID) and which ends one."""
+
+    def __init__(self) -> None:
+        self.open: tuple[Gtid, Event, bool] | None = None
+
+    def add(self, event: Event, body: bytes) -> tuple[Gtid | None, Group | None]:
+        """The GTID of the transaction ``event`` starts, the transaction it ends."""
+        if event.type == GTID_EVENT:
+            gtid = gtid_of(body, event.server_id)
+            self.open = (gtid, event, bool(body[12] & FL_STANDALONE))
+            return gtid, None
+        if self.open is None:
+            return None, None
+        gtid, first, standalone = self.open
+        if not _ends_group(event, body, standalone=standalone):
+            return None, None
+        self.open = None
+        return None, Group(gtid, first.start, event.end, first.timestamp)
+
+
 class PieceReader:
-    """Follows events into transactions: feed it each event, then read ``piece``."""
+    """Reads a fetched piece into a ``Piece``: feed it each event."""
 
     def __init__(self, since: int) -> None:
         self.since, self.piece = since, Piece()
-        self._open: tuple[Gtid, Event, bool] | None = None
+        self._transactions = Transactions()
 
-    def add(self, event: Event, data: bytes) -> Group | None:
-        """Take one event; the transaction it ends, if it ends one."""
+    def add(self, event: Event, data: bytes) -> None:
         piece, body = self.piece, data[HEADER_BYTES:]
         if event.type == FORMAT_DESCRIPTION_EVENT:
             piece.format_event = data
-            return None
+            return
         if event.end == 0 or event.start < self.since:
-            return None
-        piece.events.append(event)
+            return
+        delta = event.start - event.offset
+        if piece.delta is None:
+            piece.delta = delta
+        elif delta != piece.delta:
+            raise ValueError(f"binlog event at {event.start} is out of place in the fetched "
+                             f"bytes (offset {event.offset})")
         if event.type == GTID_LIST_EVENT:
             piece.gtid_list = gtid_list(body)
-        if event.type == GTID_EVENT:
-            self._open = (gtid_of(body, event.server_id), event, bool(body[12] & FL_STANDALONE))
-            return None
-        if self._open is None:
+        inside = self._transactions.open is not None
+        started, group = self._transactions.add(event, body)
+        if group is not None:
+            piece.groups.append(group)
+            piece.boundary = event.end
+        elif started is None and not inside:
             piece.boundary = event.end
             piece.closed = event.type in (ROTATE_EVENT, STOP_EVENT)
-            return None
-        gtid, first, standalone = self._open
-        if not _ends_group(event, body, standalone=standalone):
-            return None
-        group = Group(gtid, first.start, event.end, first.timestamp)
-        piece.groups.append(group)
-        piece.boundary, self._open = event.end, None
-        return group
 
 
 def read_piece(chunks: Iterable[bytes], since: int) -> Piece:

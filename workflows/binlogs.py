@@ -223,3 +223,9 @@ def cut_piece(piece: Piece, start: Start, now: datetime) -> Cut | None:
         return None
     return Cut(begin, max(end, begin), tuple(kept), start.state, format_state(state),
                piece.closed, gap)
+
+
+def archive_slot(now: float, interval_s: int) -> int:
+    """The archive slot ``now`` falls in: unix seconds, a multiple of ``interval_s``,
+    the same on every beat replica."""
+    return int(now // interval_s) * interval_s

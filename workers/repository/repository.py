@@ -17,7 +17,14 @@ from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 
 from workers.encryption import PASSWORD_KEY
-from workers.repository import binlogs
+from workers.repository.binlogs import (
+    delete_segment,
+    load_segment,
+    read_segment,
+    segment_numbers,
+    sources,
+    write_segment,
+)
 from workers.repository.check import CheckReport, check_repository
 from workers.repository.config import create_config, read_config, unlock
 from workers.repository.manifests import load_snapshot, snapshot_ids, write_manifest
@@ -148,24 +155,24 @@ class Repository:
     def binlog_segments(self, source: str) -> list[BinlogSegment]:
         """Every archived binlog segment of ``source`` (a BackupConfiguration), in order."""
         cipher = self.cipher
-        return [binlogs.load_segment(self.storage, cipher, source, seq)
-                for seq in binlogs.segment_numbers(self.storage, source)]
+        return [load_segment(self.storage, cipher, source, seq)
+                for seq in segment_numbers(self.storage, source)]
 
     def last_binlog_segment(self, source: str) -> BinlogSegment | None:
         """Where archiving of ``source`` stands: its newest segment (None: none yet)."""
-        numbers = binlogs.segment_numbers(self.storage, source)
+        numbers = segment_numbers(self.storage, source)
         if not numbers:
             return None
-        return binlogs.load_segment(self.storage, self.cipher, source, numbers[-1])
+        return load_segment(self.storage, self.cipher, source, numbers[-1])
 
     def write_binlog_segment(self, segment: BinlogSegment, raw: Iterable[bytes] | None, *,
                              level: int) -> BinlogSegment:
         """Store a segment's bytes, then its manifest (written last, as a snapshot's)."""
-        return binlogs.write_segment(self.storage, self.cipher, segment, raw, level=level)
+        return write_segment(self.storage, self.cipher, segment, raw, level=level)
 
     def read_binlog_segment(self, segment: BinlogSegment) -> Iterator[bytes]:
         """A segment's binlog bytes, verified."""
-        return binlogs.read_segment(self.storage, self.cipher, segment)
+        return read_segment(self.storage, self.cipher, segment)
 
     def forget_binlog_segments(self, segments: Iterable[BinlogSegment],
                                check: LeaseCheck) -> int:
@@ -173,13 +180,13 @@ class Repository:
         count = 0
         for segment in segments:
             check()
-            binlogs.delete_segment(self.storage, segment)
+            delete_segment(self.storage, segment)
             count += 1
         return count
 
     def binlog_sources(self) -> list[str]:
         """The BackupConfigurations that have archived binlogs here."""
-        return binlogs.sources(self.storage)
+        return sources(self.storage)
 
     # --- retention and check ----------------------------------------------------------
 
