@@ -19,7 +19,7 @@ from workers.state.base import ResourceStore
 from workflows.catalog import DEFAULT_TASKS, builtin_functions, builtin_tasks
 from workflows.errors import InvalidResource, NotFound
 from workflows.plan import REPLICAS_PARAM, Plan, resolve_task
-from workflows.recovery import Recovery, binlog_source, plan_recovery, point_of, snapshot_points
+from workflows.recovery import Recovery, point_of
 from workflows.resources import (
     AppBinding,
     BackupConfiguration,
@@ -143,12 +143,7 @@ class StepContext:
         session = self.session
         if not isinstance(session, RestoreSession) or session.spec.point_in_time is None:
             return None
-        snapshots = self.repo.list_snapshots()
-        source = binlog_source(session.source, snapshots, self.repo.binlog_sources(),
-                               repository=self.repository.name)
-        return plan_recovery(point_of(session.spec.point_in_time),
-                             self.repo.binlog_segments(source),
-                             snapshot_points(snapshots, source))
+        return self.repo.plan_recovery(point_of(session.spec.point_in_time), session.source)
 
     @functools.cached_property
     def engine(self) -> EngineAdapter:

@@ -35,6 +35,7 @@ from workers.storage.base import Storage
 from workers.streaming import ZSTD_THREADS
 from workflows.binlogs import BinlogSegment
 from workflows.errors import NotFound
+from workflows.recovery import Point, Recovery, binlog_source, plan_recovery, snapshot_points
 from workflows.resources import Repository as RepositoryResource
 from workflows.resources import Secret
 from workflows.resources.restore import LATEST
@@ -187,6 +188,14 @@ class Repository:
     def binlog_sources(self) -> list[str]:
         """The BackupConfigurations that have archived binlogs here."""
         return sources(self.storage)
+
+    def plan_recovery(self, point: Point, source: str | None) -> Recovery:
+        """A restore to ``point`` of ``source`` (None: the only archived one): the newest
+        snapshot before it and the segments to replay; ``PrecheckFailed`` names the
+        window and gaps if the point is outside."""
+        snapshots = self.list_snapshots()
+        name = binlog_source(source, snapshots, self.binlog_sources(), repository=self.name)
+        return plan_recovery(point, self.binlog_segments(name), snapshot_points(snapshots, name))
 
     # --- retention and check ----------------------------------------------------------
 
