@@ -26,7 +26,7 @@ from datetime import UTC, datetime
 
 from workflows.binlogs import TIME_RESOLUTION, BinlogSegment, Gap, spans
 from workflows.errors import PrecheckFailed
-from workflows.gtids import Gtid, at_or_before, parse_state
+from workflows.gtids import Gtid, at_or_before, contains, parse_state
 from workflows.resources.restore import PointInTime
 from workflows.snapshots import Snapshot
 
@@ -155,6 +155,8 @@ def plan_recovery(point: Point, segments: Sequence[BinlogSegment],
         snapshot = before[-1]
         start = parse_state(snapshot.state)
         needed = [s for s in span if not at_or_before(parse_state(s.gtid_end), start)]
+        if point.gtid is not None and contains(start, point.gtid):
+            needed = []  # the snapshot holds the point's transaction: nothing to replay
         return Recovery(snapshot.id, snapshot.state, tuple(_up_to(needed, point)), point)
     raise PrecheckFailed(f"{point} is outside the recoverable window: "
                          f"{describe_windows(found)}")
@@ -186,8 +188,8 @@ def _snapshot_before(snapshot: SnapshotPoint, point: Point) -> bool:
     if point.gtid is not None:
         return _seq(snapshot.state, point.gtid) <= point.gtid.seq
     if point.file is not None:
-        return (snapshot.log_file or "", snapshot.log_pos or 0) <= (point.file,
-                                                                     point.position or 0)
+        return snapshot.log_file is not None and (snapshot.log_file, snapshot.log_pos or 0) \
+            <= (point.file, point.position or 0)
     assert point.time is not None
     return snapshot.finished_at <= point.time
 
@@ -198,6 +200,8 @@ def _up_to(segments: Sequence[BinlogSegment], point: Point) -> list[BinlogSegmen
     for segment in segments:
         if point.time is not None and segment.first_time is not None \
                 and segment.first_time > point.time:
+            break
+        if point.gtid is not None and _seq(segment.gtid_start, point.gtid) >= point.gtid.seq:
             break
         out.append(segment)
         if point.gtid is not None and _seq(segment.gtid_end, point.gtid) >= point.gtid.seq:

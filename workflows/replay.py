@@ -83,6 +83,10 @@ class ReplayFilter:
         if contains(self.state, gtid):
             return False
         point = self.point
+        if point.gtid is not None and gtid.domain == point.gtid.domain \
+                and gtid.seq > point.gtid.seq:
+            self.stopped = True  # past the point (already held by the snapshot, say)
+            return False
         if point.time is not None and event.timestamp > point.time.timestamp():
             self.stopped = True
             return False
