@@ -20,7 +20,7 @@ import logging
 import shutil
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -46,6 +46,8 @@ if TYPE_CHECKING:
     import pymysql
 
 log = logging.getLogger(__name__)
+
+Pause = Callable[[str], None]  #: a named pause point (``workers/pauses.py``)
 
 BINLOG_CLIENTS = ("mariadb-binlog", "mysqlbinlog")
 #: Bytes read from a fetched binlog file at a time.
@@ -192,8 +194,10 @@ def _time(timestamp: int) -> datetime:
     return datetime.fromtimestamp(timestamp, UTC)
 
 
-def archive_run(repo: Repository, source: str, info: ConnectionInfo, *, what: str) -> RunReport:
-    """Archive what the server wrote since the last segment of ``source``."""
+def archive_run(repo: Repository, source: str, info: ConnectionInfo, *, what: str,
+                pause: Pause = lambda point: None) -> RunReport:
+    """Archive what the server wrote since the last segment of ``source``; ``pause`` is
+    the fault tests' hook (``workers/pauses.py``)."""
     with database.connect(info, what=what) as conn:
         view = inspect_server(conn, info, what=what)
     read_at = time.time()
@@ -205,7 +209,8 @@ def archive_run(repo: Repository, source: str, info: ConnectionInfo, *, what: st
     written: list[BinlogSegment] = []
     with defaults_file(info) as cnf, tempfile.TemporaryDirectory(prefix="stashq-binlog-") as tmp:
         while start is not None:
-            segment, start = _archive_piece(repo, source, view, last, start, cnf, Path(tmp))
+            segment, start = _archive_piece(repo, source, view, last, start, cnf, Path(tmp),
+                                            pause)
             if segment is not None:
                 written.append(segment)
                 last = segment
@@ -214,7 +219,7 @@ def archive_run(repo: Repository, source: str, info: ConnectionInfo, *, what: st
 
 def _archive_piece(repo: Repository, source: str, view: ServerView,
                    last: BinlogSegment | None, start: Start, cnf: Path,
-                   tmp: Path) -> tuple[BinlogSegment | None, Start | None]:
+                   tmp: Path, pause: Pause) -> tuple[BinlogSegment | None, Start | None]:
     """Fetch and store one piece; the segment, and where to go on (None: done)."""
     path = fetch(cnf, start.file, start.pos, tmp)
     try:
@@ -225,7 +230,8 @@ def _archive_piece(repo: Repository, source: str, view: ServerView,
             return None, None
         segment = repo.write_binlog_segment(
             new_segment(source, last, view, start.file, cut, now),
-            segment_bytes(path, piece, cut), level=SEGMENT_ZSTD_LEVEL)
+            segment_bytes(path, piece, cut), level=SEGMENT_ZSTD_LEVEL,
+            before_manifest=lambda: pause("before_segment_manifest"))
     finally:
         path.unlink(missing_ok=True)
     log.info("archived %s:%d-%d of %s (%d transaction(s), %s) as segment %d", start.file,

@@ -138,5 +138,5 @@ class MariaDBServer:
     def create_user(self, user: str, password: str, privileges: str) -> None:
         """A user that logs in over TCP from anywhere, with ``privileges`` on ``*.*``."""
         with self.connect() as conn, conn.cursor() as cursor:
-            cursor.execute(f"CREATE OR REPLACE USER '{user}'@'%' IDENTIFIED BY %s", (password,))
+            cursor.execute(f"CREATE OR REPLACE USER '{user}'@'%%' IDENTIFIED BY %s", (password,))
             cursor.execute(f"GRANT {privileges} ON *.* TO '{user}'@'%'")

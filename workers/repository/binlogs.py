@@ -13,7 +13,7 @@ then its events), so ``mariadb-binlog`` reads it as it is.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 
 from workers.repository.streams import Cipher, read_small, read_stream, write_small, write_stream
 from workers.storage.base import Storage
@@ -60,14 +60,17 @@ def load_segment(storage: Storage, cipher: Cipher, source: str, seq: int) -> Bin
 
 
 def write_segment(storage: Storage, cipher: Cipher, segment: BinlogSegment,
-                  raw: Iterable[bytes] | None, *, level: int) -> BinlogSegment:
-    """Store ``raw`` (if any), then the manifest: from then on the segment exists."""
+                  raw: Iterable[bytes] | None, *, level: int,
+                  before_manifest: Callable[[], object] = lambda: None) -> BinlogSegment:
+    """Store ``raw`` (if any), then the manifest: from then on the segment exists.
+    ``before_manifest`` runs in between (fault tests pause there)."""
     if raw is not None:
         key = data_key(segment.source, segment.seq, segment.file)
         storage.cleanup_incomplete(key)
         stream = write_stream(storage, cipher, key, key.rpartition("/")[2], raw, level=level,
                               threads=0)
         segment = segment.model_copy(update={"stream": stream})
+    before_manifest()
     write_small(storage, cipher, manifest_key(segment.source, segment.seq), segment.to_json())
     return segment
 

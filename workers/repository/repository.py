@@ -167,9 +167,11 @@ class Repository:
         return load_segment(self.storage, self.cipher, source, numbers[-1])
 
     def write_binlog_segment(self, segment: BinlogSegment, raw: Iterable[bytes] | None, *,
-                             level: int) -> BinlogSegment:
+                             level: int, before_manifest: Callable[[], object] = lambda: None
+                             ) -> BinlogSegment:
         """Store a segment's bytes, then its manifest (written last, as a snapshot's)."""
-        return write_segment(self.storage, self.cipher, segment, raw, level=level)
+        return write_segment(self.storage, self.cipher, segment, raw, level=level,
+                             before_manifest=before_manifest)
 
     def read_binlog_segment(self, segment: BinlogSegment) -> Iterator[bytes]:
         """A segment's binlog bytes, verified."""

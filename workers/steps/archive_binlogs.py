@@ -26,6 +26,7 @@ from workers.binlog_archive import RunReport, archive_run
 from workers.context import SessionRef, StepContext
 from workers.locks import Leases, RepositoryLocked, held, repository_lock
 from workers.logs import session_context
+from workers.pauses import pause_at
 from workers.state.base import ResourceStore
 from workers.steps.session import CONTROL_QUEUE, ROUTES, _store
 from workflows.binlogs import BinlogSegment
@@ -64,15 +65,22 @@ def archive(settings: Settings, store: ResourceStore, namespace: str, name: str)
         log.info("binlog archiving is off; nothing to do")
         return
     ctx = ConfigContext(settings, store, config)
+
+    def run() -> RunReport:
+        return archive_run(ctx.repo, config.name, ctx.connection, what=_what(ctx),
+                           pause=lambda point: pause_at(settings, point))
+
     try:
         if not isinstance(store, Leases):
-            report = archive_run(ctx.repo, config.name, ctx.connection, what=_what(ctx))
+            report = run()
         else:
+            lease_s = settings.lock_lease_s
             with held(store, archive_lock(config), str(ctx.ref), exclusive=True,
-                      purpose="archive binlogs", wait_s=0), \
+                      purpose="archive binlogs", wait_s=0, lease_s=lease_s), \
                     repository_lock(store, ctx.repository, str(ctx.ref), exclusive=False,
-                                    purpose="archive binlogs", wait_s=spec.interval_seconds):
-                report = archive_run(ctx.repo, config.name, ctx.connection, what=_what(ctx))
+                                    purpose="archive binlogs", wait_s=spec.interval_seconds,
+                                    lease_s=lease_s):
+                report = run()
     except RepositoryLocked as e:
         log.info("archive run skipped: %s", e)
         return
