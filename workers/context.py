@@ -143,7 +143,10 @@ class StepContext:
         session = self.session
         if not isinstance(session, RestoreSession) or session.spec.point_in_time is None:
             return None
-        return self.repo.plan_recovery(point_of(session.spec.point_in_time), session.source)
+        # once pre-check chose the snapshot, the replay starts from that one, even if a
+        # newer one finished meanwhile
+        return self.repo.plan_recovery(point_of(session.spec.point_in_time), session.source,
+                                       pinned_snapshot(session))
 
     @functools.cached_property
     def engine(self) -> EngineAdapter:

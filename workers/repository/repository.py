@@ -191,13 +191,15 @@ class Repository:
         """The BackupConfigurations that have archived binlogs here."""
         return sources(self.storage)
 
-    def plan_recovery(self, point: Point, source: str | None) -> Recovery:
+    def plan_recovery(self, point: Point, source: str | None,
+                      snapshot: str | None = None) -> Recovery:
         """A restore to ``point`` of ``source`` (None: the only archived one): the newest
-        snapshot before it and the segments to replay; ``PrecheckFailed`` names the
-        window and gaps if the point is outside."""
+        snapshot before it (or ``snapshot``, once chosen) and the segments to replay;
+        ``PrecheckFailed`` names the window and gaps if the point is outside."""
         snapshots = self.list_snapshots()
         name = binlog_source(source, snapshots, self.binlog_sources(), repository=self.name)
-        return plan_recovery(point, self.binlog_segments(name), snapshot_points(snapshots, name))
+        points = [p for p in snapshot_points(snapshots, name) if snapshot in (None, p.id)]
+        return plan_recovery(point, self.binlog_segments(name), points)
 
     # --- retention and check ----------------------------------------------------------
 
