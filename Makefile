@@ -1,5 +1,6 @@
 # StashQ: the two commands of the README, and the benchmarks.
-.PHONY: install demo test lint bench bench-stream bench-parallel bench-beat bench-encryption
+.PHONY: install demo test lint bench bench-stream bench-parallel bench-beat bench-encryption \
+	bench-pitr
 
 PY := .venv/bin/python
 
@@ -34,3 +35,8 @@ bench-beat: install
 
 bench-encryption: install
 	$(PY) -m benchmarks.bench_encryption
+
+# Point-in-time recovery: archive lag under steady writes, replay vs mariadb-binlog | mariadb
+#   make bench-pitr BENCH_ARGS="--rate 100 --transactions 40000"
+bench-pitr: install
+	$(PY) -m benchmarks.bench_pitr $(BENCH_ARGS)

@@ -12,6 +12,7 @@ end at the point, fails the restore.
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
@@ -66,10 +67,13 @@ def replay_to_point(ctx: StepContext, recovery: Recovery, cnf: Path,
                     databases: Sequence[str], renamed: str | None,
                     extra: Sequence[str]) -> dict[str, object]:
     """Replay into every database of the snapshot; what the status says of it."""
+    started = time.monotonic()
     replays = [replay_database(ctx, recovery, cnf, db, renamed, extra) for db in databases]
+    seconds = round(time.monotonic() - started, 3)
     last = replays[-1] if replays else ReplayFilter(recovery.start_state, recovery.point)
     log.info("replayed %d transaction(s) from %s to %s (%s)", last.transactions,
              recovery.start_state, last.last or recovery.start_state, recovery.point)
     return {"point": str(recovery.point), "fromGtid": recovery.start_state,
             "throughGtid": str(last.last) if last.last else recovery.start_state,
-            "transactions": last.transactions, "segments": len(recovery.segments)}
+            "transactions": last.transactions, "segments": len(recovery.segments),
+            "replaySeconds": seconds}
