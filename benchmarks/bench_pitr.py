@@ -32,6 +32,7 @@ import time
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TypeVar
 
 from benchmarks.common import (
     TIMEOUT_S,
@@ -45,7 +46,7 @@ from benchmarks.common import (
 from tests.integration.conftest import STASHQ, Stack, Worker
 from tests.integration.resources import appbinding, backup_configuration, s3_repository, secret
 from tests.integration.test_backup_restore import created
-from tests.servers import Pushgateway, RedisServer, S3Ports, S3Server, free_port
+from tests.servers import Pushgateway, RedisServer, S3Ports, S3Server, Server, free_port
 from workers.state.redis import RedisStore
 from workflows.gtids import Gtid
 from workflows.resources import BackupConfiguration, RestoreSession
@@ -59,6 +60,8 @@ TABLE_SQL = ("CREATE TABLE t (id BIGINT PRIMARY KEY, at BIGINT NOT NULL, note VA
 #: Seconds between two looks at the archive's status while measuring lag.
 POLL_S = 0.05
 
+ServerT = TypeVar("ServerT", bound=Server)
+
 
 @dataclass
 class Servers:
@@ -68,14 +71,18 @@ class Servers:
 
 
 def start(root: Path, exits: contextlib.ExitStack) -> Servers:
-    source = BenchMariaDB(root / "source", free_port(), 1024)
-    source.server_id = 7
-    target = BenchMariaDB(root / "target", free_port(), 1024)
-    redis, s3 = RedisServer(root / "redis", free_port()), S3Server(root / "s3", S3Ports.free())
-    gateway = Pushgateway(root / "pushgateway", free_port())
-    for server in (source, target, redis, s3, gateway):
+    def started(server: ServerT) -> ServerT:  # each port taken just before its server starts
         exits.callback(server.stop)
         server.start()
+        return server
+
+    source = BenchMariaDB(root / "source", free_port(), 1024)
+    source.server_id = 7
+    started(source)
+    target = started(BenchMariaDB(root / "target", free_port(), 1024))
+    redis = started(RedisServer(root / "redis", free_port()))
+    s3 = started(S3Server(root / "s3", S3Ports.free()))
+    gateway = started(Pushgateway(root / "pushgateway", free_port()))
     env = stashq_env(redis, gateway, root)
     worker = Worker(env, root / "worker.log")
     exits.callback(worker.stop)
