@@ -9,10 +9,10 @@ from typing import Any
 
 import pytest
 from click.testing import CliRunner
-from workers.snapshots import write_snapshot
 
 import beat.cli
 from tests.integration.resources import appbinding, secret
+from workers.repository import Repository
 from workers.state.redis import RedisStore
 from workers.storage.local import LocalStorage
 from workflows.resources import RestoreSession
@@ -22,7 +22,7 @@ from workflows.snapshots import Snapshot
 def local_repository(path: Path) -> str:
     """Repository "repo" in directory ``path``, holding one (empty) snapshot of "nightly"."""
     now = datetime.now(UTC)
-    write_snapshot(LocalStorage(path), None, Snapshot(
+    Repository(LocalStorage(path), "repo").commit(Snapshot(
         id="nightly-1", session="nightly-1", repository="repo", engine="mariadb",
         server_version="10.11", target="db", configuration="nightly", databases=("shop",),
         streams=(), started_at=now, finished_at=now))

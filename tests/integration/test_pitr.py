@@ -19,7 +19,7 @@ from tests.integration.conftest import Deployment, Stack
 from tests.integration.resources import appbinding, backup_configuration, s3_repository, secret
 from tests.integration.test_backup_restore import created
 from tests.integration.test_parallel_dump import backup, manifest, parallel_setup
-from tests.servers import MariaDBServer, S3Server
+from tests.servers import MariaDBServer
 from workers.state.redis import RedisStore
 from workflows.resources import BackupConfiguration, Repository, RestoreSession
 
@@ -123,20 +123,24 @@ class Writer:
             conn.close()
 
 
-def pitr_setup(path: Path, s3: S3Server, source: MariaDBServer, scratch: MariaDBServer,
-               bucket: str, db: str, *, user: str = "root", password: str = "") -> Path:
-    """AppBinding "db" on the binlog server (as ``user``), "scratch" on another one;
-    BackupConfiguration "nightly" of ``db``, archiving its binlog."""
+def apply_pitr(runner: Stack | Deployment, namespace: str, tmp_path: Path,
+               source: MariaDBServer, scratch: MariaDBServer, bucket: str, db: str, *,
+               user: str = "root", password: str = "") -> None:
+    """Apply AppBinding "db" on the binlog server (as ``user``), "scratch" on another one,
+    and BackupConfiguration "nightly" of ``db``, archiving its binlog (again: to change
+    where "db" leads)."""
     config = backup_configuration("nightly", "repo", "db", db)
     config += "  binlogArchive:\n    intervalSeconds: 5\n"
+    s3 = runner.s3
     docs = [secret("db-auth", username=user, password=password),
             secret("scratch-auth", username="root", password=""),
             secret("s3-auth", AWS_ACCESS_KEY_ID=s3.access_key,
                    AWS_SECRET_ACCESS_KEY=s3.secret_key),
             appbinding("db", source, "db-auth"), appbinding("scratch", scratch, "scratch-auth"),
             s3_repository("repo", s3, bucket, "s3-auth"), config]
+    path = tmp_path / f"pitr-{source.port}.yaml"
     path.write_text("---\n".join(docs))
-    return path
+    runner.cli("apply", "-f", str(path), namespace=namespace, check=True)
 
 
 def archive(stack: Stack | Deployment, namespace: str, *, ok: bool = True) -> str:
@@ -163,9 +167,7 @@ def numbers(server: MariaDBServer, db: str) -> list[int]:
 def test_restore_to_a_time_and_to_a_gtid_across_a_rotation_and_a_restart(
         stack: Stack, binlog_mariadb: MariaDBServer, namespace: str, source_db: str,
         bucket: str, tmp_path: Path) -> None:
-    path = pitr_setup(tmp_path / "pitr.yaml", stack.s3, binlog_mariadb, stack.mariadb, bucket,
-                      source_db)
-    stack.cli("apply", "-f", str(path), namespace=namespace, check=True)
+    apply_pitr(stack, namespace, tmp_path, binlog_mariadb, stack.mariadb, bucket, source_db)
     writer = Writer(binlog_mariadb, source_db)
     writer.start()
     time.sleep(1)
@@ -223,9 +225,7 @@ def data_keys(stack: Stack, bucket: str) -> list[str]:
 def test_a_point_outside_the_window_is_refused_naming_the_window(
         stack: Stack, binlog_mariadb: MariaDBServer, namespace: str, source_db: str,
         bucket: str, tmp_path: Path) -> None:
-    path = pitr_setup(tmp_path / "pitr.yaml", stack.s3, binlog_mariadb, stack.mariadb, bucket,
-                      source_db)
-    stack.cli("apply", "-f", str(path), namespace=namespace, check=True)
+    apply_pitr(stack, namespace, tmp_path, binlog_mariadb, stack.mariadb, bucket, source_db)
     backup(stack, namespace)
     with binlog_mariadb.connect(source_db) as conn:
         conn.cursor().execute("INSERT INTO t VALUES (2, UNIX_TIMESTAMP())")

@@ -12,7 +12,7 @@ from pathlib import Path
 from tests.integration.conftest import Deploy, Stack
 from tests.integration.test_faults import eventually
 from tests.integration.test_parallel_dump import backup
-from tests.integration.test_pitr import archive, numbers, pitr_setup, restore_to
+from tests.integration.test_pitr import apply_pitr, archive, numbers, restore_to
 from tests.servers import MariaDBServer
 from workers.state.redis import RedisStore
 from workflows.resources import BackupConfiguration
@@ -49,9 +49,7 @@ def archive_status(redis_url: str, namespace: str) -> dict[str, object]:
 
 def test_a_server_without_binlog_is_refused(stack: Stack, namespace: str, database: str,
                                             bucket: str, tmp_path: Path) -> None:
-    path = pitr_setup(tmp_path / "p.yaml", stack.s3, stack.mariadb, stack.mariadb, bucket,
-                      database)
-    stack.cli("apply", "-f", str(path), namespace=namespace, check=True)
+    apply_pitr(stack, namespace, tmp_path, stack.mariadb, stack.mariadb, bucket, database)
     said = archive(stack, namespace, ok=False)
     assert "the server writes no binary log" in said and "start it with log_bin" in said, said
     status = archive_status(stack.redis_url, namespace)
@@ -61,9 +59,7 @@ def test_a_server_without_binlog_is_refused(stack: Stack, namespace: str, databa
 def test_a_statement_binlog_is_refused_saying_what_it_risks(
         stack: Stack, binlog_mariadb: MariaDBServer, namespace: str, source_db: str,
         bucket: str, tmp_path: Path) -> None:
-    path = pitr_setup(tmp_path / "p.yaml", stack.s3, binlog_mariadb, stack.mariadb, bucket,
-                      source_db)
-    stack.cli("apply", "-f", str(path), namespace=namespace, check=True)
+    apply_pitr(stack, namespace, tmp_path, binlog_mariadb, stack.mariadb, bucket, source_db)
     with binlog_mariadb.connect() as conn:
         conn.cursor().execute("SET GLOBAL binlog_format = 'STATEMENT'")
     try:
@@ -78,9 +74,8 @@ def test_a_user_without_replication_slave_is_refused_naming_the_privilege(
         stack: Stack, binlog_mariadb: MariaDBServer, namespace: str, source_db: str,
         bucket: str, tmp_path: Path) -> None:
     binlog_mariadb.create_user("noslave", "pw", "SELECT, BINLOG MONITOR")
-    path = pitr_setup(tmp_path / "p.yaml", stack.s3, binlog_mariadb, stack.mariadb, bucket,
-                      source_db, user="noslave", password="pw")
-    stack.cli("apply", "-f", str(path), namespace=namespace, check=True)
+    apply_pitr(stack, namespace, tmp_path, binlog_mariadb, stack.mariadb, bucket, source_db,
+               user="noslave", password="pw")
     said = archive(stack, namespace, ok=False)
     assert "user noslave lacks the REPLICATION SLAVE privilege" in said, said
     assert "pw" not in said.replace("pitr", "")  # the password is in no message
@@ -89,9 +84,7 @@ def test_a_user_without_replication_slave_is_refused_naming_the_privilege(
 def test_binlogs_purged_before_archiving_are_a_gap_that_no_restore_crosses(
         stack: Stack, binlog_mariadb: MariaDBServer, namespace: str, source_db: str,
         bucket: str, tmp_path: Path) -> None:
-    path = pitr_setup(tmp_path / "p.yaml", stack.s3, binlog_mariadb, stack.mariadb, bucket,
-                      source_db)
-    stack.cli("apply", "-f", str(path), namespace=namespace, check=True)
+    apply_pitr(stack, namespace, tmp_path, binlog_mariadb, stack.mariadb, bucket, source_db)
     backup(stack, namespace)
     gtid_of_insert(binlog_mariadb, source_db, 2)
     archive(stack, namespace)
@@ -123,9 +116,7 @@ def test_a_worker_killed_between_segment_data_and_manifest_loses_and_doubles_not
         deploy: Deploy, binlog_mariadb: MariaDBServer, mariadb_server: MariaDBServer,
         namespace: str, source_db: str, bucket: str, tmp_path: Path) -> None:
     d = deploy(mariadb=binlog_mariadb)
-    path = pitr_setup(tmp_path / "p.yaml", d.s3, binlog_mariadb, mariadb_server, bucket,
-                      source_db)
-    d.cli("apply", "-f", str(path), namespace=namespace, check=True)
+    apply_pitr(d, namespace, tmp_path, binlog_mariadb, mariadb_server, bucket, source_db)
     worker = d.start_worker()
     d.cli("backup", "nightly", "--wait", namespace=namespace, check=True)
     worker.stop()

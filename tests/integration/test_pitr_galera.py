@@ -5,7 +5,6 @@ transaction, and a restore to a point after the failover holds every transaction
 
 from __future__ import annotations
 
-import os
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -13,9 +12,9 @@ from pathlib import Path
 import pytest
 
 from tests.integration.conftest import Stack
+from tests.integration.test_galera import running
 from tests.integration.test_parallel_dump import backup
-from tests.integration.test_pitr import archive, numbers, pitr_setup, restore_to
-from tests.servers import BinaryMissing
+from tests.integration.test_pitr import apply_pitr, archive, numbers, restore_to
 from tests.servers.galera import GaleraCluster, GaleraNode
 from workers.state.redis import RedisStore
 from workflows.resources import BackupConfiguration
@@ -24,21 +23,7 @@ from workflows.resources import BackupConfiguration
 @pytest.fixture(scope="module")
 def galera_binlog(servers_dir: Path) -> Iterator[GaleraCluster]:
     """A 3-node cluster whose nodes write binlogs (log_slave_updates, wsrep_gtid_mode)."""
-    cluster = GaleraCluster(servers_dir / "galera-binlog", binlog=True)
-    try:
-        cluster.start()
-    except BinaryMissing as e:
-        cluster.stop()
-        if os.environ.get("CI", "").lower() in ("true", "1"):
-            pytest.fail(str(e))
-        pytest.skip(str(e))
-    except BaseException:
-        cluster.stop()
-        raise
-    try:
-        yield cluster
-    finally:
-        cluster.stop()
+    yield from running(GaleraCluster(servers_dir / "galera-binlog", binlog=True))
 
 
 def insert(node: GaleraNode, db: str, numbers: range) -> str:
@@ -59,9 +44,7 @@ def test_archiving_fails_over_to_another_node_without_gap_or_duplicate(
         cursor.execute(f"CREATE DATABASE `{db}`")
         cursor.execute(f"CREATE TABLE `{db}`.t (id INT PRIMARY KEY, at BIGINT NOT NULL)")
     insert(first, db, range(1, 11))
-    on_first = pitr_setup(tmp_path / "first.yaml", stack.s3, first, stack.mariadb,  # type: ignore[arg-type]
-                          bucket, db)
-    stack.cli("apply", "-f", str(on_first), namespace=namespace, check=True)
+    apply_pitr(stack, namespace, tmp_path, first, stack.mariadb, bucket, db)  # type: ignore[arg-type]
     backup(stack, namespace)
     insert(first, db, range(11, 21))
     archive(stack, namespace)
@@ -69,9 +52,7 @@ def test_archiving_fails_over_to_another_node_without_gap_or_duplicate(
     first.stop()  # the archived node goes away; the AppBinding now leads to another
     try:
         insert(second, db, range(21, 31))
-        on_second = pitr_setup(tmp_path / "second.yaml", stack.s3, second,  # type: ignore[arg-type]
-                               stack.mariadb, bucket, db)
-        stack.cli("apply", "-f", str(on_second), namespace=namespace, check=True)
+        apply_pitr(stack, namespace, tmp_path, second, stack.mariadb, bucket, db)  # type: ignore[arg-type]
         last = insert(second, db, range(31, 41))
         archive(stack, namespace)
         status = RedisStore.from_url(stack.redis_url).get(
