@@ -1,5 +1,6 @@
 # StashQ: the two commands of the README, and the benchmarks.
-.PHONY: install demo test lint bench bench-stream bench-parallel bench-beat bench-encryption bench-index
+.PHONY: install demo test lint bench bench-stream bench-parallel bench-beat bench-encryption \
+	bench-index bench-pitr
 
 PY := .venv/bin/python
 
@@ -42,3 +43,8 @@ bench-encryption: install
 
 bench-index: install
 	$(PY) -m benchmarks.bench_index
+
+# Point-in-time recovery: archive lag under steady writes, replay vs mariadb-binlog | mariadb
+#   make bench-pitr BENCH_ARGS="--rate 100 --transactions 40000"
+bench-pitr: install
+	$(PY) -m benchmarks.bench_pitr $(BENCH_ARGS)

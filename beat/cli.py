@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import time
+from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -18,7 +19,7 @@ from beat.cli_flower import flower
 from beat.cli_kube import register
 from beat.env import Env, namespace_option, reports_errors
 from beat.output import human_bytes, print_items, print_table, short_time, started_at
-from workflows.errors import IntegrityError, StashQError
+from workflows.errors import IntegrityError, InvalidResource, StashQError
 from workflows.phases import pending
 from workflows.snapshots import describe_format
 
@@ -26,6 +27,7 @@ from workflows.snapshots import describe_format
 # Celery, and only the commands that queue a session load the worker's steps.
 if TYPE_CHECKING:
     from workers.repository import Repository as RepositoryObject
+    from workflows.resources.restore import PointInTime
 
 #: Consecutive seconds tried for a new RestoreSession's name before giving up.
 RESTORE_NAME_ATTEMPTS = 10
@@ -99,6 +101,13 @@ def backup(config: str, wait: bool, timeout_s: int, namespace: str | None) -> No
               help="Replace the tables of target databases that exist "
                    "(spec.target.overwrite); without it such a restore is refused.")
 @click.option("--task", "task_name", default=None, help="Restore Task (default: by engine).")
+@click.option("--to-time", default=None,
+              help="Restore to this time (RFC 3339 with its zone, e.g. 2026-12-06T10:15:00Z; "
+                   "to the second): the newest snapshot before it, then the archived binlog "
+                   "up to it (spec.pointInTime.time).")
+@click.option("--to-gtid", default=None,
+              help="Restore up to and including this transaction (domain-server-sequence, "
+                   "e.g. 0-1-42; spec.pointInTime.gtid).")
 @click.option("--wait/--no-wait", default=False,
               help="Wait for the session to finish, showing its progress.")
 @click.option("--timeout", "timeout_s", default=24 * 3600, show_default=True,
@@ -106,28 +115,38 @@ def backup(config: str, wait: bool, timeout_s: int, namespace: str | None) -> No
 @namespace_option
 @reports_errors
 def restore(repository: str, target: str, snapshot: str, source: str | None, database: str,
-            overwrite: bool, task_name: str | None, wait: bool, timeout_s: int,
-            namespace: str | None) -> None:
+            overwrite: bool, task_name: str | None, to_time: str | None, to_gtid: str | None,
+            wait: bool, timeout_s: int, namespace: str | None) -> None:
     """Restore a snapshot: a RestoreSession, checked, then queued.
 
     The Repository, the AppBinding and the snapshot are checked first; if one is
     missing (or latest is ambiguous) nothing is created. A target database that holds
-    tables is refused at pre-check unless --overwrite.
+    tables is refused at pre-check unless --overwrite. With --to-time or --to-gtid, the
+    point is checked against the recoverable window first, and refused naming it.
     """
     from beat.progress import wait_for
     from workers.context import SessionRef
+    from workflows.recovery import point_of
     from workflows.resources import AppBinding
     from workflows.restores import source_of
 
     env = Env(namespace)
     repo = open_repository(env, repository)
     env.store.get(AppBinding, target, env.namespace)
-    chosen = repo.resolve_snapshot(snapshot, source)
+    point = point_spec(to_time, to_gtid)
+    if point is not None and snapshot != "latest":
+        raise InvalidResource("--snapshot and --to-time/--to-gtid exclude each other: a "
+                              "restore to a point takes the newest snapshot before it")
+    chosen = (repo.resolve_snapshot(snapshot, source) if point is None else
+              repo.find_snapshot(repo.plan_recovery(point_of(point), source).snapshot))
+    assert chosen is not None
     params = [{"name": "database", "value": database}] if database else []
     spec = {"repository": {"name": repository},
             "target": {"ref": {"name": target}, "overwrite": overwrite,
                        "rules": [{"sourceHost": source, "snapshots": [chosen.id]}]},
-            "task": {"name": task_name, "params": params}}
+            "task": {"name": task_name, "params": params},
+            **({"pointInTime": point.model_dump(mode="json", by_alias=True,
+                                                exclude_none=True)} if point else {})}
     name = create_restore_session(env, target, spec)
     ref = SessionRef("RestoreSession", env.namespace, name)
     env.queue(ref)
@@ -135,6 +154,74 @@ def restore(repository: str, target: str, snapshot: str, source: str | None, dat
     click.echo(f"RestoreSession/{name} created")
     if wait:
         wait_for(env.store, ref, timeout_s, env.stalled)
+
+
+def point_spec(to_time: str | None, to_gtid: str | None) -> PointInTime | None:
+    """``--to-time`` / ``--to-gtid`` as a RestoreSession's ``spec.pointInTime``."""
+    from pydantic import ValidationError
+
+    from workflows.resources.restore import PointInTime
+
+    if to_time is None and to_gtid is None:
+        return None
+    try:
+        return PointInTime(time=to_time, gtid=to_gtid)  # type: ignore[arg-type]
+    except ValidationError as e:
+        reason = "; ".join(str(err["msg"]).removeprefix("Value error, ") for err in e.errors())
+        raise InvalidResource(f"--to-time/--to-gtid: {reason}") from None
+
+
+@main.command()
+@click.argument("configuration")
+@click.option("--wait/--no-wait", default=True, show_default=True,
+              help="Wait for the run to finish and show where the archive stands.")
+@click.option("--timeout", "timeout_s", default=600, show_default=True,
+              help="Seconds --wait waits at most.")
+@namespace_option
+@reports_errors
+def archive(configuration: str, wait: bool, timeout_s: int, namespace: str | None) -> None:
+    """Archive a configuration's binlog now.
+
+    Besides the runs beat starts every spec.binlogArchive.intervalSeconds: everything
+    the server wrote since the last run, up to its current end.
+    """
+    from workers.steps.archive_binlogs import TASK
+    from workflows.resources import BackupConfiguration
+
+    env = Env(namespace)
+    config = env.store.get(BackupConfiguration, configuration, env.namespace)
+    if config.spec.binlog_archive is None or not config.spec.binlog_archive.enabled:
+        raise InvalidResource(f'BackupConfiguration "{configuration}" does not archive its '
+                              "binlog: set spec.binlogArchive")
+    result = env.app.send_task(TASK, args=(f"{env.namespace}/{configuration}",
+                                           int(time.time())))
+    click.echo(f"binlog archive run of {configuration} queued")
+    if not wait:
+        return
+    try:
+        result.get(timeout=timeout_s, propagate=True)
+    except StashQError:
+        raise
+    except Exception as e:
+        raise StashQError(f"the archive run failed: {type(e).__name__}: {e}") from None
+    status = env.store.get(BackupConfiguration, configuration, env.namespace).status
+    click.echo(describe_archive(status.get("binlogArchive") or {}))
+
+
+def describe_archive(status: Mapping[str, Any]) -> str:
+    """A few lines on where a binlog archive stands."""
+    if status.get("phase") == "Failed":
+        return f"archive failed: {status.get('reason')}"
+    position = status.get("position") or {}
+    window = status.get("window") or {}
+    lines = [f"archived through {position.get('gtid') or 'nothing yet'} "
+             f"({position.get('file')}:{position.get('position')} on {position.get('server')})",
+             f"last archived transaction at {status.get('lastArchivedEventTime') or 'none'}",
+             "recoverable " + (f"from {window.get('from')} to {window.get('to')}" if window
+                               else "window: none yet (no snapshot with binlog coordinates)")]
+    lines += [f"gap: {gap.get('reason')} (detected {gap.get('detectedAt')})"
+              for gap in status.get("gaps") or ()]
+    return "\n".join(lines)
 
 
 def create_restore_session(env: Env, target: str, spec: dict[str, Any]) -> str:
@@ -305,6 +392,7 @@ def run_beat(namespace: str | None, starting_deadline_s: float | None, clock_ori
     from beat.clock import ScaledClock
     from beat.scheduler import Scheduler
     from workers import logs
+    from workers.steps.archive_binlogs import TASK as ARCHIVE_TASK
     from workers.sweeper import StaleSweeper
 
     env = Env(namespace)
@@ -323,7 +411,9 @@ def run_beat(namespace: str | None, starting_deadline_s: float | None, clock_ori
                           sweeper=StaleSweeper(env.app, env.store, env.settings,
                                                namespace=namespace,
                                                reads_queues=env.settings.store != "kubernetes",
-                                               ).maybe_sweep)
+                                               ).maybe_sweep,
+                          archive=lambda ref, slot: env.app.send_task(
+                              ARCHIVE_TASK, args=(ref, slot)))
     signal.signal(signal.SIGTERM, lambda *_: scheduler.stop())
     signal.signal(signal.SIGINT, lambda *_: scheduler.stop())
     scheduler.run()

@@ -33,6 +33,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
+from beat.archiving import ArchiveSource, Send
 from beat.clock import Clock, SystemClock
 from beat.configurations import (
     SOURCE,
@@ -119,7 +120,8 @@ class Scheduler:
                  starting_deadline_s: float = STARTING_DEADLINE_S, tick_s: float = TICK_S,
                  history_every_s: float = HISTORY_EVERY_S,
                  orphan_after_s: float = ORPHAN_AFTER_S,
-                 sweeper: Callable[[], object] | None = None) -> None:
+                 sweeper: Callable[[], object] | None = None,
+                 archive: Send | None = None) -> None:
         self.store, self.dispatch = store, dispatch
         self.clock = clock or SystemClock()
         self.namespace, self.starting_deadline_s = namespace, starting_deadline_s
@@ -127,6 +129,8 @@ class Scheduler:
         self.orphan_after_s = orphan_after_s
         self.sweeper = sweeper
         self.configs = Configurations(store, namespace)
+        #: Binlog archive runs, one per archiving configuration and interval slot.
+        self.archives = ArchiveSource(store, archive) if archive is not None else None
         self._soonest = math.inf  #: the earliest slot still ahead after the last tick
         self._views: dict[tuple[str, str], tuple[bytes, bytes | None, SessionView | None]] = {}
         self._next_sweep = 0.0
@@ -192,6 +196,8 @@ class Scheduler:
         """One pass over every configuration; return how many sessions this beat created."""
         now = self.clock.now()
         self.configs.refresh(now)
+        if self.archives is not None:
+            self.archives.tick(self.configs.entries, now)
         due, soonest = [], math.inf
         for key, entry in self.configs.entries.items():
             if entry.next_slot <= now:

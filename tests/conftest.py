@@ -80,6 +80,13 @@ def mariadb_server(servers_dir: Path) -> Iterator[MariaDBServer]:
     yield from _running(MariaDBServer(servers_dir / "mariadb", free_port()))
 
 
+@pytest.fixture(scope="session")
+def binlog_mariadb(servers_dir: Path) -> Iterator[MariaDBServer]:
+    """A second MariaDB server, writing a row-format binary log (server id 7): the
+    source of point-in-time recovery tests."""
+    yield from _running(MariaDBServer(servers_dir / "mariadb-binlog", free_port(), server_id=7))
+
+
 @pytest.fixture
 def database(mariadb_server: MariaDBServer) -> Iterator[str]:
     """The name of a new empty database, dropped after the test."""

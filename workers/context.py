@@ -20,6 +20,7 @@ from workers.state.base import ResourceStore
 from workflows.catalog import builtin_functions, builtin_tasks
 from workflows.errors import InvalidResource, NotFound
 from workflows.plan import Plan, plan_for
+from workflows.recovery import Recovery, point_of
 from workflows.resources import (
     AppBinding,
     BackupConfiguration,
@@ -126,6 +127,8 @@ class StepContext:
         assert isinstance(session, RestoreSession), "a backup restores no snapshot"
         repository = self.repository.name
         chosen = pinned_snapshot(session)
+        if chosen is None and self.recovery is not None:
+            chosen = self.recovery.snapshot  # the newest snapshot before the point
         if chosen is None:
             return self.repo.resolve_snapshot(session.snapshot, session.source)
         snapshot = self.repo.find_snapshot(chosen)
@@ -133,6 +136,18 @@ class StepContext:
             raise NotFound(f'snapshot "{chosen}" (chosen by pre-check) is no longer in '
                            f'Repository "{repository}"')
         return snapshot
+
+    @functools.cached_property
+    def recovery(self) -> Recovery | None:
+        """A restore to a point: its snapshot and the archived binlog segments to replay
+        (None: a plain restore). ``PrecheckFailed`` names the window if the point is out."""
+        session = self.session
+        if not isinstance(session, RestoreSession) or session.spec.point_in_time is None:
+            return None
+        # once pre-check chose the snapshot, the replay starts from that one, even if a
+        # newer one finished meanwhile
+        return self.repo.plan_recovery(point_of(session.spec.point_in_time), session.source,
+                                       pinned_snapshot(session))
 
     @functools.cached_property
     def engine(self) -> EngineAdapter:

@@ -6,6 +6,7 @@ always goes through the engine's own clients.
 
 from __future__ import annotations
 
+import logging
 import re
 import time
 from collections.abc import Iterator, Sequence
@@ -14,8 +15,11 @@ from typing import TYPE_CHECKING
 
 from workers.engines import ConnectionInfo, ServerInfo
 from workflows.errors import DumpFailed, PrecheckFailed
+from workflows.gtids import Coordinates
 from workflows.parallel_plan import TableSize
 from workflows.resources import Engine
+
+log = logging.getLogger(__name__)
 
 if TYPE_CHECKING:  # pymysql (and the cryptography it loads) only in processes that connect
     import pymysql
@@ -73,6 +77,36 @@ def user_databases(connection: pymysql.Connection) -> list[str]:
     with connection.cursor() as cursor:
         cursor.execute("SELECT SCHEMA_NAME FROM information_schema.SCHEMATA ORDER BY 1")
         return [name for (name,) in cursor.fetchall() if name.lower() not in SYSTEM_DATABASES]
+
+
+def binlog_enabled(connection: pymysql.Connection) -> bool:
+    """Whether the server writes a binary log (``@@log_bin``)."""
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT @@log_bin")
+        (value,) = cursor.fetchone()
+    return str(value).upper() in ("1", "ON")
+
+
+def binlog_coordinates(connection: pymysql.Connection, *, what: str) -> Coordinates | None:
+    """The server's binlog coordinates now (None: no binlog). Consistent with a snapshot
+    only while commits are blocked. ``SHOW MASTER STATUS`` needs BINLOG MONITOR (or
+    REPLICATION CLIENT); without it the GTID state alone is recorded, with a warning."""
+    import pymysql
+
+    if not binlog_enabled(connection):
+        return None
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT @@gtid_binlog_pos")
+        (gtid,) = cursor.fetchone()
+        try:
+            cursor.execute("SHOW MASTER STATUS")
+            row = cursor.fetchone()
+        except pymysql.MySQLError as e:
+            log.warning("%s: binlog file and position not recorded (SHOW MASTER STATUS needs "
+                        "the BINLOG MONITOR privilege): %s", what, e.args[-1])
+            row = None
+    return Coordinates(gtid=str(gtid or "") or None, log_file=str(row[0]) if row else "",
+                       log_pos=int(row[1]) if row else 0)
 
 
 def table_counts(connection: pymysql.Connection, databases: Sequence[str]) -> dict[str, int]:

@@ -23,6 +23,7 @@ import contextlib
 import logging
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
@@ -156,6 +157,66 @@ def build_queue_registry(queued: Mapping[str, int], unacked: int) -> CollectorRe
     Gauge("stashq_queue_unacked_messages", "Messages a worker took and has not "
           "acknowledged yet (steps running)", registry=registry).set(unacked)
     return registry
+
+
+ARCHIVE_LABELS = ("namespace", "invoker_name", "repository", "target_name")
+
+
+@dataclass(frozen=True)
+class ArchiveFacts:
+    """A BackupConfiguration's binlog archive after a run (its ``binlogArchive`` status)."""
+
+    namespace: str
+    configuration: str
+    repository: str
+    target: str
+    status: Mapping[str, Any]
+
+    @property
+    def job(self) -> str:
+        return f"stashq-binlogarchive-{self.namespace}-{self.configuration}"
+
+
+def build_archive_registry(facts: ArchiveFacts) -> CollectorRegistry:
+    registry = CollectorRegistry()
+    labels = {"namespace": facts.namespace, "invoker_name": facts.configuration,
+              "repository": facts.repository, "target_name": facts.target}
+
+    def gauge(name: str, doc: str, value: float) -> None:
+        Gauge(name, doc, ARCHIVE_LABELS, registry=registry).labels(**labels).set(value)
+
+    status = facts.status
+    gauge("stashq_binlog_archive_lag_seconds", "Seconds from reading the server's binlog "
+          "end to having archived it, at the last run", float(status.get("lagSeconds") or 0))
+    gauge("stashq_binlog_archived_bytes", "Bytes of archived binlog segments stored",
+          float(status.get("archivedBytes") or 0))
+    gauge("stashq_binlog_archive_gaps", "Gaps in the binlog archive",
+          float(len(status.get("gaps") or ())))
+    gauge("stashq_binlog_archive_last_run_time_seconds", "Unix time of the last archive run",
+          _unix(status.get("lastRunAt")))
+    if status.get("lastArchivedEventTime"):
+        gauge("stashq_binlog_last_archived_event_time_seconds", "Unix time of the last "
+              "archived transaction (binlog time, 1 s)", _unix(status["lastArchivedEventTime"]))
+    window = status.get("window") or {}
+    if window:
+        gauge("stashq_binlog_recoverable_from_time_seconds", "Start of the recoverable window",
+              _unix(window.get("from")))
+        gauge("stashq_binlog_recoverable_to_time_seconds", "End of the recoverable window",
+              _unix(window.get("to")))
+    return registry
+
+
+def _unix(text: object) -> float:
+    if not isinstance(text, str):
+        return 0.0
+    return datetime.fromisoformat(text.replace("Z", "+00:00")).timestamp()
+
+
+def push_archive(gateway_url: str, facts: ArchiveFacts) -> None:
+    """Push a binlog archive's metrics (``push``'s errors)."""
+    with _pushing(gateway_url):
+        pushadd_to_gateway(gateway_url, job=facts.job, registry=build_archive_registry(facts),
+                           timeout=PUSH_TIMEOUT_S)
 
 
 def push(gateway_url: str, facts: SessionFacts) -> None:

@@ -39,6 +39,7 @@ from workers.process import ClientProcess
 from workers.shared_snapshot import commits_blocked
 from workers.streaming import PROGRESS_INTERVAL_S, StreamStats
 from workflows.errors import DumpFailed, InvalidResource
+from workflows.gtids import Coordinates
 from workflows.parallel_plan import DumpPart, TableSize, plan_parts, split_candidates
 from workflows.resources import Engine
 from workflows.snapshots import Stream
@@ -49,6 +50,8 @@ Report = Callable[[StreamStats], None]
 #: Given a client's name, the check that its stream ended with the completion line.
 CompletionCheck = Callable[[str], Report]
 Name = tuple[str, str]  #: (database, table or view)
+#: A dump's streams and the binlog coordinates of its snapshot (None: no binlog).
+Dumped = tuple[tuple[Stream, ...], Coordinates | None]
 
 SCHEMA_OPTIONS = ("--no-data", "--skip-triggers", "--skip-routines", "--skip-events")
 DATA_OPTIONS = ("--no-create-info", "--no-create-db", "--skip-triggers", "--skip-routines",
@@ -172,9 +175,10 @@ class SummedProgress:
 
 def dump_parallel(ctx: StepContext, cnf: Path, databases: Sequence[str], parallel: int, *,
                   level: int, extra: Sequence[str], report: Report,
-                  completed: CompletionCheck) -> tuple[Stream, ...]:
+                  completed: CompletionCheck) -> Dumped:
     """Dump ``databases`` with up to ``parallel`` data clients sharing one snapshot;
-    ``completed(client)`` checks the end of each stream (the dump step's check)."""
+    ``completed(client)`` checks the end of each stream (the dump step's check). The
+    binlog coordinates are read once, while commits are blocked: one for all streams."""
     what = f'AppBinding "{ctx.appbinding.name}"'
     if ctx.appbinding.engine is not Engine.MARIADB:  # mysqldump (GTID_PURGED per stream): untried
         raise InvalidResource(f"{what}: parallel dumps are supported for MariaDB only; "
@@ -191,11 +195,11 @@ def dump_parallel(ctx: StepContext, cnf: Path, databases: Sequence[str], paralle
                  "; ".join(f"{len(p.tables)} table(s) ~{p.estimated_bytes >> 20} MiB"
                            + (f" where {p.key_range.where()}" if p.key_range else "")
                            for p in parts))
-        streams = _dump(ctx, commands, [commands.data(i, p) for i, p in enumerate(parts)],
-                        commands.metadata(tables, views), level=level, report=report,
-                        completed=completed)
-        if streams is not None:
-            return streams
+        dumped = _dump(ctx, commands, [commands.data(i, p) for i, p in enumerate(parts)],
+                       commands.metadata(tables, views), level=level, report=report,
+                       completed=completed)
+        if dumped is not None:
+            return dumped
         log.warning("tables changed while the parallel dump was planned (attempt %d of %d)",
                     attempt, PLAN_ATTEMPTS)
     raise DumpFailed(f"{what}: tables of {', '.join(databases)} kept changing while the "
@@ -203,7 +207,7 @@ def dump_parallel(ctx: StepContext, cnf: Path, databases: Sequence[str], paralle
 
 
 def _dump(ctx: StepContext, commands: Commands, data: list[DumpJob], metadata: list[DumpJob],
-          *, level: int, report: Report, completed: CompletionCheck) -> tuple[Stream, ...] | None:
+          *, level: int, report: Report, completed: CompletionCheck) -> Dumped | None:
     """Run every job; None, having started nothing, if the tables changed since planning."""
     what = f'AppBinding "{ctx.appbinding.name}"'
     progress, clients = SummedProgress(report), Clients()
@@ -231,6 +235,7 @@ def _dump(ctx: StepContext, commands: Commands, data: list[DumpJob], metadata: l
             with commits_blocked(ctx.connection, commands.databases, what=what) as window:
                 if window.objects() != commands.objects:
                     return None
+                coordinates = window.coordinates()
                 started = [clients.start(job.argv) for job in data]
                 schema = clients.start(metadata[0].argv)
                 futures = [pool.submit(store, job, client)
@@ -238,7 +243,7 @@ def _dump(ctx: StepContext, commands: Commands, data: list[DumpJob], metadata: l
                 futures.insert(0, pool.submit(store_metadata, schema))
                 window.confirm(started)
             pause_at(ctx.settings, "before_upload")
-            return _collect(futures)
+            return _collect(futures), coordinates
         except BaseException:
             clients.stop_all()
             wait(futures)

@@ -17,7 +17,7 @@ from workflows.settings import Settings
 log = logging.getLogger(__name__)
 
 #: The points a step may pause at, in the order a backup passes them.
-POINTS = ("before_upload", "before_manifest")
+POINTS = ("before_upload", "before_manifest", "before_segment_manifest")
 
 
 def pause_at(settings: Settings, point: str) -> None:

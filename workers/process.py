@@ -17,7 +17,7 @@ import shutil
 import subprocess
 import threading
 from collections.abc import Iterable, Iterator, Sequence
-from typing import cast
+from typing import IO, cast
 
 from workers.streaming import enlarge_pipe, read_chunks
 from workflows.errors import DumpFailed
@@ -63,12 +63,19 @@ def _working_stdbuf() -> str | None:
 class ClientProcess:
     """A client started with a closed or piped stdin and stderr collected."""
 
-    def __init__(self, argv: Sequence[str], *, stdin_pipe: bool = False) -> None:
+    def __init__(self, argv: Sequence[str], *, stdin_pipe: bool = False,
+                 stdin_from: IO[bytes] | None = None, stdout_pipe: bool | None = None) -> None:
+        """``stdin_pipe``: we write its input (``feed``); ``stdin_from``: it reads another
+        client's output. Its stdout is ours to read (``chunks``) unless it is fed, or as
+        ``stdout_pipe`` says (a client in the middle of a pipeline)."""
         self.name = os.path.basename(argv[0])
+        fed = stdin_pipe or stdin_from is not None
+        piped = not fed if stdout_pipe is None else stdout_pipe
+        stdin: IO[bytes] | int = stdin_from if stdin_from is not None else (
+            subprocess.PIPE if stdin_pipe else subprocess.DEVNULL)
         self._proc = subprocess.Popen(
-            list(argv) if stdin_pipe else buffered_stdout(argv),
-            stdin=subprocess.PIPE if stdin_pipe else subprocess.DEVNULL,
-            stdout=subprocess.DEVNULL if stdin_pipe else subprocess.PIPE,
+            buffered_stdout(argv) if piped else list(argv), stdin=stdin,
+            stdout=subprocess.PIPE if piped else subprocess.DEVNULL,
             stderr=subprocess.PIPE, bufsize=0, close_fds=True)
         self.stderr_lines: collections.deque[str] = collections.deque(maxlen=STDERR_LINES)
         self._drain = threading.Thread(target=self._read_stderr, daemon=True,
@@ -78,6 +85,12 @@ class ClientProcess:
     @property
     def pid(self) -> int:
         return self._proc.pid
+
+    @property
+    def stdout(self) -> IO[bytes]:
+        """Its output, for the next client of a pipeline (``stdin_from``)."""
+        assert self._proc.stdout is not None
+        return self._proc.stdout
 
     def _read_stderr(self) -> None:
         assert self._proc.stderr is not None

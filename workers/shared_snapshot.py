@@ -28,6 +28,7 @@ from workers import database
 from workers.engines import ConnectionInfo
 from workers.process import ClientProcess
 from workflows.errors import DumpFailed
+from workflows.gtids import Coordinates
 
 log = logging.getLogger(__name__)
 
@@ -50,8 +51,11 @@ class SnapshotWindow:
     """The moment commits are blocked: clients started now share one snapshot."""
 
     def __init__(self, open_ports: Callable[[], set[int]],
-                 objects: Callable[[], set[tuple[str, str]]], what: str) -> None:
+                 objects: Callable[[], set[tuple[str, str]]], what: str,
+                 coordinates: Callable[[], Coordinates | None] = lambda: None) -> None:
         self._open_ports, self.objects, self._what = open_ports, objects, what
+        #: The binlog coordinates of this moment (commits are blocked: one for all streams).
+        self.coordinates = coordinates
 
     def confirm(self, clients: Sequence[ClientProcess],
                 timeout_s: float = CONFIRM_TIMEOUT_S) -> None:
@@ -99,7 +103,8 @@ def commits_blocked(info: ConnectionInfo, databases: Sequence[str], *,
         started = time.monotonic()
         try:
             yield SnapshotWindow(lambda: database.snapshot_ports(connection, info.user),
-                                 lambda: database.object_names(connection, databases), what)
+                                 lambda: database.object_names(connection, databases), what,
+                                 lambda: database.binlog_coordinates(connection, what=what))
         finally:
             try:
                 database.unblock_commits(connection, release)

@@ -68,7 +68,11 @@ class Stream(_Wire):
 
 
 class Position(_Wire):
-    """Where a physical snapshot's data stands, as far as the backup could tell.
+    """Where a snapshot's data stands, as far as the backup could tell.
+
+    A logical snapshot records the binlog coordinates of its consistent snapshot
+    (``gtid``, ``log_file``, ``log_pos``): where a point-in-time restore starts its
+    replay. None of them when the server writes no binlog.
 
     A Galera SST donor keeps committing while mariadb-backup copies (BACKUP STAGE
     BLOCK_COMMIT does not pause commits on a donor), so the data lies between
@@ -82,6 +86,8 @@ class Position(_Wire):
     end_seqno: int | None = None      #: Galera seqno at the end of the copy (upper bound)
     lsn: int | None = None            #: InnoDB LSN the backup reaches (xtrabackup_checkpoints)
     gtid: str | None = None           #: binlog GTID of the copy, if the server logs binlogs
+    log_file: str | None = None       #: binlog file of the snapshot's consistent point
+    log_pos: int | None = Field(default=None, ge=0)  #: byte position in ``log_file``
 
 
 class Snapshot(_Wire):

@@ -247,6 +247,19 @@ def own_redis(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServer]
 
 
 @pytest.fixture
+def source_db(binlog_mariadb: MariaDBServer) -> Iterator[str]:
+    """A database of this test's own on the binlog server, with a table ``t``."""
+    name = f"pitr_{uuid.uuid4().hex[:12]}"
+    with binlog_mariadb.connect() as conn, conn.cursor() as cursor:
+        cursor.execute(f"CREATE DATABASE `{name}`")
+        cursor.execute(f"CREATE TABLE `{name}`.t (id INT PRIMARY KEY, at BIGINT NOT NULL)")
+        cursor.execute(f"INSERT INTO `{name}`.t VALUES (1, UNIX_TIMESTAMP())")
+    yield name
+    with binlog_mariadb.connect() as conn, conn.cursor() as cursor:
+        cursor.execute(f"DROP DATABASE IF EXISTS `{name}`")
+
+
+@pytest.fixture
 def own_mariadb(tmp_path_factory: pytest.TempPathFactory) -> Iterator[MariaDBServer]:
     """A MariaDB server of this test's own, to restart."""
     server = MariaDBServer(tmp_path_factory.mktemp("db"), free_port())

@@ -36,7 +36,11 @@ MAX_CONFIGURATION_CHANGES = 4
 
 @pytest.fixture(scope="module")
 def galera(servers_dir: Path) -> Iterator[GaleraCluster]:
-    cluster = GaleraCluster(servers_dir / "galera")
+    yield from running(GaleraCluster(servers_dir / "galera"))
+
+
+def running(cluster: GaleraCluster) -> Iterator[GaleraCluster]:
+    """Start ``cluster`` for a fixture (skip, in CI fail, if Galera is missing), stop it."""
     try:
         cluster.start()
     except BinaryMissing as e:

@@ -67,7 +67,8 @@ class GaleraNode:
         self._process = ServerProcess(f"galera-{self.name}", self.node_dir,
                                       stop_timeout_s=STOP_TIMEOUT_S)
 
-    def write_config(self, group: str, address: str, provider: str) -> None:
+    def write_config(self, group: str, address: str, provider: str, *,
+                     binlog: bool = False) -> None:
         self.node_dir.mkdir(parents=True, exist_ok=True)
         self.config.write_text(f"""[mysqld]
 user={getpass.getuser()}
@@ -95,9 +96,20 @@ ist.recv_addr={self.host}:{self.ist_port};gcache.size=64M"
 wsrep_sst_method=mariabackup
 wsrep_sst_receive_address={self.host}:{self.sst_port}
 wsrep_sst_auth={self.user}:{self.password}
-[sst]
+{self._binlog_options() if binlog else ""}[sst]
 streamfmt=mbstream
 """)
+
+    def _binlog_options(self) -> str:
+        """Each node writes its own binlog, replicated writes included, with the cluster's
+        GTIDs (one domain for the cluster's writes, its own for anything local)."""
+        return f"""log_bin=mysql-bin
+log_slave_updates=ON
+server_id={100 + self.index}
+wsrep_gtid_mode=ON
+wsrep_gtid_domain_id=9
+gtid_domain_id={10 + self.index}
+"""
 
     def install(self) -> None:
         shutil.rmtree(self.data, ignore_errors=True)
@@ -150,7 +162,8 @@ class GaleraCluster:
     name = "galera"
 
     def __init__(self, base_dir: Path, *, size: int = 3, group: str = "stashqtest",
-                 node_dirs: Sequence[Path] = ()) -> None:
+                 node_dirs: Sequence[Path] = (), binlog: bool = False) -> None:
+        self.binlog = binlog  #: every node writes a binlog (point-in-time recovery tests)
         self.data_dir = base_dir.absolute()
         self.group = group
         self.restored = bool(node_dirs)
@@ -165,7 +178,7 @@ class GaleraCluster:
             find_binary(program)
         provider = wsrep_provider()
         for node in self.nodes:
-            node.write_config(self.group, self.address, provider)
+            node.write_config(self.group, self.address, provider, binlog=self.binlog)
         if not self.restored:
             self._seed()
         first, *others = self.nodes

@@ -29,14 +29,23 @@ CONNECT_TIMEOUT_S = 2
 UNIX_SOCKET_PATH_MAX_BYTES = 107
 
 
+#: Options of a server that writes a binary log as point-in-time recovery needs it (row
+#: format), its files named ``mysql-bin.000001`` and on whatever the host is called.
+BINLOG_OPTIONS = ("--log-bin=mysql-bin", "--binlog-format=ROW")
+
+
 class MariaDBServer:
-    """`mariadbd` with its own datadir under `data_dir`, on 127.0.0.1:`port`."""
+    """`mariadbd` with its own datadir under `data_dir`, on 127.0.0.1:`port`; with
+    ``server_id``, it writes a row-format binary log as that server id."""
 
     name = "mariadb"
     user = "root"
     password = ""
 
-    def __init__(self, data_dir: Path, port: int) -> None:
+    def __init__(self, data_dir: Path, port: int, *, server_id: int | None = None,
+                 options: tuple[str, ...] = ()) -> None:
+        self.server_id = server_id
+        self.options = options
         self.data_dir = data_dir.absolute()
         self.host = ports.LOOPBACK
         self.port = port
@@ -121,4 +130,13 @@ class MariaDBServer:
             "--skip-name-resolve",
             "--innodb-buffer-pool-size=256M",
             "--max-allowed-packet=256M",
+            *(() if self.server_id is None
+              else (*BINLOG_OPTIONS, f"--server-id={self.server_id}")),
+            *self.options,
         ]
+
+    def create_user(self, user: str, password: str, privileges: str) -> None:
+        """A user that logs in over TCP from anywhere, with ``privileges`` on ``*.*``."""
+        with self.connect() as conn, conn.cursor() as cursor:
+            cursor.execute(f"CREATE OR REPLACE USER '{user}'@'%%' IDENTIFIED BY %s", (password,))
+            cursor.execute(f"GRANT {privileges} ON *.* TO '{user}'@'%'")

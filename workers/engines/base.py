@@ -51,6 +51,10 @@ class EngineAdapter(Protocol):
                   extra: Sequence[str]) -> list[str]:
         """Full argv of a consistent logical dump of ``databases`` to stdout."""
 
+    def coordinates_options(self) -> tuple[str, ...]:
+        """Dump options that make the client state its snapshot's binlog coordinates
+        (for a server that writes a binlog); empty if its dumps cannot say them."""
+
     def restore_args(self, defaults_file: Path, database: str | None,
                      extra: Sequence[str]) -> list[str]:
         """Full argv of the client that reads SQL on stdin (into ``database`` if given)."""

@@ -22,6 +22,11 @@ CONSISTENT_DUMP_OPTIONS = (
     "--single-transaction", "--quick", "--routines", "--events", "--triggers",
     "--hex-blob", "--default-character-set=utf8mb4", "--max-allowed-packet=1G",
 )
+#: mariadb-dump states the snapshot's binlog file, position and GTID state as comments
+#: (``-- CHANGE MASTER TO ...`` in the head, ``-- SET GLOBAL gtid_slave_pos=...`` at the
+#: end). With --single-transaction it reads them from the snapshot itself (MariaDB's
+#: binlog_snapshot_file/position): no lock and no privilege beyond the dump's.
+MARIADB_COORDINATES_OPTIONS = ("--master-data=2", "--gtid")
 RESTORE_OPTIONS = ("--default-character-set=utf8mb4", "--max-allowed-packet=1G",
                    "--batch", "--silent")
 
@@ -67,12 +72,18 @@ class MySQLFamilyEngine:
     def accepts(self, server: ServerInfo) -> bool:
         return server.flavor in self.compatible
 
+    def coordinates_options(self) -> tuple[str, ...]:
+        return ()
+
 
 class MariaDBEngine(MySQLFamilyEngine):
     engine = Engine.MARIADB
     dump_clients = ("mariadb-dump", "mysqldump")
     sql_clients = ("mariadb", "mysql")
     compatible = frozenset({Engine.MARIADB})
+
+    def coordinates_options(self) -> tuple[str, ...]:
+        return MARIADB_COORDINATES_OPTIONS
 
 
 class MySQLEngine(MySQLFamilyEngine):

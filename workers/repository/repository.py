@@ -22,6 +22,14 @@ from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 
 from workers.encryption import PASSWORD_KEY
+from workers.repository.binlogs import (
+    delete_segment,
+    load_segment,
+    read_segment,
+    segment_numbers,
+    sources,
+    write_segment,
+)
 from workers.repository.check import CheckReport, check_repository
 from workers.repository.config import create_config, read_config, unlock
 from workers.repository.format3 import Format3
@@ -31,7 +39,9 @@ from workers.repository.streams import Cipher, Report, read_stream, write_stream
 from workers.storage import open_storage
 from workers.storage.base import Storage
 from workers.streaming import ZSTD_THREADS
+from workflows.binlogs import BinlogSegment
 from workflows.errors import NotFound
+from workflows.recovery import Point, Recovery, binlog_source, plan_recovery, snapshot_points
 from workflows.resources import Repository as RepositoryResource
 from workflows.resources import Secret
 from workflows.resources.restore import LATEST
@@ -184,6 +194,56 @@ class Repository:
         if stream.chunks is not None and (dedup := self._dedup()) is not None:
             return dedup.read_stream(snapshot.id, stream, report)
         return read_stream(self.storage, self.cipher, snapshot.id, stream, report)
+
+    # --- binlog archive (point-in-time recovery; see ``binlogs``) -----------------------
+
+    def binlog_segments(self, source: str) -> list[BinlogSegment]:
+        """Every archived binlog segment of ``source`` (a BackupConfiguration), in order."""
+        cipher = self.cipher
+        return [load_segment(self.storage, cipher, source, seq)
+                for seq in segment_numbers(self.storage, source)]
+
+    def last_binlog_segment(self, source: str) -> BinlogSegment | None:
+        """Where archiving of ``source`` stands: its newest segment (None: none yet)."""
+        numbers = segment_numbers(self.storage, source)
+        if not numbers:
+            return None
+        return load_segment(self.storage, self.cipher, source, numbers[-1])
+
+    def write_binlog_segment(self, segment: BinlogSegment, raw: Iterable[bytes] | None, *,
+                             level: int, before_manifest: Callable[[], object] = lambda: None
+                             ) -> BinlogSegment:
+        """Store a segment's bytes, then its manifest (written last, as a snapshot's)."""
+        return write_segment(self.storage, self.cipher, segment, raw, level=level,
+                             before_manifest=before_manifest)
+
+    def read_binlog_segment(self, segment: BinlogSegment) -> Iterator[bytes]:
+        """A segment's binlog bytes, verified."""
+        return read_segment(self.storage, self.cipher, segment)
+
+    def forget_binlog_segments(self, segments: Iterable[BinlogSegment],
+                               check: LeaseCheck) -> int:
+        """Delete these segments (manifest first, then data); how many."""
+        count = 0
+        for segment in segments:
+            check()
+            delete_segment(self.storage, segment)
+            count += 1
+        return count
+
+    def binlog_sources(self) -> list[str]:
+        """The BackupConfigurations that have archived binlogs here."""
+        return sources(self.storage)
+
+    def plan_recovery(self, point: Point, source: str | None,
+                      snapshot: str | None = None) -> Recovery:
+        """A restore to ``point`` of ``source`` (None: the only archived one): the newest
+        snapshot before it (or ``snapshot``, once chosen) and the segments to replay;
+        ``PrecheckFailed`` names the window and gaps if the point is outside."""
+        snapshots = self.list_snapshots()
+        name = binlog_source(source, snapshots, self.binlog_sources(), repository=self.name)
+        points = [p for p in snapshot_points(snapshots, name) if snapshot in (None, p.id)]
+        return plan_recovery(point, self.binlog_segments(name), points)
 
     # --- retention and check ----------------------------------------------------------
 

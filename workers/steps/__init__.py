@@ -5,6 +5,7 @@ it, registered under an explicit name (the name is the wire contract).
 """
 
 from workers.steps import (
+    archive_binlogs,
     dump_upload,
     physical_backup,
     physical_precheck,
@@ -16,5 +17,6 @@ from workers.steps import (
     update_status,
 )
 
-__all__ = ["dump_upload", "physical_backup", "physical_precheck", "physical_restore", "precheck",
-           "push_metrics", "restore", "retention", "update_status"]
+__all__ = ["archive_binlogs", "dump_upload", "physical_backup", "physical_precheck",
+           "physical_restore", "precheck", "push_metrics", "restore", "retention",
+           "update_status"]

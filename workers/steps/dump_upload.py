@@ -23,16 +23,18 @@ from pathlib import Path
 
 from workers import database
 from workers.context import StepContext
+from workers.dump_coordinates import CoordinateScan
 from workers.engines.base import defaults_file
 from workers.locks import BACKUP_WAIT_S, backup_lock, repository_lock, target_lock_name
-from workers.parallel_dump import dump_parallel
+from workers.parallel_dump import Dumped, dump_parallel
 from workers.pauses import pause_at
 from workers.process import ClientProcess
 from workers.steps.session import DATA_QUEUE, now_iso, session_step, set_status
 from workers.streaming import StreamStats
 from workflows.errors import DumpFailed, PrecheckFailed
+from workflows.gtids import Coordinates
 from workflows.params import DumpParams
-from workflows.snapshots import Snapshot, Stream
+from workflows.snapshots import Position, Snapshot
 
 log = logging.getLogger(__name__)
 
@@ -41,17 +43,20 @@ STREAM_NAME = "dump.sql.zst"
 COMPLETION_MARK = b"-- Dump completed"
 
 
-def selected_databases(ctx: StepContext, params: DumpParams) -> list[str]:
+def selected_databases(ctx: StepContext, params: DumpParams) -> tuple[list[str], bool]:
+    """The databases to dump (param ``databases``, else every user database), and
+    whether the server writes a binlog (then the snapshot records its coordinates)."""
     wanted = list(params.databases)
     what = f'AppBinding "{ctx.appbinding.name}"'
     with database.connect(ctx.connection, what=what) as conn:
         present = database.user_databases(conn)
+        binlog = database.binlog_enabled(conn)
     missing = sorted(set(wanted) - set(present))
     if missing:
         raise PrecheckFailed(f"{what}: database(s) not found: {', '.join(missing)}")
     if not (wanted or present):
         raise PrecheckFailed(f"{what}: the server has no user databases to back up")
-    return wanted or present
+    return wanted or present, binlog
 
 
 def require_completion(client: str) -> Callable[[StreamStats], None]:
@@ -88,24 +93,36 @@ def _creating(ctx: StepContext) -> Iterator[None]:
 
 
 def dump_stream(ctx: StepContext, cnf: Path, databases: Sequence[str], level: int,
-                extra: Sequence[str], started: float) -> Stream:
-    """The single dump: one client, one stream."""
-    client = ClientProcess(ctx.engine.dump_args(cnf, databases, extra))
+                extra: Sequence[str], started: float, *, binlog: bool) -> Dumped:
+    """The single dump: one client, one stream; the coordinates it states, if the server
+    writes a binlog (``binlog``)."""
+    options = ctx.engine.coordinates_options() if binlog else ()
+    client = ClientProcess(ctx.engine.dump_args(cnf, databases, [*options, *extra]))
     log.info("dumping %d database(s) with %s (pid %d)", len(databases), client.name, client.pid)
     pause_at(ctx.settings, "before_upload")
+    scan = CoordinateScan()
     try:
-        return ctx.repo.write_stream(ctx.ref.name, STREAM_NAME,
-                                     client.chunks(ctx.settings.dump_chunk_bytes), level=level,
-                                     threads=ctx.settings.zstd_threads,
-                                     report=report_progress(ctx, started),
-                                     check_end=require_completion(client.name))
+        stream = ctx.repo.write_stream(ctx.ref.name, STREAM_NAME,
+                                       scan.passing(client.chunks(ctx.settings.dump_chunk_bytes)),
+                                       level=level, threads=ctx.settings.zstd_threads,
+                                       report=report_progress(ctx, started),
+                                       check_end=require_completion(client.name))
     finally:
         client.stop()
+    return (stream,), scan.coordinates()
+
+
+def snapshot_position(coordinates: Coordinates | None) -> Position | None:
+    """What a logical snapshot's manifest records of its binlog coordinates."""
+    if coordinates is None:
+        return None
+    return Position(gtid=coordinates.gtid, log_file=coordinates.log_file or None,
+                    log_pos=coordinates.log_pos if coordinates.log_file else None)
 
 
 def dump_to_repository(ctx: StepContext, params: DumpParams) -> Snapshot:
     snapshot_id = ctx.ref.name
-    databases = selected_databases(ctx, params)
+    databases, binlog = selected_databases(ctx, params)
     server = ctx.session.status.get("server", {})
     ctx.repo.discard_unfinished(snapshot_id)
     started_at, started = datetime.now(UTC), time.monotonic()
@@ -114,16 +131,18 @@ def dump_to_repository(ctx: StepContext, params: DumpParams) -> Snapshot:
     parallel = params.parallel or 1
     with defaults_file(ctx.connection) as cnf:
         if parallel > 1:  # several clients sharing one snapshot, a stream each
-            streams = dump_parallel(ctx, cnf, databases, parallel, level=level, extra=extra,
-                                    report=report_progress(ctx, started),
-                                    completed=require_completion)
+            streams, coordinates = dump_parallel(ctx, cnf, databases, parallel, level=level,
+                                                 extra=extra,
+                                                 report=report_progress(ctx, started),
+                                                 completed=require_completion)
         else:
-            streams = (dump_stream(ctx, cnf, databases, level, extra, started),)
+            streams, coordinates = dump_stream(ctx, cnf, databases, level, extra, started,
+                                               binlog=binlog)
     snapshot = Snapshot(
         id=snapshot_id, session=ctx.ref.name, repository=ctx.repository.name,
         engine=ctx.appbinding.engine.value, server_version=server.get("version", "unknown"),
         target=ctx.appbinding.name, configuration=ctx.invoker, databases=tuple(databases),
-        streams=streams,
+        streams=streams, position=snapshot_position(coordinates),
         started_at=started_at, finished_at=datetime.now(UTC))
     pause_at(ctx.settings, "before_manifest")
     ctx.repo.commit(snapshot)

@@ -94,6 +94,11 @@ def check_restore_target(ctx: StepContext, conn: Connection, snapshot: Snapshot)
 def precheck(ctx: StepContext, params: NoParams) -> None:
     """Verify (the frame marked the session Running when it claimed it)."""
     server = run_precheck(ctx)
-    chosen = {} if ctx.is_backup else {"snapshot": {"name": ctx.restore_snapshot.id}}
+    chosen: dict[str, object] = {} if ctx.is_backup else {
+        "snapshot": {"name": ctx.restore_snapshot.id}}
+    recovery = None if ctx.is_backup else ctx.recovery
+    if recovery is not None:
+        chosen["pointInTime"] = {"point": str(recovery.point), "fromGtid": recovery.start_state,
+                                 "segments": len(recovery.segments)}
     set_status(ctx, {"server": {"flavor": server.flavor.value, "version": server.version_string},
                      "conditions": {"PrecheckPassed": "True"}, **chosen})

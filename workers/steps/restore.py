@@ -14,6 +14,7 @@ import logging
 import time
 
 from workers import database
+from workers.binlog_replay import replay_to_point
 from workers.context import StepContext
 from workers.engines.base import defaults_file
 from workers.parallel_restore import is_parallel, restore_parallel
@@ -52,11 +53,25 @@ def restore_snapshot(ctx: StepContext, params: RestoreParams) -> Snapshot:
     return snapshot
 
 
+def replay_binlogs(ctx: StepContext, snapshot: Snapshot, params: RestoreParams) -> None:
+    """A restore to a point: replay the archived binlog from the snapshot on."""
+    recovery = ctx.recovery
+    if recovery is None:
+        return
+    db = target_database(snapshot, params.database)
+    with defaults_file(ctx.connection) as cnf:
+        replayed = replay_to_point(ctx, recovery, cnf, snapshot.databases, db,
+                                   list(params.args))
+    set_status(ctx, {"pointInTime": replayed})
+
+
 @session_step("stashq.restore_stream", queue=DATA_QUEUE)
 def restore(ctx: StepContext, params: RestoreParams) -> None:
-    """Restore the session's snapshot into its target."""
+    """Restore the session's snapshot into its target (then, to a point, replay the
+    archived binlog up to it)."""
     started = time.monotonic()
     snapshot = restore_snapshot(ctx, params)
+    replay_binlogs(ctx, snapshot, params)
     set_status(ctx, {"snapshot": {"name": snapshot.id, "totalSize": snapshot.size_bytes,
                                   "rawSize": snapshot.raw_bytes,
                                   "processingTimeSeconds": round(time.monotonic() - started, 3)}})

@@ -17,14 +17,16 @@ from __future__ import annotations
 
 import contextlib
 import logging
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 from zoneinfo import ZoneInfo
 
 from workers.context import StepContext
 from workers.locks import Lease, RepositoryLocked, repository_lock
+from workers.repository import Repository as RepositoryObject
 from workers.steps.session import session_step, set_status
 from workflows.params import RetentionParams
+from workflows.recovery import binlogs_to_forget, snapshot_points
 from workflows.resources import BackupConfiguration, Repository
 from workflows.resources.backup import RetentionPolicy
 from workflows.retention import Selection, SnapshotTime, select_snapshots
@@ -52,7 +54,8 @@ def select(config: BackupConfiguration, policy: RetentionPolicy,
 def apply_policy(ctx: StepContext, config: BackupConfiguration, policy: RetentionPolicy,
                  lease: Lease) -> dict[str, Any]:
     repo = ctx.repo
-    selection = select(config, policy, snapshots_of(config, repo.list_snapshots()))
+    snapshots = snapshots_of(config, repo.list_snapshots())
+    selection = select(config, policy, snapshots)
     report: dict[str, Any] = {"policy": policy.name, "dryRun": policy.dry_run,
                               "prune": policy.prune, "kept": len(selection.keep),
                               "forgotten": list(selection.forget[:MAX_LISTED_IDS]),
@@ -64,6 +67,9 @@ def apply_policy(ctx: StepContext, config: BackupConfiguration, policy: Retentio
                  len(selection.keep), len(selection.forget), ", ".join(selection.forget) or "-")
         return report
     repo.forget(selection.forget, lease.check)
+    kept = [s for s in snapshots if s.id in set(selection.keep)]
+    if forgotten_binlogs := forget_binlogs(repo, config.name, kept, lease.check):
+        report["forgottenBinlogSegments"] = forgotten_binlogs
     if policy.prune:
         report["prunedObjects"] = repo.prune(
             belongs=lambda snapshot_id: slot_of_session(config.name, snapshot_id) is not None,
@@ -74,6 +80,16 @@ def apply_policy(ctx: StepContext, config: BackupConfiguration, policy: Retentio
              len(selection.forget), f", pruned {report['prunedObjects']} object(s)"
              if policy.prune else "")
     return report
+
+
+def forget_binlogs(repo: RepositoryObject, source: str, kept: list[Snapshot],
+                   check: Callable[[], None]) -> int:
+    """Delete the archived binlog segments no kept snapshot needs (``binlogs_to_forget``)."""
+    segments = repo.binlog_segments(source)
+    if not segments:
+        return 0
+    return repo.forget_binlog_segments(
+        binlogs_to_forget(segments, snapshot_points(kept, source)), check)
 
 
 @contextlib.contextmanager

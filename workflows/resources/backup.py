@@ -46,6 +46,19 @@ class RetryConfig(Model):
     delay: str = "1m"
 
 
+#: Seconds between two archive runs of a configuration's binlog when it names none: the
+#: recovery point lags the server by at most this plus one upload (Percona's collector: 60).
+BINLOG_ARCHIVE_INTERVAL_S = 60
+
+
+class BinlogArchive(Model):
+    """Point-in-time recovery: archive the target's binary log continuously, every
+    ``intervalSeconds`` up to its current end (the active file too, not only rotated ones)."""
+
+    enabled: bool = True
+    interval_seconds: int = Field(default=BINLOG_ARCHIVE_INTERVAL_S, ge=5, le=3600)
+
+
 class BackupConfigurationSpec(Model):
     schedule: str | None = None
     time_zone: str = "UTC"
@@ -58,6 +71,7 @@ class BackupConfigurationSpec(Model):
     backup_history_limit: int = Field(default=1, ge=0)
     time_out: str | None = None
     retry_config: RetryConfig | None = None
+    binlog_archive: BinlogArchive | None = None
     # Accepted for compatibility with Stash manifests; Kubernetes-only.
     runtime_settings: Compat = Field(default_factory=dict)
     temp_dir: Compat = Field(default_factory=dict)

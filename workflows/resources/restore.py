@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import ClassVar, Literal
 
-from pydantic import Field
+from pydantic import Field, field_validator, model_validator
 
 from workflows.resources.base import (
     Compat,
@@ -39,6 +40,35 @@ class RestoreTarget(Model):
     overwrite: bool = False
 
 
+class PointInTime(Model):
+    """Restore to a point after a snapshot (``workflows/recovery.py`` says what each
+    kind of point means): exactly one of ``time`` (RFC 3339 with its zone), ``gtid``
+    (``domain-server-sequence``), or ``file`` + ``position``."""
+
+    time: datetime | None = None
+    gtid: str | None = Field(default=None, pattern=r"^\d+-\d+-\d+$")
+    file: str | None = None
+    position: int | None = Field(default=None, ge=4)
+
+    @field_validator("time")
+    @classmethod
+    def _zoned(cls, value: datetime | None) -> datetime | None:
+        if value is not None and value.tzinfo is None:
+            raise ValueError(f'"{value.isoformat()}" has no time zone: write it as RFC 3339 '
+                             'with one, e.g. "2026-12-06T10:15:00Z" or "...+01:00"')
+        return value
+
+    @model_validator(mode="after")
+    def _one(self) -> PointInTime:
+        given = [self.time is not None, self.gtid is not None,
+                 self.file is not None or self.position is not None]
+        if sum(given) != 1:
+            raise ValueError("name exactly one point: time, gtid, or file and position")
+        if (self.file is None) != (self.position is None):
+            raise ValueError("a binlog position needs both file and position")
+        return self
+
+
 class RestoreSessionSpec(Model):
     repository: LocalRef
     target: RestoreTarget
@@ -46,6 +76,9 @@ class RestoreSessionSpec(Model):
     hooks: Compat = Field(default_factory=dict)
     time_out: str | None = None
     runtime_settings: Compat = Field(default_factory=dict)
+    #: Restore the newest snapshot before this point, then replay the archived binlog
+    #: up to it (None: the snapshot alone).
+    point_in_time: PointInTime | None = None
 
 
 class RestoreSession(Resource):

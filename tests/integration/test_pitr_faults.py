@@ -1,0 +1,149 @@
+"""Point-in-time recovery when things go wrong: a server that cannot be archived is
+refused with what to fix; binlogs purged before they were archived are a gap, reported,
+never replayed across, and archiving goes on; a worker killed between a segment's data
+and its manifest loses nothing and archives nothing twice."""
+
+from __future__ import annotations
+
+import signal
+import time
+from pathlib import Path
+
+from tests.integration.conftest import Deploy, Stack
+from tests.integration.test_faults import eventually
+from tests.integration.test_parallel_dump import backup
+from tests.integration.test_pitr import apply_pitr, archive, numbers, restore_to
+from tests.servers import MariaDBServer
+from workers.state.redis import RedisStore
+from workflows.resources import BackupConfiguration
+
+
+def gtid_of_insert(server: MariaDBServer, db: str, number: int) -> str:
+    with server.connect(db) as conn, conn.cursor() as cursor:
+        cursor.execute("INSERT INTO t VALUES (%s, UNIX_TIMESTAMP())", (number,))
+        cursor.execute("SELECT @@last_gtid")
+        return str(cursor.fetchone()[0])
+
+
+def purge_binlogs(server: MariaDBServer) -> None:
+    """Rotate, then purge every binlog but the new one (a file is purged only once
+    InnoDB's binlog checkpoint has passed it: try until it has)."""
+    with server.connect() as conn, conn.cursor() as cursor:
+        cursor.execute("FLUSH BINARY LOGS")
+        cursor.execute("SHOW MASTER STATUS")
+        current = cursor.fetchone()[0]
+        deadline = time.monotonic() + 30
+        while True:
+            cursor.execute(f"PURGE BINARY LOGS TO '{current}'")
+            cursor.execute("SHOW BINARY LOGS")
+            if [row[0] for row in cursor.fetchall()] == [current]:
+                return
+            assert time.monotonic() < deadline, "the binlogs were not purged"
+            time.sleep(0.2)
+
+
+def archive_status(redis_url: str, namespace: str) -> dict[str, object]:
+    return RedisStore.from_url(redis_url).get(BackupConfiguration, "nightly",
+                                              namespace).status["binlogArchive"]
+
+
+def test_a_server_without_binlog_is_refused(stack: Stack, namespace: str, database: str,
+                                            bucket: str, tmp_path: Path) -> None:
+    apply_pitr(stack, namespace, tmp_path, stack.mariadb, stack.mariadb, bucket, database)
+    said = archive(stack, namespace, ok=False)
+    assert "the server writes no binary log" in said and "start it with log_bin" in said, said
+    status = archive_status(stack.redis_url, namespace)
+    assert status["phase"] == "Failed" and "no binary log" in str(status["reason"])
+
+
+def test_a_statement_binlog_is_refused_saying_what_it_risks(
+        stack: Stack, binlog_mariadb: MariaDBServer, namespace: str, source_db: str,
+        bucket: str, tmp_path: Path) -> None:
+    apply_pitr(stack, namespace, tmp_path, binlog_mariadb, stack.mariadb, bucket, source_db)
+    with binlog_mariadb.connect() as conn:
+        conn.cursor().execute("SET GLOBAL binlog_format = 'STATEMENT'")
+    try:
+        said = archive(stack, namespace, ok=False)
+    finally:
+        with binlog_mariadb.connect() as conn:
+            conn.cursor().execute("SET GLOBAL binlog_format = 'ROW'")
+    assert "binlog_format is STATEMENT, not ROW" in said and "NOW(), UUID()" in said, said
+
+
+def test_a_user_without_replication_slave_is_refused_naming_the_privilege(
+        stack: Stack, binlog_mariadb: MariaDBServer, namespace: str, source_db: str,
+        bucket: str, tmp_path: Path) -> None:
+    binlog_mariadb.create_user("noslave", "pw", "SELECT, BINLOG MONITOR")
+    apply_pitr(stack, namespace, tmp_path, binlog_mariadb, stack.mariadb, bucket, source_db,
+               user="noslave", password="pw")
+    said = archive(stack, namespace, ok=False)
+    assert "user noslave lacks the REPLICATION SLAVE privilege" in said, said
+    assert "pw" not in said.replace("pitr", "")  # the password is in no message
+
+
+def test_binlogs_purged_before_archiving_are_a_gap_that_no_restore_crosses(
+        stack: Stack, binlog_mariadb: MariaDBServer, namespace: str, source_db: str,
+        bucket: str, tmp_path: Path) -> None:
+    apply_pitr(stack, namespace, tmp_path, binlog_mariadb, stack.mariadb, bucket, source_db)
+    backup(stack, namespace)
+    gtid_of_insert(binlog_mariadb, source_db, 2)
+    archive(stack, namespace)
+    lost = gtid_of_insert(binlog_mariadb, source_db, 3)       # never archived:
+    purge_binlogs(binlog_mariadb)                            # purged
+    said = archive(stack, namespace)
+    status = archive_status(stack.redis_url, namespace)
+    assert len(status["gaps"]) == 1, status  # type: ignore[arg-type]
+    gap = status["gaps"][0]  # type: ignore[index]
+    assert "purged before they were archived" in gap["reason"] and "gap:" in said
+    assert gap["resumed"] == lost  # archiving resumed at the server's position then
+
+    refused = stack.cli("restore", "--repository", "repo", "--target", "scratch",
+                        "--database", f"{source_db}_x", "--to-gtid", lost, namespace=namespace)
+    assert refused.returncode != 0
+    assert f"GTID {lost} is outside the recoverable window" in refused.stderr
+    assert "purged before they were archived" in refused.stderr, refused.stderr
+
+    backup(stack, namespace)                                  # a snapshot after the gap
+    after = gtid_of_insert(binlog_mariadb, source_db, 4)
+    archive(stack, namespace)
+    restore_to(stack, namespace, f"{source_db}_y", "--to-gtid", after)
+    assert numbers(stack.mariadb, f"{source_db}_y") == [1, 2, 3, 4]
+    with stack.mariadb.connect() as conn:
+        conn.cursor().execute(f"DROP DATABASE `{source_db}_y`")
+
+
+def test_a_worker_killed_between_segment_data_and_manifest_loses_and_doubles_nothing(
+        deploy: Deploy, binlog_mariadb: MariaDBServer, mariadb_server: MariaDBServer,
+        namespace: str, source_db: str, bucket: str, tmp_path: Path) -> None:
+    d = deploy(mariadb=binlog_mariadb)
+    apply_pitr(d, namespace, tmp_path, binlog_mariadb, mariadb_server, bucket, source_db)
+    worker = d.start_worker()
+    d.cli("backup", "nightly", "--wait", namespace=namespace, check=True)
+    worker.stop()
+    for n in range(2, 12):
+        gtid_of_insert(binlog_mariadb, source_db, n)
+    doomed = d.start_worker(STASHQ_PAUSE_AT="before_segment_manifest:600")
+    d.cli("archive", "nightly", "--no-wait", namespace=namespace, check=True)
+    eventually(lambda: "test pause at before_segment_manifest" in doomed.log(),
+               "the pause before the segment manifest", d)
+    doomed.stop(signal.SIGKILL)
+    client = d.s3.client()
+    listed = [o["Key"] for o in client.list_objects_v2(Bucket=bucket).get("Contents", [])]
+    assert any("/binlogs/nightly/data/" in k for k in listed)       # its data, stored
+    assert not any("/binlogs/nightly/segments/" in k for k in listed)  # but no segment
+
+    d.start_worker()
+    time.sleep(float(d.env["STASHQ_LOCK_LEASE_S"]) + 1)  # the dead worker's lease lapses
+    last = gtid_of_insert(binlog_mariadb, source_db, 12)
+    d.cli("archive", "nightly", namespace=namespace, check=True)
+    d.cli("archive", "nightly", namespace=namespace, check=True)  # nothing new: no segment
+    status = archive_status(d.redis_url, namespace)
+    assert status["position"]["gtid"] == last and not status["gaps"], status  # type: ignore[index]
+    assert status["segments"] == 1, status  # one segment, written once, all transactions
+
+    result = d.cli("restore", "--repository", "repo", "--target", "scratch", "--database",
+                   f"{source_db}_k", "--to-gtid", last, "--wait", namespace=namespace)
+    assert result.returncode == 0, result.stdout + result.stderr + d.logs()[-3000:]
+    assert numbers(mariadb_server, f"{source_db}_k") == list(range(1, 13))
+    with mariadb_server.connect() as conn:
+        conn.cursor().execute(f"DROP DATABASE `{source_db}_k`")
