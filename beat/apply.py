@@ -21,6 +21,7 @@ from workflows.resources import (
     BackupConfiguration,
     BackupSession,
     Function,
+    HookTemplate,
     Repository,
     Resource,
     RestoreSession,
@@ -97,10 +98,22 @@ def check_references(refs: References, source: str, r: Resource) -> None:
                      source=source, owner=r, path="spec.target.ref.name")
         if spec.task.name:
             refs.require(Task, spec.task.name, ns, source=source, owner=r, path="spec.task.name")
+        check_hook_templates(refs, source, r)
         check_plan(refs, source, r)
     elif isinstance(r, BackupSession):
         refs.require(BackupConfiguration, r.spec.invoker.name, ns, source=source, owner=r,
                      path="spec.invoker.name")
+
+
+def check_hook_templates(refs: References, source: str,
+                         r: BackupConfiguration | RestoreSession) -> None:
+    """Every ``hookTemplate`` a hook names exists (in the batch or the store)."""
+    hooks = r.spec.hooks
+    for phase in hooks.phases():
+        for index, hook in enumerate(hooks.of(phase)):
+            if hook.hook_template is not None:
+                refs.require(HookTemplate, hook.hook_template.name, r.namespace, source=source,
+                             owner=r, path=f"spec.hooks.{phase}[{index}].hookTemplate.name")
 
 
 def check_plan(refs: References, source: str,

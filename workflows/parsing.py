@@ -16,6 +16,7 @@ from workflows.resources import (
     BackupConfiguration,
     BackupSession,
     Function,
+    HookTemplate,
     Repository,
     Resource,
     RestoreSession,
@@ -29,7 +30,7 @@ MAX_SHOWN_CHARS = 80
 KINDS: dict[str, type[Resource]] = {
     cls.KIND: cls
     for cls in (Repository, AppBinding, BackupConfiguration, BackupSession,
-                RestoreSession, Task, Function, Secret)
+                RestoreSession, Task, Function, Secret, HookTemplate)
 }
 
 

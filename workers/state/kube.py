@@ -104,6 +104,7 @@ API_RESOURCES: dict[str, ApiResource] = {
     "RestoreSession": ApiResource("stashq.io", "v1alpha1", "restoresessions"),
     "Task": ApiResource("stashq.io", "v1alpha1", "tasks"),
     "Function": ApiResource("stashq.io", "v1alpha1", "functions"),
+    "HookTemplate": ApiResource("stashq.io", "v1alpha1", "hooktemplates"),
     "AppBinding": ApiResource("appcatalog.appscode.com", "v1alpha1", "appbindings"),
     "Secret": SECRETS,
 }

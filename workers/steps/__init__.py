@@ -6,6 +6,7 @@ it, registered under an explicit name (the name is the wire contract).
 
 from workers.steps import (
     dump_upload,
+    hooks,
     physical_backup,
     physical_precheck,
     physical_restore,
@@ -16,5 +17,5 @@ from workers.steps import (
     update_status,
 )
 
-__all__ = ["dump_upload", "physical_backup", "physical_precheck", "physical_restore", "precheck",
-           "push_metrics", "restore", "retention", "update_status"]
+__all__ = ["dump_upload", "hooks", "physical_backup", "physical_precheck", "physical_restore",
+           "precheck", "push_metrics", "restore", "retention", "update_status"]

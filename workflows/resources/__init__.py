@@ -3,12 +3,13 @@
 from workflows.resources.appbinding import AppBinding, Engine
 from workflows.resources.backup import BackupConfiguration, BackupSession
 from workflows.resources.base import Resource
+from workflows.resources.hooks import HookTemplate
 from workflows.resources.repository import Repository
 from workflows.resources.restore import RestoreSession
 from workflows.resources.secret import Secret
 from workflows.resources.task import Function, Task
 
 __all__ = [
-    "AppBinding", "BackupConfiguration", "BackupSession", "Engine", "Function",
+    "AppBinding", "BackupConfiguration", "BackupSession", "Engine", "Function", "HookTemplate",
     "Repository", "Resource", "RestoreSession", "Secret", "Task",
 ]

@@ -3,13 +3,14 @@ BackupSession (one run of it)."""
 
 from __future__ import annotations
 
-from typing import Any, ClassVar, Literal
+from typing import Annotated, Any, ClassVar, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from croniter import croniter
 from pydantic import Field, field_validator
 
 from workflows.resources.base import LocalRef, Model, Name, Resource, TargetRef, TaskRef
+from workflows.resources.hooks import HOOKS_SCHEMA, BackupHooks
 
 
 class RetentionPolicy(Model):
@@ -46,7 +47,7 @@ class BackupConfigurationSpec(Model):
     target: BackupTarget
     task: TaskRef = TaskRef()
     retention_policy: RetentionPolicy | None = None
-    hooks: dict[str, Any] = Field(default_factory=dict)
+    hooks: Annotated[BackupHooks, HOOKS_SCHEMA] = BackupHooks()
     backup_history_limit: int = Field(default=1, ge=0)
     time_out: str | None = None
     retry_config: RetryConfig | None = None

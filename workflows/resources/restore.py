@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-from typing import Any, ClassVar, Literal
+from typing import Annotated, Any, ClassVar, Literal
 
 from pydantic import Field
 
 from workflows.resources.base import LocalRef, Model, Resource, TargetRef, TaskRef
+from workflows.resources.hooks import HOOKS_SCHEMA, RestoreHooks
 
 LATEST = "latest"
 
@@ -35,7 +36,7 @@ class RestoreSessionSpec(Model):
     repository: LocalRef
     target: RestoreTarget
     task: TaskRef = TaskRef()
-    hooks: dict[str, Any] = Field(default_factory=dict)
+    hooks: Annotated[RestoreHooks, HOOKS_SCHEMA] = RestoreHooks()
     time_out: str | None = None
     runtime_settings: dict[str, Any] = Field(default_factory=dict)
 
