@@ -45,7 +45,7 @@ from workers.session_metrics import push_session_metrics
 from workers.state import open_store
 from workers.state.base import ResourceStore
 from workers.state.redis import RawObject
-from workers.steps.session import CONTROL_QUEUE, DATA_QUEUE, now_iso
+from workers.steps.session import CONTROL_QUEUE, DATA_QUEUE, now_iso, send_post_hooks
 from workflows.errors import StashQError
 from workflows.phases import Phase, failed
 from workflows.settings import Settings
@@ -220,10 +220,12 @@ class StaleSweeper:
         if status is None:
             log.info("%s changed while being failed; left to whoever changed it", ref)
             return
+        ctx = StepContext(self.settings, self.store, ref)
         try:
-            push_session_metrics(StepContext(self.settings, self.store, ref), status)
+            push_session_metrics(ctx, status)
         except Exception as e:  # the failure is recorded; the metric is a bonus
             log.warning("metrics of failed %s not pushed: %s", ref, e)
+        send_post_hooks(self.app, ctx)  # its chain is gone: OnFailure hooks run from here
 
     def _patch(self, ref: SessionRef, patch: dict[str, Any],
                seen: dict[str, Any] | None = None) -> dict[str, Any] | None:

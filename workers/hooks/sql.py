@@ -28,7 +28,8 @@ def run_sql(info: ConnectionInfo, action: SQLAction, timeout_s: float, *, what: 
 
     lines: list[str] = []
     with database.connect(info, what=what) as conn:
-        killer = threading.Timer(timeout_s, _kill, (info, conn.thread_id(), what))
+        fired = threading.Event()
+        killer = threading.Timer(timeout_s, _kill, (info, conn.thread_id(), what, fired))
         killer.start()
         try:
             with conn.cursor() as cursor:
@@ -38,7 +39,7 @@ def run_sql(info: ConnectionInfo, action: SQLAction, timeout_s: float, *, what: 
                     try:
                         cursor.execute(statement)
                     except pymysql.MySQLError as e:
-                        if not killer.is_alive():
+                        if fired.is_set():
                             raise HookFailed(f"timed out after {timeout_s:g} s in statement "
                                              f"{index + 1}; the statement was killed") from None
                         raise HookFailed(f"statement {index + 1} failed: "
@@ -51,8 +52,10 @@ def run_sql(info: ConnectionInfo, action: SQLAction, timeout_s: float, *, what: 
     return "\n".join(lines)
 
 
-def _kill(info: ConnectionInfo, thread_id: int, what: str) -> None:
-    """Kill the hook's connection (its running statement with it)."""
+def _kill(info: ConnectionInfo, thread_id: int, what: str, fired: threading.Event) -> None:
+    """Kill the hook's connection (its running statement with it); ``fired`` first, so
+    that the error the statement gets is known for the timeout's."""
+    fired.set()
     try:
         with database.connect(info, what=what) as conn, conn.cursor() as cursor:
             cursor.execute(f"KILL {int(thread_id)}")
