@@ -33,7 +33,7 @@ import contextlib
 import json
 import logging
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
@@ -47,6 +47,7 @@ from workers.state.base import (
     ResourceVersionExpired,
     status_matches,
 )
+from workers.state.kube_exec import exec_in_pod
 from workers.state.redis import RawObject, RawObjects
 from workflows.errors import (
     InvalidResource,
@@ -58,6 +59,7 @@ from workflows.errors import (
 )
 from workflows.parsing import parse_resource
 from workflows.resources import Resource
+from workflows.resources.hooks import PodSelector
 
 log = logging.getLogger(__name__)
 
@@ -280,6 +282,12 @@ class KubeStore:
                                                                  r.plural, name)
         except NotFound:
             pass
+
+    def exec_in_pod(self, namespace: str, pod: PodSelector, container: str | None,
+                    command: Sequence[str], timeout_s: float) -> tuple[int, str]:
+        """An exec hook in a pod (``workers/state/kube_exec.py``; ``PodExec``)."""
+        with api_errors("Pod", pod.name or "", namespace):
+            return exec_in_pod(self._core, namespace, pod, container, command, timeout_s)
 
     def ping(self) -> None:
         """Raise unless the API answers and serves BackupConfigurations (CRDs installed)."""
