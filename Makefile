@@ -1,5 +1,6 @@
 # StashQ: the two commands of the README, and the benchmarks.
-.PHONY: install demo test lint bench bench-stream bench-parallel bench-beat bench-encryption
+.PHONY: install demo test lint bench bench-stream bench-parallel bench-beat bench-encryption \
+	bench-rows
 
 PY := .venv/bin/python
 
@@ -34,3 +35,6 @@ bench-beat: install
 
 bench-encryption: install
 	$(PY) -m benchmarks.bench_encryption
+
+bench-rows: install
+	$(PY) -m benchmarks.bench_rows

@@ -143,12 +143,7 @@ class StepContext:
 
     @functools.cached_property
     def connection(self) -> ConnectionInfo:
-        binding = self.appbinding
-        secret = self._secret(binding.spec.secret.name, binding, "spec.secret.name")
-        host, port = binding.address()
-        return ConnectionInfo(host=host, port=port, user=secret.require("username"),
-                              password=secret.require("password"),
-                              ca_bundle=binding.spec.client_config.ca_bundle)
+        return connection_of(self.store, self.appbinding)
 
     @functools.cached_property
     def plan(self) -> Plan:
@@ -183,11 +178,25 @@ class StepContext:
                            f'{field}) not found in namespace "{namespace}"') from None
 
     def _secret(self, name: str, owner: Resource, field: str) -> Secret:
-        try:
-            return self.store.get(Secret, name, owner.namespace)
-        except NotFound:
-            raise NotFound(f'Secret "{name}" (named by {owner.kind} "{owner.name}" {field}) '
-                           f'not found in namespace "{owner.namespace}"') from None
+        return secret_of(self.store, name, owner, field)
+
+
+def secret_of(store: ResourceStore, name: str, owner: Resource, field: str) -> Secret:
+    """Secret ``name`` of ``owner``'s namespace; ``NotFound`` names who named it."""
+    try:
+        return store.get(Secret, name, owner.namespace)
+    except NotFound:
+        raise NotFound(f'Secret "{name}" (named by {owner.kind} "{owner.name}" {field}) '
+                       f'not found in namespace "{owner.namespace}"') from None
+
+
+def connection_of(store: ResourceStore, binding: AppBinding) -> ConnectionInfo:
+    """How to reach the AppBinding's server, with the credentials of its Secret."""
+    secret = secret_of(store, binding.spec.secret.name, binding, "spec.secret.name")
+    host, port = binding.address()
+    return ConnectionInfo(host=host, port=port, user=secret.require("username"),
+                          password=secret.require("password"),
+                          ca_bundle=binding.spec.client_config.ca_bundle)
 
 
 def pinned_snapshot(session: RestoreSession) -> str | None:

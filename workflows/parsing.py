@@ -19,6 +19,7 @@ from workflows.resources import (
     HookTemplate,
     Repository,
     Resource,
+    RestoreDrill,
     RestoreSession,
     Secret,
     Task,
@@ -30,7 +31,8 @@ MAX_SHOWN_CHARS = 80
 KINDS: dict[str, type[Resource]] = {
     cls.KIND: cls
     for cls in (Repository, AppBinding, BackupConfiguration, BackupSession,
-                RestoreSession, Task, Function, Secret, HookTemplate)
+                RestoreSession, Task, Function, Secret, HookTemplate,
+                RestoreDrill)
 }
 
 

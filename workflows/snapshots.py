@@ -39,6 +39,14 @@ class _Wire(BaseModel):
     model_config = ConfigDict(frozen=True, alias_generator=to_camel, populate_by_name=True)
 
 
+class TableRows(_Wire):
+    """A table's rows in a stream, as dumped (``workflows/row_digests.py``)."""
+
+    table: str                        #: "db.table"
+    rows: int = Field(ge=0)
+    digest: str = Field(pattern=r"^[0-9a-f]{16}$")  #: CRC-32 of each row, summed mod 2**64
+
+
 class Stream(_Wire):
     name: str
     key: str
@@ -52,6 +60,9 @@ class Stream(_Wire):
     role: Literal["schema", "data", "post-data"] | None = None
     tables: tuple[str, ...] = ()      #: "db.table" whose rows a data stream holds
     where: str | None = None          #: the key range of ``tables`` it holds, if not all
+    #: Rows per table the stream holds, counted while it was dumped (empty: a stream
+    #: from before they were counted, or one without rows). What a restore drill checks.
+    table_rows: tuple[TableRows, ...] = ()
 
 
 class Position(_Wire):
@@ -99,6 +110,11 @@ class Snapshot(_Wire):
     @property
     def raw_bytes(self) -> int:
         return sum(s.raw_bytes for s in self.streams)
+
+    @property
+    def rows_counted(self) -> bool:
+        """Whether the backup counted rows (snapshots from before it did not)."""
+        return any(s.table_rows for s in self.streams)
 
     def to_json(self) -> bytes:
         return self.model_dump_json(by_alias=True, indent=2).encode()

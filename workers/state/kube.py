@@ -107,6 +107,7 @@ API_RESOURCES: dict[str, ApiResource] = {
     "Task": ApiResource("stashq.io", "v1alpha1", "tasks"),
     "Function": ApiResource("stashq.io", "v1alpha1", "functions"),
     "HookTemplate": ApiResource("stashq.io", "v1alpha1", "hooktemplates"),
+    "RestoreDrill": ApiResource("stashq.io", "v1alpha1", "restoredrills"),
     "AppBinding": ApiResource("appcatalog.appscode.com", "v1alpha1", "appbindings"),
     "Secret": SECRETS,
 }

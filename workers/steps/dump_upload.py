@@ -23,6 +23,7 @@ from pathlib import Path
 
 from workers import database
 from workers.context import StepContext
+from workers.dump_rows import RowCounter
 from workers.engines.base import defaults_file
 from workers.locks import BACKUP_WAIT_S, Leases, backup_lock, repository_lock, target_lock_name
 from workers.parallel_dump import dump_parallel
@@ -96,12 +97,12 @@ def dump_stream(ctx: StepContext, cnf: Path, databases: Sequence[str], level: in
     client = ClientProcess(ctx.engine.dump_args(cnf, databases, extra))
     log.info("dumping %d database(s) with %s (pid %d)", len(databases), client.name, client.pid)
     pause_at(ctx.settings, "before_upload")
+    rows = RowCounter.of(databases)
     try:
-        return ctx.repo.write_stream(ctx.ref.name, STREAM_NAME,
-                                     client.chunks(ctx.settings.dump_chunk_bytes), level=level,
-                                     threads=ctx.settings.zstd_threads,
-                                     report=report_progress(ctx, started),
-                                     check_end=require_completion(client.name))
+        return rows.recorded(ctx.repo.write_stream(
+            ctx.ref.name, STREAM_NAME, rows.tap(client.chunks(ctx.settings.dump_chunk_bytes)),
+            level=level, threads=ctx.settings.zstd_threads,
+            report=report_progress(ctx, started), check_end=require_completion(client.name)))
     finally:
         client.stop()
 

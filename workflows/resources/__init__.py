@@ -3,6 +3,7 @@
 from workflows.resources.appbinding import AppBinding, Engine
 from workflows.resources.backup import BackupConfiguration, BackupSession
 from workflows.resources.base import Resource
+from workflows.resources.drill import RestoreDrill
 from workflows.resources.hooks import HookTemplate
 from workflows.resources.repository import Repository
 from workflows.resources.restore import RestoreSession
@@ -11,5 +12,5 @@ from workflows.resources.task import Function, Task
 
 __all__ = [
     "AppBinding", "BackupConfiguration", "BackupSession", "Engine", "Function", "HookTemplate",
-    "Repository", "Resource", "RestoreSession", "Secret", "Task",
+    "Repository", "Resource", "RestoreDrill", "RestoreSession", "Secret", "Task",
 ]
