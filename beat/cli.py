@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
+from beat.cli_drills import verify
 from beat.cli_flower import flower
 from beat.cli_kube import register
 from beat.env import Env, namespace_option, reports_errors
@@ -293,8 +294,10 @@ def run_beat(namespace: str | None, starting_deadline_s: float | None, clock_ori
     import signal
 
     from beat.clock import ScaledClock
+    from beat.drills import DrillScheduler
     from beat.scheduler import Scheduler
     from workers import logs
+    from workers.steps.restore_drill import DRILL_TASK
     from workers.sweeper import StaleSweeper
 
     env = Env(namespace)
@@ -304,6 +307,8 @@ def run_beat(namespace: str | None, starting_deadline_s: float | None, clock_ori
     clock = None
     if clock_origin is not None:
         clock = ScaledClock(clock_origin, clock_anchor or time.time(), clock_rate)
+    drills = DrillScheduler(env.store, lambda ns, name: env.app.signature(
+        DRILL_TASK, args=(ns, name)).apply_async(), clock=clock, namespace=namespace)
     scheduler = Scheduler(env.store, env.queue,
                           clock=clock, namespace=namespace,
                           starting_deadline_s=(env.settings.starting_deadline_s
@@ -311,7 +316,8 @@ def run_beat(namespace: str | None, starting_deadline_s: float | None, clock_ori
                                                else starting_deadline_s),
                           orphan_after_s=env.settings.heartbeat_timeout_s,
                           sweeper=StaleSweeper(env.app, env.store, env.settings,
-                                               namespace=namespace).maybe_sweep)
+                                               namespace=namespace).maybe_sweep,
+                          drills=drills.maybe_tick)
     signal.signal(signal.SIGTERM, lambda *_: scheduler.stop())
     signal.signal(signal.SIGINT, lambda *_: scheduler.stop())
     scheduler.run()
@@ -366,3 +372,4 @@ def _table(header: tuple[str, ...], rows: list[tuple[Any, ...]]) -> None:
 
 register(main, backup)  # the kubectl-plugin verbs and watch, built on the group above
 main.add_command(flower)
+main.add_command(verify)

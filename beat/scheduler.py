@@ -125,13 +125,15 @@ class Scheduler:
                  starting_deadline_s: float = STARTING_DEADLINE_S, tick_s: float = TICK_S,
                  history_every_s: float = HISTORY_EVERY_S,
                  orphan_after_s: float = ORPHAN_AFTER_S,
-                 sweeper: Callable[[], object] | None = None) -> None:
+                 sweeper: Callable[[], object] | None = None,
+                 drills: Callable[[], object] | None = None) -> None:
         self.store, self.dispatch = store, dispatch
         self.clock = clock or SystemClock()
         self.namespace, self.starting_deadline_s = namespace, starting_deadline_s
         self.tick_s, self.history_every_s = tick_s, history_every_s
         self.orphan_after_s = orphan_after_s
         self.sweeper = sweeper
+        self.drills = drills  #: ``beat/drills.py``: restore drills on their own schedules
         self.configs = Configurations(store, namespace)
         self._soonest = math.inf  #: the earliest slot still ahead after the last tick
         self._views: dict[tuple[str, str], tuple[bytes, bytes | None, SessionView | None]] = {}
@@ -155,6 +157,8 @@ class Scheduler:
                 self._settle_memory()
             if self.sweeper is not None:
                 self.sweeper()  # it never raises: a failed sweep is logged and retried
+            if self.drills is not None:
+                self.drills()  # nor does this
             self.clock.sleep(self._pause(started))
         log.info("beat stopped")
 

@@ -38,6 +38,7 @@ from workflows.resources import (  # noqa: E402 - after the path is set
     HookTemplate,
     Repository,
     Resource,
+    RestoreDrill,
     RestoreSession,
     Task,
 )
@@ -86,6 +87,10 @@ KINDS: dict[str, tuple[type[Resource], str, list[str], list[dict[str, str]]]] = 
     "Function": (Function, "functions", [], [
         {"name": "Step", "type": "string", "jsonPath": ".spec.step"}]),
     "HookTemplate": (HookTemplate, "hooktemplates", [], []),
+    "RestoreDrill": (RestoreDrill, "restoredrills", ["drill"], [
+        {"name": "Schedule", "type": "string", "jsonPath": ".spec.schedule"},
+        PHASE,
+        {"name": "Last drill", "type": "string", "jsonPath": ".status.lastDrillTime"}]),
 }
 
 

@@ -99,7 +99,7 @@ class RowDigester:
         while pos < len(data):
             if self._table is not None:  # rows, one per line, until ");"
                 end = data.find(b");\n", pos)
-                self._rows(self._table, data[pos:len(data) if end < 0 else end + 1], MULTI)
+                self._rows(self._table, data, pos, len(data) if end < 0 else end + 1, MULTI)
                 if end < 0:
                     return
                 self._table, pos = None, end + 3
@@ -120,18 +120,18 @@ class RowDigester:
         if head is None:
             return
         table = f"{self.database}.{_name(head.group(1))}"
-        rest = line[head.end():]
-        if rest.strip():  # mysqldump: every row on this line
-            self._rows(table, rest.strip().rstrip(b";"), ONE_LINE)
+        if line[head.end():].strip():  # mysqldump: every row on this line
+            self._rows(table, line, head.end(), len(line), ONE_LINE)
         else:  # mariadb-dump: a row per line from the next one
             self._table = table
 
-    def _rows(self, table: str, text: bytes, separator: bytes) -> None:
-        """``text``: complete rows, each in parentheses, between separators."""
-        text = text.strip().rstrip(b",;")
-        if not text.startswith(b"(") or not text.endswith(b")"):
+    def _rows(self, table: str, data: bytes, start: int, stop: int, separator: bytes) -> None:
+        """``data[start:stop]``: complete rows, each in parentheses, between separators
+        (found by index: the text is copied once, by the split)."""
+        first, last = data.find(b"(", start, stop), data.rfind(b")", start, stop)
+        if first < 0 or last <= first:
             return
-        rows = text[1:-1].split(separator)
+        rows = data[first + 1:last].split(separator)
         self.tables.setdefault(table, TableCount()).add(len(rows), sum(map(zlib.crc32, rows)))
 
 

@@ -13,9 +13,10 @@ from workers.steps import (
     precheck,
     push_metrics,
     restore,
+    restore_drill,
     retention,
     update_status,
 )
 
 __all__ = ["dump_upload", "hooks", "physical_backup", "physical_precheck", "physical_restore",
-           "precheck", "push_metrics", "restore", "retention", "update_status"]
+           "precheck", "push_metrics", "restore", "restore_drill", "retention", "update_status"]

@@ -78,7 +78,7 @@ def session_step(name: str, *, queue: str = CONTROL_QUEUE,
         @shared_task(name=name, bind=True, acks_late=True,  # type: ignore[untyped-decorator]
                      reject_on_worker_lost=True)
         def step(self: Any, ref: str, params: Mapping[str, str]) -> None:
-            ctx = StepContext(self.app.stashq_settings, _store(self.app), SessionRef.parse(ref))
+            ctx = StepContext(self.app.stashq_settings, app_store(self.app), SessionRef.parse(ref))
             with session_context(ctx.ref.name):
                 run_step(self, ctx, name, fn, params, after_final=after_final)
 
@@ -165,7 +165,7 @@ def retry_later(task: Any, ctx: StepContext, step: str, error: Exception,
         log.exception("could not queue the retry of %s", step)
 
 
-def _store(app: Any) -> ResourceStore:
+def app_store(app: Any) -> ResourceStore:
     store: ResourceStore | None = getattr(app, "stashq_store", None)
     if store is None:
         store = app.stashq_store = open_store(app.stashq_settings)

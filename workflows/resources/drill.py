@@ -38,7 +38,7 @@ class Assertion(Model):
     (the first column of the first row, as text) or ``expectedRows`` (every row, each
     column as text; NULL as null)."""
 
-    name: Name | None = None
+    name: str | None = Field(default=None, min_length=1, max_length=128)
     query: str = Field(min_length=1, max_length=65536)
     expected: str | None = None
     expected_rows: tuple[tuple[str | None, ...], ...] | None = None
