@@ -32,7 +32,7 @@ VERIFY_PREFIX = "stashq_verify_"
 @reports_errors
 def verify(snapshot: str, target: str | None, repository: str | None, drill_name: str | None,
            prefix: str | None, namespace: str | None) -> None:
-    """Restore SNAPSHOT into scratch databases and check it, as a drill does.
+    """Check that SNAPSHOT restores, as a drill does.
 
     Every table's row count and digest against what the backup counted while dumping,
     then the drill's assertions; the scratch databases are dropped. Exits 7 if anything
