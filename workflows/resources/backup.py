@@ -7,7 +7,7 @@ from typing import Annotated, Any, ClassVar, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from croniter import croniter
-from pydantic import Field, field_validator
+from pydantic import AfterValidator, Field
 
 from workflows.resources.base import LocalRef, Model, Name, Resource, TargetRef, TaskRef
 from workflows.resources.hooks import HOOKS_SCHEMA, BackupHooks
@@ -39,9 +39,28 @@ class RetryConfig(Model):
     delay: str = "1m"
 
 
+def _cron(value: str) -> str:
+    if not croniter.is_valid(value):
+        raise ValueError(f'"{value}" is not a cron expression')
+    return value
+
+
+def _zone(value: str) -> str:
+    try:
+        ZoneInfo(value)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise ValueError(f'"{value}" is not a known time zone') from None
+    return value
+
+
+#: A cron schedule and the zone it is read in (a RestoreDrill's too).
+CronExpression = Annotated[str, AfterValidator(_cron)]
+TimeZone = Annotated[str, AfterValidator(_zone)]
+
+
 class BackupConfigurationSpec(Model):
-    schedule: str | None = None
-    time_zone: str = "UTC"
+    schedule: CronExpression | None = None
+    time_zone: TimeZone = "UTC"
     paused: bool = False
     repository: LocalRef
     target: BackupTarget
@@ -56,21 +75,6 @@ class BackupConfigurationSpec(Model):
     temp_dir: dict[str, Any] = Field(default_factory=dict)
     interim_volume_template: dict[str, Any] = Field(default_factory=dict)
 
-    @field_validator("schedule")
-    @classmethod
-    def _cron(cls, value: str | None) -> str | None:
-        if value is not None and not croniter.is_valid(value):
-            raise ValueError(f'"{value}" is not a cron expression')
-        return value
-
-    @field_validator("time_zone")
-    @classmethod
-    def _zone(cls, value: str) -> str:
-        try:
-            ZoneInfo(value)
-        except (ZoneInfoNotFoundError, ValueError):
-            raise ValueError(f'"{value}" is not a known time zone') from None
-        return value
 
 
 class BackupConfiguration(Resource):

@@ -11,9 +11,9 @@ from __future__ import annotations
 from enum import StrEnum
 from typing import Annotated, ClassVar, Literal
 
-from croniter import croniter
-from pydantic import Field, field_validator, model_validator
+from pydantic import Field, model_validator
 
+from workflows.resources.backup import CronExpression, TimeZone
 from workflows.resources.base import LocalRef, Model, Name, Resource, TargetRef
 
 #: Longest MySQL/MariaDB database name, in characters.
@@ -51,8 +51,8 @@ class Assertion(Model):
 
 
 class RestoreDrillSpec(Model):
-    schedule: str | None = None          #: cron; None: only by hand (``stashq verify``)
-    time_zone: str = "UTC"
+    schedule: CronExpression | None = None  #: None: only by hand (``stashq verify``)
+    time_zone: TimeZone = "UTC"
     paused: bool = False
     repository: LocalRef
     #: BackupConfigurations whose snapshots are checked.
@@ -62,13 +62,6 @@ class RestoreDrillSpec(Model):
     assertions: tuple[Assertion, ...] = Field(default=(), max_length=100)
     #: Seconds one drill (restore, checks, drop) may take before it is failed.
     timeout_seconds: int = Field(default=6 * 3600, ge=60, le=48 * 3600)
-
-    @field_validator("schedule")
-    @classmethod
-    def _cron(cls, value: str | None) -> str | None:
-        if value is not None and not croniter.is_valid(value):
-            raise ValueError(f'"{value}" is not a cron expression')
-        return value
 
 
 class RestoreDrill(Resource):
