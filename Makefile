@@ -1,6 +1,7 @@
 # StashQ: the two commands of the README, and the benchmarks.
 .PHONY: install demo test lint bench bench-stream bench-parallel bench-beat bench-encryption \
-	bench-index bench-pitr
+	bench-index bench-pitr \
+	bench-rows
 
 PY := .venv/bin/python
 
@@ -48,3 +49,6 @@ bench-index: install
 #   make bench-pitr BENCH_ARGS="--rate 100 --transactions 40000"
 bench-pitr: install
 	$(PY) -m benchmarks.bench_pitr $(BENCH_ARGS)
+
+bench-rows: install
+	$(PY) -m benchmarks.bench_rows

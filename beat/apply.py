@@ -14,8 +14,10 @@ from typing import Any, TypeVar
 from workers.context import SessionRef
 from workers.state.base import ResourceStore
 from workflows.catalog import builtin_functions, builtin_tasks
+from workflows.drills import scratch_conflict
 from workflows.errors import InvalidResource, NotFound, StashQError
 from workflows.manifests import load_manifests
+from workflows.params import DumpParams
 from workflows.parsing import parse_resource
 from workflows.phases import pending
 from workflows.plan import plan_for
@@ -24,8 +26,10 @@ from workflows.resources import (
     BackupConfiguration,
     BackupSession,
     Function,
+    HookTemplate,
     Repository,
     Resource,
+    RestoreDrill,
     RestoreSession,
     Secret,
     Task,
@@ -146,10 +150,66 @@ def check_references(refs: References, source: str, r: Resource) -> None:
                      source=source, owner=r, path="spec.target.ref.name")
         if spec.task.name:
             refs.require(Task, spec.task.name, ns, source=source, owner=r, path="spec.task.name")
+        check_hook_templates(refs, source, r)
         check_plan(refs, source, r)
+    elif isinstance(r, RestoreDrill):
+        check_drill(refs, source, r)
     elif isinstance(r, BackupSession):
         refs.require(BackupConfiguration, r.spec.invoker.name, ns, source=source, owner=r,
                      path="spec.invoker.name")
+
+
+def check_hook_templates(refs: References, source: str,
+                         r: BackupConfiguration | RestoreSession) -> None:
+    """Every ``hookTemplate`` a hook names exists (in the batch or the store)."""
+    hooks = r.spec.hooks
+    for phase in hooks.phases():
+        for index, hook in enumerate(hooks.of(phase)):
+            if hook.hook_template is not None:
+                refs.require(HookTemplate, hook.hook_template.name, r.namespace, source=source,
+                             owner=r, path=f"spec.hooks.{phase}[{index}].hookTemplate.name")
+
+
+def check_drill(refs: References, source: str, drill: RestoreDrill) -> None:
+    """The drill's references exist, and its scratch target is none of its
+    configurations' source databases (``scratch_conflict``)."""
+    spec, ns = drill.spec, drill.namespace
+    refs.require(Repository, spec.repository.name, spec.repository.namespace or ns,
+                 source=source, owner=drill, path="spec.repository.name")
+    scratch = refs.find(AppBinding, spec.scratch.ref.name, spec.scratch.ref.namespace or ns)
+    if scratch is None:
+        refs.require(AppBinding, spec.scratch.ref.name, spec.scratch.ref.namespace or ns,
+                     source=source, owner=drill, path="spec.scratch.ref.name")
+        return
+    for index, name in enumerate(spec.configurations):
+        path = f"spec.configurations[{index}]"
+        config = refs.find(BackupConfiguration, name, ns)
+        if config is None:
+            refs.require(BackupConfiguration, name, ns, source=source, owner=drill, path=path)
+            continue
+        target = config.spec.target.ref
+        binding = refs.find(AppBinding, target.name, target.namespace or ns)
+        if binding is None:
+            continue  # the configuration's own check reports it
+        reason = scratch_conflict(scratch, spec.scratch.database_prefix, binding,
+                                  backed_up_databases(refs, config, binding))
+        if reason is not None:
+            raise InvalidResource(f'refused: BackupConfiguration "{name}": {reason}',
+                                  source=source, kind=drill.kind, name=drill.name,
+                                  path="spec.scratch")
+
+
+def backed_up_databases(refs: References, config: BackupConfiguration,
+                        binding: AppBinding) -> tuple[str, ...]:
+    """The databases the configuration's dump step names (empty: all of them)."""
+    try:
+        plan = plan_for(config.spec.task, kind="backup", engine=binding.engine,
+                        tasks=refs.known(Task, builtin_tasks(), config.namespace),
+                        functions=refs.known(Function, builtin_functions(), config.namespace))
+    except (InvalidResource, NotFound):
+        return ()  # reported by the configuration's own check; judged as "every database"
+    params = plan.typed_params("stashq.dump_upload")
+    return params.databases if isinstance(params, DumpParams) else ()
 
 
 def check_plan(refs: References, source: str,

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
+from beat.cli_drills import verify
 from beat.cli_flower import flower
 from beat.cli_kube import register
 from beat.env import Env, namespace_option, reports_errors
@@ -390,9 +391,11 @@ def run_beat(namespace: str | None, starting_deadline_s: float | None, clock_ori
     import signal
 
     from beat.clock import ScaledClock
+    from beat.drills import DrillScheduler
     from beat.scheduler import Scheduler
     from workers import logs
     from workers.steps.archive_binlogs import TASK as ARCHIVE_TASK
+    from workers.steps.restore_drill import DRILL_TASK
     from workers.sweeper import StaleSweeper
 
     env = Env(namespace)
@@ -402,6 +405,8 @@ def run_beat(namespace: str | None, starting_deadline_s: float | None, clock_ori
     clock = None
     if clock_origin is not None:
         clock = ScaledClock(clock_origin, clock_anchor or time.time(), clock_rate)
+    drills = DrillScheduler(env.store, lambda ns, name: env.app.signature(
+        DRILL_TASK, args=(ns, name)).apply_async(), clock=clock, namespace=namespace)
     scheduler = Scheduler(env.store, env.queue,
                           clock=clock, namespace=namespace,
                           starting_deadline_s=(env.settings.starting_deadline_s
@@ -413,7 +418,8 @@ def run_beat(namespace: str | None, starting_deadline_s: float | None, clock_ori
                                                reads_queues=env.settings.store != "kubernetes",
                                                ).maybe_sweep,
                           archive=lambda ref, slot: env.app.send_task(
-                              ARCHIVE_TASK, args=(ref, slot)))
+                              ARCHIVE_TASK, args=(ref, slot)),
+                          drills=drills.maybe_tick)
     signal.signal(signal.SIGTERM, lambda *_: scheduler.stop())
     signal.signal(signal.SIGINT, lambda *_: scheduler.stop())
     scheduler.run()
@@ -432,3 +438,4 @@ def open_repository(env: Env, name: str) -> RepositoryObject:
 
 register(main, backup)  # the kubectl-plugin verbs and watch, built on the group above
 main.add_command(flower)
+main.add_command(verify)

@@ -121,13 +121,15 @@ class Scheduler:
                  history_every_s: float = HISTORY_EVERY_S,
                  orphan_after_s: float = ORPHAN_AFTER_S,
                  sweeper: Callable[[], object] | None = None,
-                 archive: Send | None = None) -> None:
+                 archive: Send | None = None,
+                 drills: Callable[[], object] | None = None) -> None:
         self.store, self.dispatch = store, dispatch
         self.clock = clock or SystemClock()
         self.namespace, self.starting_deadline_s = namespace, starting_deadline_s
         self.tick_s, self.history_every_s = tick_s, history_every_s
         self.orphan_after_s = orphan_after_s
         self.sweeper = sweeper
+        self.drills = drills  #: ``beat/drills.py``: restore drills on their own schedules
         self.configs = Configurations(store, namespace)
         #: Binlog archive runs, one per archiving configuration and interval slot.
         self.archives = ArchiveSource(store, archive) if archive is not None else None
@@ -153,6 +155,8 @@ class Scheduler:
                 self._settle_memory()
             if self.sweeper is not None:
                 self.sweeper()  # it never raises: a failed sweep is logged and retried
+            if self.drills is not None:
+                self.drills()  # nor does this
             self.clock.sleep(self._pause(started))
         log.info("beat stopped")
 

@@ -35,8 +35,10 @@ from workflows.resources import (  # noqa: E402 - after the path is set
     BackupConfiguration,
     BackupSession,
     Function,
+    HookTemplate,
     Repository,
     Resource,
+    RestoreDrill,
     RestoreSession,
     Task,
 )
@@ -84,6 +86,11 @@ KINDS: dict[str, tuple[type[Resource], str, list[str], list[dict[str, str]]]] = 
         {"name": "Engine", "type": "string", "jsonPath": ".spec.engine"}]),
     "Function": (Function, "functions", [], [
         {"name": "Step", "type": "string", "jsonPath": ".spec.step"}]),
+    "HookTemplate": (HookTemplate, "hooktemplates", [], []),
+    "RestoreDrill": (RestoreDrill, "restoredrills", ["drill"], [
+        {"name": "Schedule", "type": "string", "jsonPath": ".spec.schedule"},
+        PHASE,
+        {"name": "Last drill", "type": "string", "jsonPath": ".status.lastDrillTime"}]),
 }
 
 
@@ -98,6 +105,9 @@ def structural(node: dict[str, Any], defs: dict[str, Any]) -> dict[str, Any]:
         if len(options) != 1:
             raise ValueError(f"cannot express a union of {options} structurally")
         return structural(options[0], defs)
+    for marker in ("x-kubernetes-preserve-unknown-fields", "x-kubernetes-int-or-string"):
+        if node.get(marker):  # the parser checks what the schema cannot say
+            return {k: node[k] for k in ("type",) if k in node} | {marker: True}
     out: dict[str, Any] = {}
     if "description" in node:
         out["description"] = node["description"]

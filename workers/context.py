@@ -11,7 +11,7 @@ from __future__ import annotations
 import functools
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import TypeVar
+from typing import Literal, TypeVar
 
 from workers.engines import ConnectionInfo, EngineAdapter, engine_for
 from workers.repository import Repository as RepositoryObject
@@ -19,6 +19,7 @@ from workers.repository import open_repository
 from workers.state.base import ResourceStore
 from workflows.catalog import builtin_functions, builtin_tasks
 from workflows.errors import InvalidResource, NotFound
+from workflows.hooks import ResolvedHook, resolve_hooks, with_hooks
 from workflows.plan import Plan, plan_for
 from workflows.recovery import Recovery, point_of
 from workflows.resources import (
@@ -26,12 +27,14 @@ from workflows.resources import (
     BackupConfiguration,
     BackupSession,
     Function,
+    HookTemplate,
     Repository,
     RestoreSession,
     Secret,
     Task,
 )
 from workflows.resources.base import Resource
+from workflows.resources.hooks import HookPhases
 from workflows.settings import Settings
 from workflows.snapshots import Snapshot
 
@@ -155,22 +158,31 @@ class StepContext:
 
     @functools.cached_property
     def connection(self) -> ConnectionInfo:
-        binding = self.appbinding
-        secret = self._secret(binding.spec.secret.name, binding, "spec.secret.name")
-        host, port = binding.address()
-        return ConnectionInfo(host=host, port=port, user=secret.require("username"),
-                              password=secret.require("password"),
-                              ca_bundle=binding.spec.client_config.ca_bundle)
+        return connection_of(self.store, self.appbinding)
 
     @functools.cached_property
     def plan(self) -> Plan:
+        """The Task's steps with the hook steps the session's hooks need."""
         spec = self.config.spec if self.config is not None else self.session.spec
-        return plan_for(spec.task, kind="backup" if self.is_backup else "restore",  # type: ignore[union-attr]
+        kind: Literal["backup", "restore"] = "backup" if self.is_backup else "restore"
+        plan = plan_for(spec.task, kind=kind,  # type: ignore[union-attr]
                         engine=self.appbinding.engine,
                         tasks=known(self.store, Task, builtin_tasks(), self.ref.namespace),
                         functions=known(self.store, Function, builtin_functions(),
                                         self.ref.namespace),
                         replicas=spec.target.replicas)  # type: ignore[union-attr]
+        return with_hooks(plan, self.hooks, kind)
+
+    @property
+    def hooks(self) -> HookPhases:
+        """The hooks of the configuration (backup) or the RestoreSession."""
+        spec = self.config.spec if self.config is not None else self.session.spec
+        return spec.hooks  # type: ignore[union-attr]
+
+    def resolved_hooks(self, phase: str) -> list[ResolvedHook]:
+        """The hooks of ``phase``, their HookTemplates (of the session's namespace) applied."""
+        templates = known(self.store, HookTemplate, {}, self.ref.namespace)
+        return resolve_hooks(self.hooks, phase, templates)
 
     def _get(self, cls: type[R], name: str, field: str, namespace: str | None = None) -> R:
         namespace = namespace or self.ref.namespace
@@ -181,11 +193,25 @@ class StepContext:
                            f'{field}) not found in namespace "{namespace}"') from None
 
     def _secret(self, name: str, owner: Resource, field: str) -> Secret:
-        try:
-            return self.store.get(Secret, name, owner.namespace)
-        except NotFound:
-            raise NotFound(f'Secret "{name}" (named by {owner.kind} "{owner.name}" {field}) '
-                           f'not found in namespace "{owner.namespace}"') from None
+        return secret_of(self.store, name, owner, field)
+
+
+def secret_of(store: ResourceStore, name: str, owner: Resource, field: str) -> Secret:
+    """Secret ``name`` of ``owner``'s namespace; ``NotFound`` names who named it."""
+    try:
+        return store.get(Secret, name, owner.namespace)
+    except NotFound:
+        raise NotFound(f'Secret "{name}" (named by {owner.kind} "{owner.name}" {field}) '
+                       f'not found in namespace "{owner.namespace}"') from None
+
+
+def connection_of(store: ResourceStore, binding: AppBinding) -> ConnectionInfo:
+    """How to reach the AppBinding's server, with the credentials of its Secret."""
+    secret = secret_of(store, binding.spec.secret.name, binding, "spec.secret.name")
+    host, port = binding.address()
+    return ConnectionInfo(host=host, port=port, user=secret.require("username"),
+                          password=secret.require("password"),
+                          ca_bundle=binding.spec.client_config.ca_bundle)
 
 
 def pinned_snapshot(session: RestoreSession) -> str | None:

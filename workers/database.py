@@ -158,7 +158,8 @@ def key_bounds(connection: pymysql.Connection, table: TableSize) -> tuple[int, i
     """MIN and MAX of the table's integer key (two index dives), or None if it is empty."""
     if table.key is None:
         return None
-    column, where = _quote(table.key), f"{_quote(table.database)}.{_quote(table.name)}"
+    column = quote_identifier(table.key)
+    where = f"{quote_identifier(table.database)}.{quote_identifier(table.name)}"
     with connection.cursor() as cursor:
         cursor.execute(f"SELECT MIN({column}), MAX({column}) FROM {where}")
         low, high = cursor.fetchone()
@@ -221,5 +222,6 @@ def snapshot_ports(connection: pymysql.Connection, user: str) -> set[int]:
     return {int(port) for host in hosts if (port := str(host).rpartition(":")[2]).isdigit()}
 
 
-def _quote(identifier: str) -> str:
+def quote_identifier(identifier: str) -> str:
+    """A name as SQL text: in backticks, its own backticks doubled."""
     return "`" + identifier.replace("`", "``") + "`"

@@ -29,6 +29,7 @@ from urllib.parse import urlsplit, urlunsplit
 
 from prometheus_client import CollectorRegistry, Gauge, push_to_gateway, pushadd_to_gateway
 
+from workflows.drills import DrillReport
 from workflows.errors import StorageError, TransientStorageError
 from workflows.phases import Phase
 
@@ -257,3 +258,38 @@ def _without_credentials(url: str) -> str:
     if parts.port is not None:
         netloc += f":{parts.port}"
     return urlunsplit(parts._replace(netloc=netloc))
+
+
+def drill_registry(namespace: str, drill: str, report: DrillReport,
+                   now: float) -> CollectorRegistry:
+    """One configuration's last drill: result, duration, time, and the time of the last
+    passed one (absent when this one failed: ``pushadd`` keeps the earlier value)."""
+    registry = CollectorRegistry()
+    labels = {"namespace": namespace, "drill": drill, "configuration": report.configuration}
+
+    def gauge(name: str, doc: str, value: float) -> None:
+        Gauge(name, doc, list(labels), registry=registry).labels(**labels).set(value)
+
+    gauge("stashq_restoredrill_success", "1 if the last drill passed, else 0",
+          int(report.passed))
+    gauge("stashq_restoredrill_duration_seconds", "Duration of the last drill", report.seconds)
+    gauge("stashq_restoredrill_last_time_seconds", "Unix time of the last drill", now)
+    if report.passed:
+        gauge("stashq_restoredrill_last_success_time_seconds",
+              "Unix time of the last passed drill", now)
+    return registry
+
+
+def push_drills(gateway_url: str, namespace: str, drill: str,
+                reports: Sequence[DrillReport], *, now: float) -> None:
+    """Each drilled configuration's metrics, in a group of its own (drill and
+    configuration), so that one configuration's push leaves the others' in place."""
+    where = _without_credentials(gateway_url)
+    for report in reports:
+        try:
+            pushadd_to_gateway(gateway_url, job=f"stashq-restoredrill-{namespace}-{drill}",
+                               registry=drill_registry(namespace, drill, report, now),
+                               grouping_key={"configuration": report.configuration},
+                               timeout=PUSH_TIMEOUT_S)
+        except OSError as e:
+            raise TransientStorageError(f"Pushgateway {where} is unreachable: {e}") from e

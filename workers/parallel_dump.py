@@ -33,6 +33,7 @@ from pathlib import Path
 
 from workers import database
 from workers.context import StepContext
+from workers.dump_rows import RowCounter
 from workers.engines import EngineAdapter
 from workers.pauses import pause_at
 from workers.process import ClientProcess
@@ -214,11 +215,11 @@ def _dump(ctx: StepContext, commands: Commands, data: list[DumpJob], metadata: l
     stored: list[Stream] = []  # appended by every thread: what a failure must remove
 
     def store(job: DumpJob, client: ClientProcess) -> list[Stream]:
-        stream = ctx.repo.write_stream(ctx.ref.name, job.name,
-                                       client.chunks(ctx.settings.dump_chunk_bytes),
-                                       level=level, threads=STREAM_ZSTD_THREADS,
-                                       report=progress.of(job.name),
-                                       check_end=completed(client.name))
+        rows = RowCounter.of(commands.databases)
+        stream = rows.recorded(ctx.repo.write_stream(
+            ctx.ref.name, job.name, rows.tap(client.chunks(ctx.settings.dump_chunk_bytes)),
+            level=level, threads=STREAM_ZSTD_THREADS, report=progress.of(job.name),
+            check_end=completed(client.name)))
         stored.append(stream)
         return [stream.model_copy(update={"role": job.role, "tables": job.tables,
                                           "where": job.where})]

@@ -43,7 +43,7 @@ from workers.queueing import queue_chain
 from workers.session_metrics import push_session_metrics
 from workers.state import open_store
 from workers.state.base import STORE_SOURCE, ResourceStore
-from workers.steps.session import CONTROL_QUEUE, DATA_QUEUE, now_iso
+from workers.steps.session import CONTROL_QUEUE, DATA_QUEUE, now_iso, send_post_hooks
 from workers.sweep_metrics import every_phase, push_sweep_metrics
 from workflows.errors import InvalidResource, StashQError
 from workflows.manifests import load_json
@@ -216,10 +216,12 @@ class StaleSweeper:
         if status is None:
             log.info("%s changed while being failed; left to whoever changed it", ref)
             return
+        ctx = StepContext(self.settings, self.store, ref)
         try:
-            push_session_metrics(StepContext(self.settings, self.store, ref), status)
+            push_session_metrics(ctx, status)
         except Exception as e:  # the failure is recorded; the metric is a bonus
             log.warning("metrics of failed %s not pushed: %s", ref, e)
+        send_post_hooks(self.app, ctx)  # its chain is gone: OnFailure hooks run from here
 
     def _patch(self, ref: SessionRef, patch: dict[str, Any],
                seen: dict[str, Any] | None = None) -> dict[str, Any] | None:

@@ -8,7 +8,8 @@
     │   └── BucketNotFound
     ├── DumpFailed              the dump or restore client failed (exit 6)
     ├── IntegrityError          stored data does not match its manifest (exit 7)
-    └── SessionFailed           a waited-for session ended Failed (exit 8)
+    ├── SessionFailed           a waited-for session ended Failed (exit 8)
+    └── HookFailed              a hook failed, timed out, or could not run (exit 9)
 
 ``Transient`` is a mixin for failures worth retrying (network blips, 5xx).
 Adapters translate library exceptions into this tree at their seam, chained ``from``
@@ -78,3 +79,7 @@ class IntegrityError(StashQError):
 
 class SessionFailed(StashQError):
     exit_code = 8
+
+
+class HookFailed(StashQError):
+    exit_code = 9

@@ -153,12 +153,19 @@ class PhysicalRestoreParams(StepParams):
                                     namespace=namespace)
 
 
+class HookParams(StepParams):
+    """The hook step: which phase's hooks it runs (the plan sets it, see workflows/hooks.py)."""
+
+    STEP: ClassVar[str] = "stashq.pre_hooks"
+    phase: Literal["preBackup", "postBackup", "preRestore", "postRestore"]
+
+
 PARAMS: dict[str, type[StepParams]] = {
     cls.STEP: cls for cls in (DumpParams, RestoreParams, RetentionParams,
                               PhysicalPrecheckParams, PhysicalBackupParams,
-                              PhysicalRestoreParams)
-} | {step: NoParams for step in ("stashq.precheck", "stashq.update_status",
-                                 "stashq.push_metrics")}
+                              PhysicalRestoreParams, HookParams)
+} | {"stashq.post_hooks": HookParams} | {
+    step: NoParams for step in ("stashq.precheck", "stashq.update_status", "stashq.push_metrics")}
 
 
 def parse_params(step: str, raw: Mapping[str, str], *, where: str = "") -> StepParams:

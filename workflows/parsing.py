@@ -20,8 +20,10 @@ from workflows.resources import (
     BackupConfiguration,
     BackupSession,
     Function,
+    HookTemplate,
     Repository,
     Resource,
+    RestoreDrill,
     RestoreSession,
     Secret,
     Task,
@@ -37,7 +39,8 @@ MAX_PROBLEMS = 10
 KINDS: dict[str, type[Resource]] = {
     cls.KIND: cls
     for cls in (Repository, AppBinding, BackupConfiguration, BackupSession,
-                RestoreSession, Task, Function, Secret)
+                RestoreSession, Task, Function, Secret, HookTemplate,
+                RestoreDrill)
 }
 
 

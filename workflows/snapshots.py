@@ -47,6 +47,14 @@ class _Wire(BaseModel):
     model_config = ConfigDict(frozen=True, alias_generator=to_camel, populate_by_name=True)
 
 
+class TableRows(_Wire):
+    """A table's rows in a stream, as dumped (``workflows/row_digests.py``)."""
+
+    table: str                        #: "db.table"
+    rows: int = Field(ge=0)
+    digest: str = Field(pattern=r"^[0-9a-f]{16}$")  #: CRC-32 of each row, summed mod 2**64
+
+
 class Stream(_Wire):
     name: str
     key: str
@@ -65,6 +73,11 @@ class Stream(_Wire):
     chunks: ChunkList | None = None
     #: Format 3: stored bytes this stream added to the repository (new chunks only).
     added_bytes: int | None = Field(default=None, ge=0)
+
+
+    #: Rows per table the stream holds, counted while it was dumped (empty: a stream
+    #: from before they were counted, or one without rows). What a restore drill checks.
+    table_rows: tuple[TableRows, ...] = ()
 
 
 class Position(_Wire):
@@ -124,6 +137,11 @@ class Snapshot(_Wire):
         """Stored bytes the snapshot added (format 3: new chunks; before: all of it)."""
         return sum(s.size_bytes if s.added_bytes is None else s.added_bytes
                    for s in self.streams)
+
+    @property
+    def rows_counted(self) -> bool:
+        """Whether the backup counted rows (snapshots from before it did not)."""
+        return any(s.table_rows for s in self.streams)
 
     def to_json(self) -> bytes:
         return self.model_dump_json(by_alias=True, indent=2).encode()

@@ -90,7 +90,8 @@ def test_the_crds_install_with_the_chart_and_are_valid(helm: Helm) -> None:
     names = {crd["metadata"]["name"] for crd in crds}
     assert names == {f"{p}.stashq.io" for p in ("repositories", "backupconfigurations",
                                                  "backupsessions", "restoresessions",
-                                                 "tasks", "functions")} | \
+                                                 "tasks", "functions", "hooktemplates",
+                                                 "restoredrills")} | \
         {"appbindings.appcatalog.appscode.com"}
     for crd in crds:
         kubernetes_validate.validate(crd, KUBERNETES_VERSIONS[-1], strict=True)

@@ -54,6 +54,7 @@ from workers.state.base import (
     ResourceVersionExpired,
     status_matches,
 )
+from workers.state.kube_exec import exec_in_pod
 from workers.state.lease_table import Holders
 from workflows.errors import (
     InvalidResource,
@@ -65,6 +66,7 @@ from workflows.errors import (
 )
 from workflows.parsing import parse_as
 from workflows.resources import Resource
+from workflows.resources.hooks import PodSelector
 
 log = logging.getLogger(__name__)
 
@@ -117,6 +119,8 @@ API_RESOURCES: dict[str, ApiResource] = {
     "RestoreSession": ApiResource("stashq.io", "v1alpha1", "restoresessions"),
     "Task": ApiResource("stashq.io", "v1alpha1", "tasks"),
     "Function": ApiResource("stashq.io", "v1alpha1", "functions"),
+    "HookTemplate": ApiResource("stashq.io", "v1alpha1", "hooktemplates"),
+    "RestoreDrill": ApiResource("stashq.io", "v1alpha1", "restoredrills"),
     "AppBinding": ApiResource("appcatalog.appscode.com", "v1alpha1", "appbindings"),
     "Secret": SECRETS,
 }
@@ -299,6 +303,12 @@ class KubeStore:
                                                                  r.plural, name)
         except NotFound:
             pass
+
+    def exec_in_pod(self, namespace: str, pod: PodSelector, container: str | None,
+                    command: Sequence[str], timeout_s: float) -> tuple[int, str]:
+        """An exec hook in a pod (``workers/state/kube_exec.py``; ``PodExec``)."""
+        with api_errors("Pod", pod.name or "", namespace):
+            return exec_in_pod(self._core, namespace, pod, container, command, timeout_s)
 
     def ping(self) -> None:
         """Raise unless the API answers and serves BackupConfigurations (CRDs installed)."""

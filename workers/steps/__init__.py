@@ -7,16 +7,18 @@ it, registered under an explicit name (the name is the wire contract).
 from workers.steps import (
     archive_binlogs,
     dump_upload,
+    hooks,
     physical_backup,
     physical_precheck,
     physical_restore,
     precheck,
     push_metrics,
     restore,
+    restore_drill,
     retention,
     update_status,
 )
 
-__all__ = ["archive_binlogs", "dump_upload", "physical_backup", "physical_precheck",
-           "physical_restore", "precheck", "push_metrics", "restore", "retention",
-           "update_status"]
+__all__ = ["archive_binlogs", "dump_upload", "hooks", "physical_backup", "physical_precheck",
+           "physical_restore", "precheck", "push_metrics", "restore", "restore_drill",
+           "retention", "update_status"]

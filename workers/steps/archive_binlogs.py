@@ -28,7 +28,7 @@ from workers.locks import RepositoryLocked, held, repository_lock
 from workers.logs import session_context
 from workers.pauses import pause_at
 from workers.state.base import ResourceStore
-from workers.steps.session import CONTROL_QUEUE, ROUTES, _store
+from workers.steps.session import CONTROL_QUEUE, ROUTES, app_store
 from workflows.binlogs import BinlogSegment
 from workflows.errors import StashQError
 from workflows.recovery import iso, snapshot_points, windows
@@ -163,4 +163,4 @@ def archive_binlogs(self: Any, ref: str, slot: int) -> None:
     """Archive the binlog of BackupConfiguration ``ref`` (``namespace/name``) for ``slot``."""
     namespace, _, name = ref.partition("/")
     with session_context(f"{name}@{slot}"):
-        archive(self.app.stashq_settings, _store(self.app), namespace, name)
+        archive(self.app.stashq_settings, app_store(self.app), namespace, name)

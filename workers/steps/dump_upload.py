@@ -24,6 +24,7 @@ from pathlib import Path
 from workers import database
 from workers.context import StepContext
 from workers.dump_coordinates import CoordinateScan
+from workers.dump_rows import RowCounter
 from workers.engines.base import defaults_file
 from workers.locks import BACKUP_WAIT_S, backup_lock, repository_lock, target_lock_name
 from workers.parallel_dump import Dumped, dump_parallel
@@ -100,13 +101,12 @@ def dump_stream(ctx: StepContext, cnf: Path, databases: Sequence[str], level: in
     client = ClientProcess(ctx.engine.dump_args(cnf, databases, [*options, *extra]))
     log.info("dumping %d database(s) with %s (pid %d)", len(databases), client.name, client.pid)
     pause_at(ctx.settings, "before_upload")
-    scan = CoordinateScan()
+    scan, rows = CoordinateScan(), RowCounter.of(databases)
     try:
-        stream = ctx.repo.write_stream(ctx.ref.name, STREAM_NAME,
-                                       scan.passing(client.chunks(ctx.settings.dump_chunk_bytes)),
-                                       level=level, threads=ctx.settings.zstd_threads,
-                                       report=report_progress(ctx, started),
-                                       check_end=require_completion(client.name))
+        chunks = rows.tap(scan.passing(client.chunks(ctx.settings.dump_chunk_bytes)))
+        stream = rows.recorded(ctx.repo.write_stream(
+            ctx.ref.name, STREAM_NAME, chunks, level=level, threads=ctx.settings.zstd_threads,
+            report=report_progress(ctx, started), check_end=require_completion(client.name)))
     finally:
         client.stop()
     return (stream,), scan.coordinates()

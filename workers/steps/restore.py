@@ -26,17 +26,13 @@ from workflows.restores import target_database
 from workflows.snapshots import Snapshot
 
 
-def quote_identifier(name: str) -> str:
-    return "`" + name.replace("`", "``") + "`"
-
-
 def restore_snapshot(ctx: StepContext, params: RestoreParams) -> Snapshot:
     snapshot = ctx.restore_snapshot
     db = target_database(snapshot, params.database)
     if db is not None:
         what = f'AppBinding "{ctx.appbinding.name}"'
         with database.connect(ctx.connection, what=what) as c, c.cursor() as cursor:
-            cursor.execute(f"CREATE DATABASE IF NOT EXISTS {quote_identifier(db)}")
+            cursor.execute(f"CREATE DATABASE IF NOT EXISTS {database.quote_identifier(db)}")
     set_status(ctx, {"snapshot": {"name": snapshot.id, "database": db}})
     started = time.monotonic()
     if is_parallel(snapshot):  # schema, then data streams at once, then post-data

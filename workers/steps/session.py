@@ -40,6 +40,7 @@ from workers.state.base import ResourceStore
 from workflows.backoff import retry_delay_s
 from workflows.claims import claim_decision, claim_patch
 from workflows.errors import StashQError, Transient
+from workflows.hooks import POST_HOOK_STEP, POST_OF
 from workflows.params import parse_params
 from workflows.phases import FINAL_PHASES, failed, iso_ms
 from workflows.schedule import iso_utc
@@ -77,7 +78,7 @@ def session_step(name: str, *, queue: str = CONTROL_QUEUE,
         @shared_task(name=name, bind=True, acks_late=True,  # type: ignore[untyped-decorator]
                      reject_on_worker_lost=True)
         def step(self: Any, ref: str, params: Mapping[str, str]) -> None:
-            ctx = StepContext(self.app.stashq_settings, _store(self.app), SessionRef.parse(ref))
+            ctx = StepContext(self.app.stashq_settings, app_store(self.app), SessionRef.parse(ref))
             with session_context(ctx.ref.name):
                 run_step(self, ctx, name, fn, params, after_final=after_final)
 
@@ -111,6 +112,7 @@ def run_step(task: Any, ctx: StepContext, name: str, fn: StepFunction,
             record_late_failure(ctx, name, e, retries=retries)
         else:
             record_failure(ctx, name, e, retries=retries)
+            send_post_hooks(task.app, ctx)
         raise
     log.info("step %s done", name)
 
@@ -163,7 +165,7 @@ def retry_later(task: Any, ctx: StepContext, step: str, error: Exception,
         log.exception("could not queue the retry of %s", step)
 
 
-def _store(app: Any) -> ResourceStore:
+def app_store(app: Any) -> ResourceStore:
     store: ResourceStore | None = getattr(app, "stashq_store", None)
     if store is None:
         store = app.stashq_store = open_store(app.stashq_settings)
@@ -205,6 +207,21 @@ def record_late_failure(ctx: StepContext, step: str, error: BaseException, *,
         set_status(ctx, {"lateFailure": {"step": step, "reason": reason, "at": now_iso()}})
     except Exception:
         log.exception("could not record the failure of %s", ctx.ref)
+
+
+def send_post_hooks(app: Any, ctx: StepContext) -> None:
+    """Queue the post hooks of a session that just failed: its chain stops here, so the
+    hooks that the chain holds after the status step would never run. Best effort: the
+    failure is recorded whatever happens to them (and logged if they cannot be sent)."""
+    try:
+        phase = POST_OF["backup" if ctx.is_backup else "restore"]
+        if not ctx.hooks.of(phase):
+            return
+        app.signature(POST_HOOK_STEP, args=(str(ctx.ref), {"phase": phase}),
+                      immutable=True).apply_async()
+        log.info("%s hooks of the failed session queued", phase)
+    except Exception:
+        log.exception("could not queue the post hooks of %s", ctx.ref)
 
 
 def set_status(ctx: StepContext, patch: dict[str, Any]) -> dict[str, Any]:

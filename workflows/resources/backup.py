@@ -3,11 +3,11 @@ BackupSession (one run of it)."""
 
 from __future__ import annotations
 
-from typing import ClassVar, Literal
+from typing import Annotated, ClassVar, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from croniter import croniter
-from pydantic import Field, field_validator
+from pydantic import AfterValidator, Field
 
 from workflows.resources.base import (
     Compat,
@@ -18,6 +18,7 @@ from workflows.resources.base import (
     TargetRef,
     TaskRef,
 )
+from workflows.resources.hooks import HOOKS_SCHEMA, BackupHooks
 
 
 class RetentionPolicy(Model):
@@ -59,15 +60,34 @@ class BinlogArchive(Model):
     interval_seconds: int = Field(default=BINLOG_ARCHIVE_INTERVAL_S, ge=5, le=3600)
 
 
+def _cron(value: str) -> str:
+    if not croniter.is_valid(value):
+        raise ValueError(f'"{value}" is not a cron expression')
+    return value
+
+
+def _zone(value: str) -> str:
+    try:
+        ZoneInfo(value)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise ValueError(f'"{value}" is not a known time zone') from None
+    return value
+
+
+#: A cron schedule and the zone it is read in (a RestoreDrill's too).
+CronExpression = Annotated[str, AfterValidator(_cron)]
+TimeZone = Annotated[str, AfterValidator(_zone)]
+
+
 class BackupConfigurationSpec(Model):
-    schedule: str | None = None
-    time_zone: str = "UTC"
+    schedule: CronExpression | None = None
+    time_zone: TimeZone = "UTC"
     paused: bool = False
     repository: LocalRef
     target: BackupTarget
     task: TaskRef = TaskRef()
     retention_policy: RetentionPolicy | None = None
-    hooks: Compat = Field(default_factory=dict)
+    hooks: Annotated[BackupHooks, HOOKS_SCHEMA] = BackupHooks()
     backup_history_limit: int = Field(default=1, ge=0)
     time_out: str | None = None
     retry_config: RetryConfig | None = None
@@ -77,21 +97,6 @@ class BackupConfigurationSpec(Model):
     temp_dir: Compat = Field(default_factory=dict)
     interim_volume_template: Compat = Field(default_factory=dict)
 
-    @field_validator("schedule")
-    @classmethod
-    def _cron(cls, value: str | None) -> str | None:
-        if value is not None and not croniter.is_valid(value):
-            raise ValueError(f'"{value}" is not a cron expression')
-        return value
-
-    @field_validator("time_zone")
-    @classmethod
-    def _zone(cls, value: str) -> str:
-        try:
-            ZoneInfo(value)
-        except (ZoneInfoNotFoundError, ValueError):
-            raise ValueError(f'"{value}" is not a known time zone') from None
-        return value
 
 
 class BackupConfiguration(Resource):

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import ClassVar, Literal
+from typing import Annotated, ClassVar, Literal
 
 from pydantic import Field, field_validator, model_validator
 
@@ -16,6 +16,7 @@ from workflows.resources.base import (
     TargetRef,
     TaskRef,
 )
+from workflows.resources.hooks import HOOKS_SCHEMA, RestoreHooks
 
 LATEST = "latest"
 
@@ -73,7 +74,7 @@ class RestoreSessionSpec(Model):
     repository: LocalRef
     target: RestoreTarget
     task: TaskRef = TaskRef()
-    hooks: Compat = Field(default_factory=dict)
+    hooks: Annotated[RestoreHooks, HOOKS_SCHEMA] = RestoreHooks()
     time_out: str | None = None
     runtime_settings: Compat = Field(default_factory=dict)
     #: Restore the newest snapshot before this point, then replay the archived binlog

@@ -1,0 +1,191 @@
+"""Restore drills as an auditor sees them: a good snapshot restores with every row, a
+snapshot whose restore loses rows fails naming the table, a scheduled drill records
+its verdict and metrics, and a drill that would restore over its source is refused."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import subprocess
+import time
+import urllib.request
+from datetime import UTC, datetime
+from pathlib import Path
+
+import yaml
+
+from benchmarks.common import client_options
+from tests.integration.conftest import Stack
+from tests.integration.resources import standard_setup
+from tests.integration.test_backup_restore import created
+from tests.support.sample import create_sample
+from workers.app import create_app
+from workers.engines.mysql import CONSISTENT_DUMP_OPTIONS
+from workers.repository import Repository
+from workers.state.redis import RedisStore
+from workers.steps.restore_drill import DRILL_TASK
+from workers.storage.local import LocalStorage
+from workflows.resources import RestoreDrill
+from workflows.row_digests import RowDigester, digest_text
+from workflows.settings import Settings
+from workflows.snapshots import Snapshot, TableRows
+
+
+def scratch_databases(stack: Stack, prefix: str) -> list[str]:
+    with stack.mariadb.connect() as conn, conn.cursor() as cur:
+        cur.execute("SHOW DATABASES LIKE %s", (prefix.replace("_", "\\_") + "%",))
+        return [name for (name,) in cur.fetchall()]
+
+
+def backed_up(stack: Stack, namespace: str, database: str, bucket: str, tmp_path: Path,
+              **sample: int) -> str:
+    """A sample database backed up by "nightly"; the snapshot's id."""
+    with stack.mariadb.connect() as conn:
+        conn.cursor().execute(f"DROP DATABASE `{database}`")
+        create_sample(conn, database, **sample)
+    resources = standard_setup(tmp_path / "setup.yaml", stack.s3, stack.mariadb, bucket,
+                               database)
+    stack.cli("apply", "-f", str(resources), namespace=namespace, check=True)
+    return created(stack.cli("backup", "nightly", "--wait", namespace=namespace,
+                             check=True).stdout)
+
+
+def test_a_good_snapshot_passes_its_drill_with_every_row_counted(
+        stack: Stack, namespace: str, database: str, bucket: str, tmp_path: Path) -> None:
+    snapshot = backed_up(stack, namespace, database, bucket, tmp_path, customers=300)
+    listing = json.loads(stack.cli("snapshots", "repo", "-o", "json", namespace=namespace,
+                                   check=True).stdout)
+    rows = {t["table"]: t["rows"] for t in listing[0]["streams"][0]["tableRows"]}
+    with stack.mariadb.connect() as conn, conn.cursor() as cur:
+        for table in ("customers", "orders", "attachments"):
+            cur.execute(f"SELECT COUNT(*) FROM `{database}`.`{table}`")
+            assert rows[f"{database}.{table}"] == cur.fetchone()[0]  # counted as dumped
+    result = stack.cli("verify", snapshot, "--target", "db", "--repository", "repo",
+                       "--prefix", "drill_", namespace=namespace)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert f"into drill_{database} on AppBinding db" in result.stdout
+    assert f"{len(rows)} table(s), {sum(rows.values())} row(s) checked" in result.stdout
+    assert "passed" in result.stdout
+    assert scratch_databases(stack, f"drill_{database}") == []  # dropped
+
+
+def lossy_snapshot(stack: Stack, database: str, repo_dir: Path, lost_table: str) -> str:
+    """A snapshot whose manifest counts every row of ``database`` but whose stream lost
+    the INSERT statements of ``lost_table`` on the way (a dump cut, as users have seen
+    from other tools): written through the Repository object as a backup writes one."""
+    with client_options(stack.mariadb) as cnf:
+        dump = subprocess.run(["mariadb-dump", f"--defaults-file={cnf}",
+                               *CONSISTENT_DUMP_OPTIONS, database], check=True,
+                              capture_output=True).stdout
+    counted = RowDigester(database)
+    counted.feed(dump)
+    rows = tuple(TableRows(table=t, rows=c.rows, digest=digest_text(c.digest))
+                 for t, c in sorted(counted.finish().items()))
+    head = f"INSERT INTO `{lost_table}` VALUES".encode()
+    start = dump.index(head)
+    lossy = dump[:start] + dump[dump.index(b");\n", start) + 3:]
+    repo, now = Repository(LocalStorage(repo_dir), "lossy"), datetime.now(UTC)
+    repo.ensure_config(contextlib.nullcontext)
+    stream = repo.write_stream("nightly-1", "dump.sql.zst", [lossy], level=1)
+    repo.commit(Snapshot(id="nightly-1", session="nightly-1", repository="lossy",
+                         engine="mariadb", server_version="10.11", target="db",
+                         configuration="nightly", databases=(database,),
+                         streams=(stream.model_copy(update={"table_rows": rows}),),
+                         started_at=now, finished_at=now))
+    return "nightly-1"
+
+
+def test_a_snapshot_whose_restore_loses_rows_fails_naming_the_table(
+        stack: Stack, namespace: str, database: str, bucket: str, tmp_path: Path) -> None:
+    backed_up(stack, namespace, database, bucket, tmp_path, customers=50)
+    snapshot = lossy_snapshot(stack, database, tmp_path / "lossy", "orders")
+    (tmp_path / "lossy.yaml").write_text(yaml.safe_dump({
+        "apiVersion": "stashq.io/v1alpha1", "kind": "Repository",
+        "metadata": {"name": "lossy"},
+        "spec": {"backend": {"local": {"mountPath": str(tmp_path / "lossy")}}}}))
+    stack.cli("apply", "-f", str(tmp_path / "lossy.yaml"), namespace=namespace, check=True)
+    result = stack.cli("verify", snapshot, "--target", "db", "--repository", "lossy",
+                       "--prefix", "drill_", namespace=namespace)
+    assert result.returncode == 7, result.stdout + result.stderr
+    assert f"failed: table {database}.orders: 250 rows dumped, 0 restored" in result.stdout
+    assert "customers" not in result.stdout.split("FAILED", 1)[1]  # only the table that lost
+    assert scratch_databases(stack, f"drill_{database}") == []
+
+
+def drill_yaml(database: str, *, scratch: str = "db", expected: str = "50") -> str:
+    return yaml.safe_dump({
+        "apiVersion": "stashq.io/v1alpha1", "kind": "RestoreDrill",
+        "metadata": {"name": "weekly"},
+        "spec": {"schedule": "0 4 * * 0", "repository": {"name": "repo"},
+                 "configurations": ["nightly"],
+                 "scratch": {"ref": {"name": scratch}, "databasePrefix": "drill_"},
+                 "assertions": [
+                     {"name": "customers", "query": "SELECT COUNT(*) FROM customers",
+                      "expected": expected},
+                     {"name": "no orphans", "query": "SELECT COUNT(*) FROM orders o LEFT JOIN "
+                      "customers c ON c.id = o.customer_id WHERE c.id IS NULL",
+                      "expectedRows": [["0"]]}]}}, sort_keys=False)
+
+
+def run_drill(stack: Stack, namespace: str) -> dict[str, object]:
+    """Send the drill as beat does at a slot; its status once the worker recorded it."""
+    store, deadline = RedisStore.from_url(stack.redis_url), time.monotonic() + 120
+    before = store.get(RestoreDrill, "weekly", namespace).status.get("lastDrillTime")
+    create_app(Settings.from_env(stack.env)).signature(
+        DRILL_TASK, args=(namespace, "weekly")).apply_async()
+    while True:
+        status = store.get(RestoreDrill, "weekly", namespace).status
+        if status.get("lastDrillTime") != before and not status.get("running"):
+            return status
+        assert time.monotonic() < deadline, stack.worker.log()[-3000:]
+        time.sleep(0.3)
+
+
+def test_a_scheduled_drill_records_its_verdict_and_metrics(
+        stack: Stack, namespace: str, database: str, bucket: str, tmp_path: Path) -> None:
+    snapshot = backed_up(stack, namespace, database, bucket, tmp_path, customers=50)
+    path = tmp_path / "drill.yaml"  # "nightly" names its database: a scratch beside it is safe
+    path.write_text(drill_yaml(database, expected="49"))
+    stack.cli("apply", "-f", str(path), namespace=namespace, check=True)
+    status = run_drill(stack, namespace)
+    assert status["phase"] == "Failed"
+    last = status["configurations"]["nightly"]["last"]  # type: ignore[index]
+    assert last["snapshot"] == snapshot and last["result"] == "Failed"
+    assert last["failures"] == ['assertion "customers": expected "49", got "50"']
+    assert "lastPassed" not in status["configurations"]["nightly"]  # type: ignore[index]
+
+    path.write_text(drill_yaml(database))
+    stack.cli("apply", "-f", str(path), namespace=namespace, check=True)
+    status = run_drill(stack, namespace)
+    assert status["phase"] == "Passed", status
+    entry = status["configurations"]["nightly"]  # type: ignore[index]
+    assert entry["lastPassed"] == snapshot and entry["last"]["failures"] == []
+    assert entry["last"]["tables"] == 3 and entry["last"]["durationSeconds"] > 0
+    assert scratch_databases(stack, f"drill_{database}") == []
+    with urllib.request.urlopen(f"{stack.pushgateway.url}/metrics") as response:
+        metrics = response.read().decode()
+    mine = [line for line in metrics.splitlines()
+            if f'namespace="{namespace}"' in line and 'drill="weekly"' in line]
+    assert any(line.startswith("stashq_restoredrill_success{") and line.endswith(" 1")
+               for line in mine), mine
+    assert any(line.startswith("stashq_restoredrill_last_success_time_seconds{")
+               for line in mine)
+
+
+def test_a_drill_that_would_restore_over_its_source_is_refused_at_apply(
+        stack: Stack, namespace: str, database: str, bucket: str, tmp_path: Path) -> None:
+    resources = standard_setup(tmp_path / "setup.yaml", stack.s3, stack.mariadb, bucket,
+                               database)
+    every = resources.read_text().replace(f'value: "{database}"', 'value: ""')
+    (tmp_path / "every.yaml").write_text(every)
+    drill = tmp_path / "drill.yaml"
+    drill.write_text(drill_yaml(database))
+    refused = stack.cli("apply", "-f", str(tmp_path / "every.yaml"), "-f", str(drill),
+                        namespace=namespace)
+    assert refused.returncode == 2
+    assert ('RestoreDrill "weekly": spec.scratch: refused: BackupConfiguration "nightly": '
+            'AppBinding "db" is the server of AppBinding "db", whose every database is '
+            "backed up") in refused.stderr
+    # Naming its database, the configuration's snapshots restore beside it: accepted.
+    accepted = stack.cli("apply", "-f", str(resources), "-f", str(drill), namespace=namespace)
+    assert accepted.returncode == 0, accepted.stderr

@@ -1,0 +1,106 @@
+"""One run of a RestoreDrill: its snapshots chosen, each drilled, the verdict recorded.
+
+Called by the ``stashq.restore_drill`` task (beat sends it at each slot of the drill's
+schedule) and, for one snapshot, by ``stashq verify``. Before a snapshot is restored the
+scratch target is checked against the snapshot's own source (``scratch_conflict``): a
+drill never writes to the database it checks, whatever was applied since ``apply``
+checked the same.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Sequence
+
+from workers.context import connection_of, secret_of
+from workers.drills import Scratch, drill_snapshot
+from workers.repository import Repository as RepositoryObject
+from workers.repository import open_repository
+from workers.state.base import ResourceStore
+from workflows.drills import DrillReport, drill_status, scratch_conflict, snapshots_to_check
+from workflows.errors import NotFound, PrecheckFailed
+from workflows.phases import iso_ms
+from workflows.resources import AppBinding, Repository, RestoreDrill
+from workflows.resources.drill import Assertion
+from workflows.settings import Settings
+from workflows.snapshots import Snapshot
+
+log = logging.getLogger(__name__)
+
+
+def open_repo(store: ResourceStore, settings: Settings, name: str,
+              namespace: str) -> RepositoryObject:
+    resource = store.get(Repository, name, namespace)
+    secret_name = resource.spec.backend.storage_secret_name
+    secret = (secret_of(store, secret_name, resource, "spec.backend.storageSecretName")
+              if secret_name else None)
+    return open_repository(resource, secret, settings)
+
+
+def scratch_of(store: ResourceStore, binding_name: str, namespace: str, prefix: str) -> Scratch:
+    binding = store.get(AppBinding, binding_name, namespace)
+    return Scratch(binding, connection_of(store, binding), prefix)
+
+
+def refuse_own_source(store: ResourceStore, scratch: Scratch, snapshot: Snapshot,
+                      namespace: str) -> None:
+    """``PrecheckFailed`` if restoring ``snapshot`` into ``scratch`` would write to its
+    source database (or its source AppBinding is gone, so that nobody can tell)."""
+    try:
+        source = store.get(AppBinding, snapshot.target, namespace)
+    except NotFound:
+        raise PrecheckFailed(f'snapshot "{snapshot.id}": its source AppBinding '
+                             f'"{snapshot.target}" is gone, so the scratch target cannot be '
+                             "told apart from it; not restored") from None
+    reason = scratch_conflict(scratch.binding, scratch.prefix, source, snapshot.databases)
+    if reason is not None:
+        raise PrecheckFailed(f'snapshot "{snapshot.id}": not restored: {reason}')
+
+
+def drill_one(store: ResourceStore, repo: RepositoryObject, snapshot: Snapshot,
+              scratch: Scratch, assertions: Sequence[Assertion], configuration: str,
+              namespace: str) -> DrillReport:
+    """The report of one snapshot's drill; a refused scratch target is its failure."""
+    try:
+        refuse_own_source(store, scratch, snapshot, namespace)
+    except PrecheckFailed as e:
+        return DrillReport(snapshot.id, configuration, failures=[e.reason])
+    return drill_snapshot(repo, snapshot, scratch, assertions, configuration)
+
+
+def run_restore_drill(settings: Settings, store: ResourceStore, namespace: str,
+                      name: str) -> list[DrillReport]:
+    """Drill the snapshots the RestoreDrill's spec and status select; record the verdict."""
+    drill = store.get(RestoreDrill, name, namespace)
+    spec = drill.spec
+    store.patch_status(RestoreDrill, name, namespace, {"running": iso_ms(time.time())})
+    repo = open_repo(store, settings, spec.repository.name, spec.repository.namespace
+                     or namespace)
+    scratch = scratch_of(store, spec.scratch.ref.name, spec.scratch.ref.namespace or namespace,
+                         spec.scratch.database_prefix)
+    previous = drill.status.get("configurations") or {}
+    snapshots, reports = repo.list_snapshots(), []
+    for configuration in spec.configurations:
+        checked = (previous.get(configuration) or {}).get("checkedThrough")
+        for snapshot in snapshots_to_check(snapshots, configuration, spec.snapshots, checked):
+            reports.append(drill_one(store, repo, snapshot, scratch, spec.assertions,
+                                     configuration, namespace))
+    now = time.time()
+    patch = drill_status(reports, drill.status, now=now, now_iso=iso_ms(now))
+    store.patch_status(RestoreDrill, name, namespace, patch | {"running": None})
+    push_drill_metrics(settings, namespace, name, reports)
+    return reports
+
+
+def push_drill_metrics(settings: Settings, namespace: str, name: str,
+                       reports: Sequence[DrillReport]) -> None:
+    if not settings.pushgateway_url or not reports:
+        return
+    from workers import metrics
+
+    try:
+        metrics.push_drills(settings.pushgateway_url, namespace, name, reports,
+                            now=time.time())
+    except Exception as e:  # the verdict is recorded; the metric is a bonus
+        log.warning("metrics of RestoreDrill %s/%s not pushed: %s", namespace, name, e)

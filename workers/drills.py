@@ -1,0 +1,170 @@
+"""Running a restore drill on one snapshot: restore into scratch databases, count the
+restored rows the way the backup counted them, run the assertions, drop the scratch.
+
+The restored rows are counted by dumping the scratch databases again with the same
+client options (``CONSISTENT_DUMP_OPTIONS``) and passing that dump through the same
+``RowDigester`` as the backup did: the two counts are of the same text, so they agree
+exactly when every row came back as it was dumped. The scratch databases are dropped
+whatever happens (and dropped first if a drill killed mid-way left them).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+
+from workers import database
+from workers.engines import ConnectionInfo, EngineAdapter, engine_for
+from workers.engines.base import defaults_file
+from workers.process import ClientProcess
+from workers.repository import Repository
+from workflows.drills import DrillReport, assertion_problem, rename_databases
+from workflows.errors import StashQError
+from workflows.resources import AppBinding
+from workflows.resources.drill import Assertion, scratch_name
+from workflows.row_digests import RowDigester, combine, compare_tables, digest_text
+from workflows.snapshots import Snapshot
+
+log = logging.getLogger(__name__)
+
+#: Bytes read from the re-dump per read.
+REDUMP_CHUNK_BYTES = 1 * 2**20
+
+
+@dataclass(frozen=True)
+class Scratch:
+    """Where a drill restores: the scratch server and the names' prefix."""
+
+    binding: AppBinding
+    connection: ConnectionInfo
+    prefix: str
+
+    @property
+    def engine(self) -> EngineAdapter:
+        return engine_for(self.binding.engine)
+
+    @property
+    def what(self) -> str:
+        return f'AppBinding "{self.binding.name}"'
+
+
+def drill_snapshot(repo: Repository, snapshot: Snapshot, scratch: Scratch,
+                   assertions: Sequence[Assertion], configuration: str) -> DrillReport:
+    """Restore, check and drop; the report names every failure (never raises for one)."""
+    started = time.monotonic()
+    names = {db: scratch_name(scratch.prefix, db) for db in snapshot.databases}
+    report = DrillReport(snapshot.id, configuration, tuple(names.values()))
+    try:
+        if snapshot.kind != "logical" or not names:
+            raise StashQError(f"a {snapshot.kind} snapshot without named databases cannot be "
+                              "drilled yet (only logical snapshots are)")
+        with scratch_databases(scratch, list(names.values())):
+            restore_into(repo, snapshot, scratch, names)
+            check_rows(snapshot, scratch, names, report)
+            report.failures += run_assertions(scratch, list(names.values()), assertions)
+    except StashQError as e:
+        report.failures.append(e.reason)
+    except Exception as e:  # a bug: reported as a failure of the drill, with a traceback
+        log.exception("drill of %s failed unexpectedly", snapshot.id)
+        report.failures.append(f"unexpected {type(e).__name__}; the log has the details")
+    report.seconds = time.monotonic() - started
+    log.info("drill of snapshot %s: %s in %.1f s%s", snapshot.id,
+             "passed" if report.passed else "FAILED", report.seconds,
+             "".join(f"\n  {f}" for f in report.failures))
+    return report
+
+
+@contextmanager
+def scratch_databases(scratch: Scratch, names: list[str]) -> Iterator[None]:
+    """The scratch databases, new and empty for the ``with`` block, dropped after it."""
+    _sql(scratch, [f"DROP DATABASE IF EXISTS {database.quote_identifier(n)}" for n in names]
+         + [f"CREATE DATABASE {database.quote_identifier(n)}" for n in names])
+    try:
+        yield
+    finally:
+        try:
+            _sql(scratch, [f"DROP DATABASE IF EXISTS {database.quote_identifier(n)}"
+                           for n in names])
+        except Exception as e:  # the verdict stands; the next drill drops them first
+            log.warning("scratch databases %s not dropped: %s", ", ".join(names), e)
+
+
+def _sql(scratch: Scratch, statements: Sequence[str]) -> None:
+    with database.connect(scratch.connection, what=scratch.what) as conn, \
+            conn.cursor() as cursor:
+        for statement in statements:
+            cursor.execute(statement)
+
+
+def restore_into(repo: Repository, snapshot: Snapshot, scratch: Scratch,
+                 names: dict[str, str]) -> None:
+    """Every stream, in manifest order (schema, data, post-data), into the scratch."""
+    single = next(iter(names.values())) if len(names) == 1 else None
+    with defaults_file(scratch.connection) as cnf:
+        argv = scratch.engine.restore_args(cnf, single, [])
+        for stream in snapshot.streams:
+            chunks: Iterable[bytes] = repo.read_stream(snapshot, stream)
+            client = ClientProcess(argv, stdin_pipe=True)
+            try:
+                client.feed(chunks if single else rename_databases(chunks, names))
+            finally:
+                client.stop()
+
+
+def restored_rows(scratch: Scratch, names: dict[str, str]) -> dict[str, tuple[int, str]]:
+    """Rows per source table (``db.table``) in the scratch, counted from a new dump."""
+    scratch_dbs = list(names.values())
+    back = {new: old for old, new in names.items()}
+    digester = RowDigester(scratch_dbs[0] if len(scratch_dbs) == 1 else "")
+    with defaults_file(scratch.connection) as cnf:
+        client = ClientProcess(scratch.engine.dump_args(cnf, scratch_dbs, []))
+        try:
+            for _ in digester.tap(client.chunks(REDUMP_CHUNK_BYTES)):
+                pass
+        finally:
+            client.stop()
+    counts = {}
+    for table, count in digester.finish().items():
+        db, _, name = table.partition(".")
+        counts[f"{back.get(db, db)}.{name}"] = (count.rows, digest_text(count.digest))
+    return counts
+
+
+def check_rows(snapshot: Snapshot, scratch: Scratch, names: dict[str, str],
+               report: DrillReport) -> None:
+    recorded = combine((t.table, t.rows, t.digest) for s in snapshot.streams
+                       for t in s.table_rows)
+    if not snapshot.rows_counted:
+        log.warning("snapshot %s was taken before rows were counted: only its restore and "
+                    "the assertions are checked", snapshot.id)
+    restored = restored_rows(scratch, names)
+    report.tables, report.rows = len(restored), sum(rows for rows, _ in restored.values())
+    if snapshot.rows_counted:
+        report.failures += compare_tables(recorded, restored)
+
+
+def run_assertions(scratch: Scratch, names: list[str],
+                   assertions: Sequence[Assertion]) -> list[str]:
+    """The assertions' failures; each runs with the first scratch database selected."""
+    import pymysql
+
+    problems: list[str] = []
+    if not assertions:
+        return problems
+    with database.connect(scratch.connection, what=scratch.what) as conn, \
+            conn.cursor() as cursor:
+        cursor.execute(f"USE {database.quote_identifier(names[0])}")
+        for assertion in assertions:
+            try:
+                cursor.execute(assertion.query)
+                rows = cursor.fetchall()
+            except pymysql.MySQLError as e:
+                problems.append(f'assertion "{assertion.name or assertion.query[:60]}" '
+                                f"failed: {e.args[-1] if e.args else e}")
+                continue
+            if (problem := assertion_problem(assertion, rows)) is not None:
+                problems.append(problem)
+    return problems
