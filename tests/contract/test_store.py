@@ -144,7 +144,7 @@ def write_unchecked(store: ResourceStore, request: pytest.FixtureRequest,
 
 @pytest.mark.parametrize(("hooks", "reason"), [
     (nested_value(100), r": is nested more than 64 levels deep$"),
-    ({"script": "x" * 300_000}, r"spec\.hooks: is larger than 256 KiB serialized"),
+    ({"script": "x" * 300_000}, r"spec\.runtimeSettings: is larger than 256 KiB serialized"),
 ], ids=["deep", "large"])
 def test_an_object_stored_past_the_manifest_bounds_is_refused_when_read(
         store: ResourceStore, request: pytest.FixtureRequest, hooks: dict[str, Any],
@@ -155,7 +155,7 @@ def test_an_object_stored_past_the_manifest_bounds_is_refused_when_read(
         "apiVersion": "stashq.io/v1alpha1", "kind": "BackupConfiguration",
         "metadata": {"name": "foreign", "namespace": "default"},
         "spec": {"repository": {"name": "r"}, "target": {"ref": {"name": "db"}},
-                 "hooks": hooks}})
+                 "runtimeSettings": hooks}})
     with pytest.raises(InvalidResource, match=reason):
         store.get(BackupConfiguration, "foreign", "default")
 

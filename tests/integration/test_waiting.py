@@ -48,7 +48,7 @@ def test_the_last_progress_line_and_the_final_line_keep_the_totals(
         create_sample(conn, database, customers=300)
     setup = standard_setup(tmp_path / "setup.yaml", stack.s3, stack.mariadb, bucket, database)
     stack.cli("apply", "-f", str(setup), namespace=namespace, check=True)
-    code, stdout, screen = on_terminal(stack, "backup", "nightly", "--wait",
+    code, stdout, screen = on_terminal(stack, "backup", "nightly", "--wait", "--timeout", "120",
                                        namespace=namespace)
     assert code == 0, stdout + screen
     last = screen.rstrip("\r\n").split("\r")[-1]  # what stays on the terminal

@@ -39,6 +39,9 @@ STOP_TIMEOUT_S = 30.0
 PROBE_TIMEOUT_S = 2.0
 #: SeaweedFS's fixed distance from an HTTP port to the gRPC port it implies.
 GRPC_PORT_OFFSET = 10000
+#: Volumes the S3 server may create: volume files grow as written (none is preallocated),
+#: so this bounds nothing but the count of buckets that can hold data.
+MAX_VOLUMES = 1000
 #: Where weed puts the gRPC unix sockets it names after their ports (not configurable).
 GRPC_SOCKET_DIR = Path("/tmp")
 #: Credentials of the one (admin) identity; loopback only, so fixed and public.
@@ -210,6 +213,10 @@ class S3Server:
             "-webdav=false",
             "-admin.ui=false",
             "-master.telemetry=false",
+            # Each bucket is a collection with volumes of its own; left to itself, mini
+            # allows free disk / volume size of them (59 on a 70 GB disk), fewer than
+            # the buckets one test session makes ("No writable volumes" then).
+            f"-volume.max={MAX_VOLUMES}",
             f"-s3.config={self._identities_path}",
             "-s3.autoCreateBucket=false",
             "-s3.allowDeleteBucketNotEmpty=false",

@@ -138,13 +138,13 @@ CASES: list[tuple[str, str, Any, str]] = [
     ("Function", "spec.step", "os.system", "spec.step"),
     ("Function", "spec.step", DELETE, "spec.step"),
     # Fields kept for compatibility with Stash: bounded in size and depth
-    ("BackupConfiguration", "spec.hooks", BIG, "spec.hooks"),
-    ("BackupConfiguration", "spec.hooks", DEEP, "spec.hooks"),
-    ("BackupConfiguration", "spec.hooks", BOMB, "spec.hooks"),
+    ("BackupConfiguration", "spec.runtimeSettings", BIG, "spec.runtimeSettings"),
+    ("BackupConfiguration", "spec.runtimeSettings", DEEP, "spec.runtimeSettings"),
+    ("BackupConfiguration", "spec.runtimeSettings", BOMB, "spec.runtimeSettings"),
     ("BackupConfiguration", "spec.runtimeSettings", DEEP, "spec.runtimeSettings"),
     ("BackupConfiguration", "spec.tempDir", BIG, "spec.tempDir"),
     ("BackupConfiguration", "spec.interimVolumeTemplate", BOMB, "spec.interimVolumeTemplate"),
-    ("RestoreSession", "spec.hooks", BOMB, "spec.hooks"),
+    ("RestoreSession", "spec.runtimeSettings", BOMB, "spec.runtimeSettings"),
     ("RestoreSession", "spec.runtimeSettings", BIG, "spec.runtimeSettings"),
     ("RestoreSession", "spec.target.volumeClaimTemplates", [DEEP],
      "spec.target.volumeClaimTemplates"),
@@ -215,7 +215,7 @@ def test_compat_fields_take_what_stash_manifests_hold() -> None:
 DOCUMENT_CASES: list[tuple[str, str, Any, str]] = [
     ("BackupConfiguration", "status", nested_value(70), "is nested more than 64 levels deep"),
     ("Repository", "metadata.managedFields", [nested_value(70)], "is nested more than 64"),
-    ("BackupConfiguration", "spec.hooks", {"laughs": shared_bomb(9)},
+    ("BackupConfiguration", "spec.runtimeSettings", {"laughs": shared_bomb(9)},
      "is larger than 3 MiB serialized"),
     ("AppBinding", "metadata.annotations", {"big": "x" * MAX_MANIFEST_BYTES}, "is larger than"),
 ]
@@ -234,8 +234,8 @@ def test_a_resource_past_the_document_bounds_is_refused(kind: str, path: str, va
 
 
 def test_a_resource_that_contains_itself_is_refused() -> None:
-    raw = mutate("BackupConfiguration", "spec.hooks", {})
-    raw["spec"]["hooks"]["again"] = raw["spec"]["hooks"]
+    raw = mutate("BackupConfiguration", "spec.runtimeSettings", {})
+    raw["spec"]["runtimeSettings"]["again"] = raw["spec"]["runtimeSettings"]
     with pytest.raises(InvalidResource, match="is nested more than 64 levels deep"):
         parse_resource(raw, source="corpus.yaml")
 

@@ -226,7 +226,7 @@ def test_every_wrong_field_of_a_resource_is_named() -> None:
 
 @settings(max_examples=60, deadline=None)
 @given(levels=st.integers(1, 7), fan=st.integers(1, 12), depth=st.integers(1, 120),
-       duplicate=st.booleans(), where=st.sampled_from(["hooks", "interimVolumeTemplate",
+       duplicate=st.booleans(), where=st.sampled_from(["runtimeSettings", "interimVolumeTemplate",
                                                         "task"]))
 def test_hostile_yaml_is_refused_quickly_and_only_as_invalid_resource(
         levels: int, fan: int, depth: int, duplicate: bool, where: str) -> None:

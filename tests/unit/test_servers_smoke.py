@@ -1,9 +1,12 @@
 """Each session server really answers, and each per-test fixture gives a corner of its own."""
 
+from pathlib import Path
+
 import prometheus_client
 import redis
 
-from tests.servers import MariaDBServer, Pushgateway, RedisServer, S3Server
+from tests.servers import MariaDBServer, Pushgateway, RedisServer, S3Ports, S3Server
+from tests.servers.s3 import MAX_VOLUMES
 
 
 def test_mariadb_answers_as_root_over_tcp(mariadb_server: MariaDBServer) -> None:
@@ -38,6 +41,22 @@ def test_s3_put_then_get(s3_server: S3Server, bucket: str) -> None:
     client.put_object(Bucket=bucket, Key="dir/hello.txt", Body=b"hello")
     assert client.get_object(Bucket=bucket, Key="dir/hello.txt")["Body"].read() == b"hello"
     assert [b["Name"] for b in client.list_buckets()["Buckets"]].count(bucket) == 1
+
+
+def test_s3_holds_data_in_more_buckets_than_its_disk_based_default_allows(
+        tmp_path: Path) -> None:
+    """Every test makes a bucket; left to itself, `weed mini` allows free disk / 1 GiB
+    volumes (59 here), and the suite ran out ("No writable volumes")."""
+    server = S3Server(tmp_path / "s3", S3Ports.free())
+    server.start()
+    try:
+        client = server.client()
+        for i in range(MAX_VOLUMES // 10):
+            name = f"many-{i}"
+            server.make_bucket(name)
+            client.put_object(Bucket=name, Key="k", Body=b"x")
+    finally:
+        server.kill()
 
 
 def test_pushgateway_shows_a_pushed_metric(pushgateway: Pushgateway) -> None:
