@@ -14,6 +14,7 @@ import threading
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 
+import workers.repository.packs as packs  # PACK_BYTES read at each use: tests shrink it
 from workers.repository.check import CheckReport
 from workers.repository.chunks import ChunkCodec
 from workers.repository.dedup import (
@@ -27,7 +28,7 @@ from workers.repository.dedup import (
 from workers.repository.dedup_check import check_format3
 from workers.repository.dedup_prune import LeaseCheck, prune_format3
 from workers.repository.index import ChunkIndex
-from workers.repository.packs import PACK_BYTES, PackWriter
+from workers.repository.packs import PackWriter
 from workers.repository.streams import Cipher, Report
 from workers.storage.base import Storage
 from workflows.errors import IntegrityError
@@ -65,7 +66,7 @@ class Format3:
         codec = self.codec(level)
         writer = ChunkWriter(self.storage, self.cipher, codec, self.index_for(snapshot_id),
                              PackWriter(self.storage, snapshot_id, codec.cipher,
-                                        PACK_BYTES))
+                                        packs.PACK_BYTES))
         return write_chunked(writer, name, raw, threads=threads, report=report,
                              check_end=check_end)
 
