@@ -79,8 +79,8 @@ from benchmarks.common import (
     table_checksums,
     verify_restored,
 )
-from tests.integration.conftest import Stack, Worker
-from tests.servers import S3Server
+from devstack.servers import S3Server
+from devstack.stack import Stack, Worker
 from workers.engines.mysql import CONSISTENT_DUMP_OPTIONS
 
 #: Dump sizes measured by default, MiB: a small and a large one, to see memory stay flat.

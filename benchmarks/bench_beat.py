@@ -350,7 +350,7 @@ def run_in_memory(options: Options, feed: str) -> dict[str, Any]:
 
 def run_on_redis(options: Options, feed: str) -> dict[str, Any]:
     """The same run against a real Redis on loopback (the test suite's server)."""
-    from tests.servers import RedisServer, free_port
+    from devstack.servers import RedisServer, free_port
 
     with tempfile.TemporaryDirectory() as tmp:
         server = RedisServer(Path(tmp) / "redis", free_port())

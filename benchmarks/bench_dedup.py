@@ -52,9 +52,9 @@ from benchmarks.common import (
     stashq_backup,
     stashq_env,
 )
-from tests.integration.conftest import Stack, Worker
-from tests.integration.resources import appbinding, backup_configuration, s3_repository, secret
-from tests.servers import MariaDBServer, S3Server
+from devstack.resources import appbinding, backup_configuration, s3_repository, secret
+from devstack.servers import MariaDBServer, S3Server
+from devstack.stack import Stack, Worker
 from workers.engines.mysql import CONSISTENT_DUMP_OPTIONS
 from workers.repository.chunks import ChunkCodec
 from workers.repository.config import create_config

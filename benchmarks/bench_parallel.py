@@ -59,7 +59,7 @@ from benchmarks.common import (
     table_checksums,
     verify_restored,
 )
-from tests.integration.conftest import Stack, Worker
+from devstack.stack import Stack, Worker
 from workers.engines.mysql import CONSISTENT_DUMP_OPTIONS
 
 #: Dump size measured by default, MiB: "a few hundred MB".

@@ -43,10 +43,9 @@ from benchmarks.common import (
     stashq_env,
     table_checksums,
 )
-from tests.integration.conftest import STASHQ, Stack, Worker
-from tests.integration.resources import appbinding, backup_configuration, s3_repository, secret
-from tests.integration.test_backup_restore import created
-from tests.servers import Pushgateway, RedisServer, S3Ports, S3Server, Server, free_port
+from devstack.resources import appbinding, backup_configuration, s3_repository, secret
+from devstack.servers import Pushgateway, RedisServer, S3Ports, S3Server, Server, free_port
+from devstack.stack import STASHQ, Stack, Worker, created
 from workers.state.redis import RedisStore
 from workflows.gtids import Gtid
 from workflows.resources import BackupConfiguration, RestoreSession

@@ -3,7 +3,7 @@ lines, and StashQ driven through the real worker and CLI.
 
 `bench_backup` (`make bench`, the suite) and `bench_parallel` (`make bench-parallel`)
 import from here, so both measure the same way. Servers, worker and CLI are the test
-suite's own (`tests/servers`, `tests/integration`).
+suite's own (`devstack/servers`, `tests/integration`).
 """
 
 from __future__ import annotations
@@ -24,10 +24,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from types import FrameType
 
-from tests.integration.conftest import Stack, Worker
-from tests.integration.resources import backup_configuration, standard_setup
-from tests.integration.test_backup_restore import created
-from tests.servers import MariaDBServer, Pushgateway, RedisServer, S3Ports, S3Server, free_port
+from devstack.resources import backup_configuration, standard_setup
+from devstack.servers import MariaDBServer, Pushgateway, RedisServer, S3Ports, S3Server, free_port
+from devstack.stack import Stack, Worker, created
+from devstack.stack import stashq_env as devstack_env
 from workers.engines.base import ConnectionInfo, defaults_file
 from workers.state.redis import RedisStore
 from workflows.resources import BackupSession, RestoreSession
@@ -195,10 +195,7 @@ def start_servers(root: Path, pool_mib: int, exits: contextlib.ExitStack
 def stashq_env(redis: RedisServer, pushgateway: Pushgateway, root: Path,
                zstd_level: int = 1) -> dict[str, str]:
     """The worker's and CLI's environment: product defaults but for where things are."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("STASHQ_")}
-    return env | {"STASHQ_BROKER_URL": redis.url, "STASHQ_REDIS_URL": redis.url,
-                  "STASHQ_PUSHGATEWAY_URL": pushgateway.url, "STASHQ_DB_WAIT_S": "2",
-                  "STASHQ_ZSTD_LEVEL": str(zstd_level), "TMPDIR": str(root)}
+    return devstack_env(redis.url, pushgateway, root, STASHQ_ZSTD_LEVEL=str(zstd_level))
 
 
 def client_options(mariadb: MariaDBServer) -> AbstractContextManager[Path]:

@@ -24,9 +24,9 @@ if Path(sys.prefix).resolve() != VENV.resolve():  # `python scripts/demo.py`: an
     os.execv(VENV / "bin" / "python", [str(VENV / "bin" / "python"), *sys.argv])
 sys.path.insert(0, str(REPO))
 
-from tests.servers.__main__ import BROKER_DB, STATE_DB, DemoServers, write_env  # noqa: E402
-from tests.support.compare import differences  # noqa: E402
-from tests.support.sample import create_sample  # noqa: E402
+from devstack.compare import differences  # noqa: E402
+from devstack.sample import create_sample  # noqa: E402
+from devstack.servers.__main__ import BROKER_DB, STATE_DB, DemoServers, write_env  # noqa: E402
 from workers.state.redis import RedisStore  # noqa: E402
 from workflows.resources import BackupSession, RestoreSession  # noqa: E402
 
@@ -100,7 +100,7 @@ def kept_hint(env_path: Path, root: Path) -> list[str]:
             f"  source {env_path}",
             "  stashq sessions; stashq snapshots demo-repo   # README, \"Using it\"",
             "To stop them:",
-            f"  {VENV / 'bin' / 'python'} -m tests.servers down --dir {root}"]
+            f"  {VENV / 'bin' / 'python'} -m devstack.servers down --dir {root}"]
 
 
 def demo(servers: DemoServers, env: dict[str, str]) -> list[str]:

@@ -25,7 +25,7 @@ declare -A PACKAGE_OF=(
   [promtool]=prometheus
   [zstd]=zstd
   [python3]=python3
-  # Galera cluster and physical backups (tests/servers/galera.py, workers/engines/galera.py)
+  # Galera cluster and physical backups (devstack/servers/galera.py, workers/engines/galera.py)
   [garbd]=galera-arbitrator-4
   [mariadb-backup]=mariadb-backup
   [mbstream]=mariadb-backup

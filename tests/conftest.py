@@ -1,7 +1,7 @@
 """Real servers for the whole test session, and a fresh corner of each for every test.
 
 MariaDB, Redis, S3 (SeaweedFS) and the Pushgateway run on loopback with free ports and
-their own dirs (`tests/servers`), each started the first time a test asks for it and
+their own dirs (`devstack/servers`), each started the first time a test asks for it and
 stopped at the end of the session. Every test gets its own database, bucket and Redis
 db, so tests never see each other's data. A server that is not installed skips the
 tests that need it locally, and fails them when `CI=true`.
@@ -18,8 +18,7 @@ from typing import TypeVar
 import pytest
 import redis
 
-from tests.kube import FakeKubeAPI, write_kubeconfig
-from tests.servers import (
+from devstack.servers import (
     BinaryMissing,
     MariaDBServer,
     Pushgateway,
@@ -29,6 +28,7 @@ from tests.servers import (
     Server,
     free_port,
 )
+from tests.kube import FakeKubeAPI, write_kubeconfig
 
 #: Redis dbs handed to tests in turn; db 0 is left alone (Celery's default broker db).
 TEST_REDIS_DBS = range(1, 16)

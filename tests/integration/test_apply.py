@@ -8,8 +8,8 @@ from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
-from tests.integration.conftest import run_cli
-from tests.integration.resources import standard_setup
+from devstack.resources import standard_setup
+from devstack.stack import run_cli
 from workers.state.redis import RedisStore
 from workflows.resources import AppBinding, Secret
 

@@ -3,25 +3,16 @@ to S3, restore into a new database, and find the two equal."""
 
 from __future__ import annotations
 
-import re
 import time
 import urllib.request
 from pathlib import Path
 
-from tests.integration.conftest import Stack
-from tests.integration.resources import standard_setup
-from tests.support.compare import differences
-from tests.support.sample import create_sample
+from devstack.compare import differences
+from devstack.resources import standard_setup
+from devstack.sample import create_sample
+from devstack.stack import Stack, created
 from workers.state.redis import RedisStore
 from workflows.resources import BackupSession, Repository, RestoreSession
-
-SESSION_LINE = re.compile(r"(BackupSession|RestoreSession)/(\S+) created")
-
-
-def created(output: str) -> str:
-    match = SESSION_LINE.search(output)
-    assert match, output
-    return match.group(2)
 
 
 def test_round_trip_through_the_queue(stack: Stack, namespace: str, database: str, bucket: str,

@@ -25,9 +25,8 @@ import redis
 
 from beat.apply import apply_paths
 from beat.scheduler import HISTORY_EVERY_S, Scheduler
-from tests.integration.conftest import STASHQ, Stack
-from tests.integration.resources import appbinding, s3_repository, secret
-from tests.integration.test_backup_restore import created
+from devstack.resources import appbinding, s3_repository, secret
+from devstack.stack import STASHQ, Stack, created
 from workers.context import SessionRef
 from workers.locks import acquire, lock_name
 from workers.state.redis import RedisStore

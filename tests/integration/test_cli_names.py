@@ -11,7 +11,7 @@ import pytest
 from click.testing import CliRunner
 
 import beat.cli
-from tests.integration.resources import appbinding, secret
+from devstack.resources import appbinding, secret
 from workers.repository import Repository
 from workers.state.redis import RedisStore
 from workers.storage.local import LocalStorage

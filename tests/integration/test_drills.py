@@ -15,10 +15,9 @@ from pathlib import Path
 import yaml
 
 from benchmarks.common import client_options
-from tests.integration.conftest import Stack
-from tests.integration.resources import standard_setup
-from tests.integration.test_backup_restore import created
-from tests.support.sample import create_sample
+from devstack.resources import standard_setup
+from devstack.sample import create_sample
+from devstack.stack import Stack, created
 from workers.app import create_app
 from workers.engines.mysql import CONSISTENT_DUMP_OPTIONS
 from workers.repository import Repository

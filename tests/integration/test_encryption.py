@@ -12,12 +12,11 @@ from pathlib import Path
 
 import pytest
 
-from tests.integration.conftest import Stack
-from tests.integration.resources import standard_setup
-from tests.integration.test_backup_restore import created
+from devstack.compare import differences
+from devstack.resources import standard_setup
+from devstack.sample import create_sample
+from devstack.stack import Stack, created
 from tests.integration.test_failures import corrupt_object
-from tests.support.compare import differences
-from tests.support.sample import create_sample
 from workers.state.redis import RedisStore
 from workflows.resources import BackupSession, RestoreSession
 from workflows.snapshots import RepositoryConfig

@@ -13,9 +13,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.integration.conftest import Stack
-from tests.integration.resources import standard_setup
-from tests.integration.test_backup_restore import created
+from devstack.resources import standard_setup
+from devstack.stack import Stack, created
 from workers.state.redis import RedisStore
 from workflows.resources import BackupSession, Repository
 
@@ -199,7 +198,7 @@ def corrupt_object(stack: Stack, bucket: str, key: str, offset: int) -> None:
 def test_corrupt_snapshot_fails_restore_naming_it(stack: Stack, namespace: str, database: str,
                                                   bucket: str, tmp_path: Path,
                                                   where: str) -> None:
-    from tests.support.sample import create_sample
+    from devstack.sample import create_sample
 
     with stack.mariadb.connect() as conn:
         conn.cursor().execute(f"DROP DATABASE `{database}`")

@@ -32,11 +32,10 @@ import pymysql
 import pytest
 import redis
 
-from tests.integration.conftest import STASHQ, Deploy, Deployment, Worker
-from tests.integration.resources import appbinding, secret, standard_setup
-from tests.integration.test_backup_restore import created
+from devstack.resources import appbinding, secret, standard_setup
+from devstack.servers import MariaDBServer, RedisServer, S3Server
+from devstack.stack import STASHQ, Deploy, Deployment, Worker, created
 from tests.integration.test_failures import dump_pids
-from tests.servers import MariaDBServer, RedisServer, S3Server
 from workers.app import create_app
 from workers.state.redis import RedisStore
 from workers.steps.session import DATA_QUEUE

@@ -24,9 +24,9 @@ from typing import Any
 
 import pytest
 
-from tests.integration.conftest import STASHQ, Stack
-from tests.integration.resources import standard_setup
-from tests.servers import free_port
+from devstack.resources import standard_setup
+from devstack.servers import free_port
+from devstack.stack import STASHQ, Stack
 
 #: The steps of a backup chain, by their Celery task names (the wire contract).
 CHAIN = {"stashq.precheck", "stashq.dump_upload", "stashq.update_status",

@@ -3,7 +3,7 @@ snapshot into one data directory per replica, start the restored cluster, and fi
 equal to the source at the backup's position. Then the ways a cluster backup fails,
 each with a reason that names the culprit.
 
-The cluster is three MariaDB Galera nodes on loopback (`tests/servers/galera.py`).
+The cluster is three MariaDB Galera nodes on loopback (`devstack/servers/galera.py`).
 """
 
 from __future__ import annotations
@@ -17,13 +17,12 @@ from typing import Any
 
 import pytest
 
-from tests.integration.conftest import Stack, wait_restore
-from tests.integration.resources import s3_repository, secret
-from tests.integration.test_backup_restore import created
-from tests.servers import BinaryMissing, free_port
-from tests.servers.galera import GaleraCluster, GaleraNode
-from tests.support.compare import describe
-from tests.support.sample import create_sample
+from devstack.compare import describe
+from devstack.resources import s3_repository, secret
+from devstack.sample import create_sample
+from devstack.servers import BinaryMissing, free_port
+from devstack.servers.galera import GaleraCluster, GaleraNode
+from devstack.stack import Stack, created, wait_restore
 from workers.state.redis import RedisStore
 from workflows.resources import BackupSession
 

@@ -6,9 +6,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from tests.integration.conftest import Deploy
-from tests.integration.resources import standard_setup
-from tests.integration.test_backup_restore import created
+from devstack.resources import standard_setup
+from devstack.stack import Deploy, created
 from workers.state.redis import RedisStore
 from workflows.resources import BackupSession, RestoreSession
 

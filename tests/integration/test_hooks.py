@@ -17,11 +17,10 @@ from typing import Any
 import pytest
 import yaml
 
-from tests.integration.conftest import Stack
-from tests.integration.resources import standard_setup
-from tests.integration.test_backup_restore import created
+from devstack.resources import standard_setup
+from devstack.servers import free_port
+from devstack.stack import Stack, created
 from tests.integration.test_failures import backup_status
-from tests.servers import free_port
 
 
 class Receiver:

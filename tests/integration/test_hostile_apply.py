@@ -21,8 +21,8 @@ from pathlib import Path
 import pytest
 import redis
 
-from tests.integration.conftest import STASHQ
-from tests.integration.resources import secret
+from devstack.resources import secret
+from devstack.stack import STASHQ
 from tests.support.hostile import CONFIG_YAML, HOSTILE
 
 #: Peak resident memory of a refused apply, in MiB: the CLI itself peaks near 50 MiB;

@@ -9,9 +9,8 @@ from pathlib import Path
 
 import yaml
 
-from tests.integration.conftest import Stack
-from tests.integration.resources import standard_setup
-from tests.integration.test_backup_restore import created
+from devstack.resources import standard_setup
+from devstack.stack import Stack, created
 
 
 def test_sessions_and_snapshots_as_a_table_json_and_yaml(

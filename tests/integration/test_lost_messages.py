@@ -24,9 +24,9 @@ import pytest
 import redis
 
 from beat.dispatch import dispatch
-from tests.integration.conftest import Worker
-from tests.integration.resources import local_setup
-from tests.servers import MariaDBServer
+from devstack.resources import local_setup
+from devstack.servers import MariaDBServer
+from devstack.stack import Worker
 from workers.app import create_app
 from workers.context import SessionRef
 from workers.state.base import ResourceStore

@@ -14,10 +14,10 @@ import subprocess
 import time
 from pathlib import Path
 
+from devstack.resources import standard_setup
+from devstack.servers import Pushgateway
+from devstack.stack import Deploy
 from tests.chart.helm import Helm
-from tests.integration.conftest import Deploy
-from tests.integration.resources import standard_setup
-from tests.servers import Pushgateway
 from tests.support.promql import chart_metric_names
 
 #: Seconds the sweep after the backup gets to push (it runs every 0.5 s here).

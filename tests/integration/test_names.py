@@ -6,9 +6,9 @@ from __future__ import annotations
 import uuid
 from pathlib import Path
 
-from tests.integration.conftest import Stack
-from tests.integration.resources import standard_setup
-from tests.support.compare import differences
+from devstack.compare import differences
+from devstack.resources import standard_setup
+from devstack.stack import Stack
 
 
 def q(name: str) -> str:

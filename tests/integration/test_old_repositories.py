@@ -16,10 +16,10 @@ from typing import Any
 
 import pytest
 
-from tests.integration.conftest import Stack, wait_restore
-from tests.integration.resources import appbinding, secret
-from tests.servers import MariaDBServer, free_port
-from tests.support.compare import describe
+from devstack.compare import describe
+from devstack.resources import appbinding, secret
+from devstack.servers import MariaDBServer, free_port
+from devstack.stack import Stack, wait_restore
 
 FIXTURES = Path(__file__).parent.parent / "data" / "repositories"
 EXPECTED = json.loads((FIXTURES / "expected.json").read_text())

@@ -11,13 +11,12 @@ import threading
 from collections.abc import Iterator
 from pathlib import Path
 
-from tests.integration.conftest import Stack
-from tests.integration.resources import appbinding, standard_setup
-from tests.integration.test_backup_restore import created
+from devstack.compare import describe, differences
+from devstack.resources import appbinding, standard_setup
+from devstack.sample import create_sample
+from devstack.servers import MariaDBServer
+from devstack.stack import Stack, created
 from tests.integration.test_failures import backup_status, open_uploads
-from tests.servers import MariaDBServer
-from tests.support.compare import describe, differences
-from tests.support.sample import create_sample
 from workflows.snapshots import Snapshot
 
 

@@ -8,12 +8,11 @@ import time
 from pathlib import Path
 from typing import Any
 
-from tests.integration.conftest import Stack, wait_restore
-from tests.integration.resources import appbinding, restore_session, s3_repository, secret
-from tests.integration.test_backup_restore import created
-from tests.servers import MariaDBServer, free_port
-from tests.support.compare import describe
-from tests.support.sample import create_sample
+from devstack.compare import describe
+from devstack.resources import appbinding, restore_session, s3_repository, secret
+from devstack.sample import create_sample
+from devstack.servers import MariaDBServer, free_port
+from devstack.stack import Stack, created, wait_restore
 from workers.state.redis import RedisStore
 from workflows.resources import BackupSession
 

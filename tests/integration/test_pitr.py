@@ -15,11 +15,10 @@ from pathlib import Path
 import pymysql
 import pytest
 
-from tests.integration.conftest import Deployment, Stack
-from tests.integration.resources import appbinding, backup_configuration, s3_repository, secret
-from tests.integration.test_backup_restore import created
+from devstack.resources import appbinding, backup_configuration, s3_repository, secret
+from devstack.servers import MariaDBServer
+from devstack.stack import Deployment, Stack, created
 from tests.integration.test_parallel_dump import backup, manifest, parallel_setup
-from tests.servers import MariaDBServer
 from workers.state.redis import RedisStore
 from workflows.resources import BackupConfiguration, Repository, RestoreSession
 

@@ -9,11 +9,11 @@ import signal
 import time
 from pathlib import Path
 
-from tests.integration.conftest import Deploy, Stack
+from devstack.servers import MariaDBServer
+from devstack.stack import Deploy, Stack
 from tests.integration.test_faults import eventually
 from tests.integration.test_parallel_dump import backup
 from tests.integration.test_pitr import apply_pitr, archive, numbers, restore_to
-from tests.servers import MariaDBServer
 from workers.state.redis import RedisStore
 from workflows.resources import BackupConfiguration
 

@@ -11,11 +11,11 @@ from pathlib import Path
 
 import pytest
 
-from tests.integration.conftest import Stack
+from devstack.servers.galera import GaleraCluster, GaleraNode
+from devstack.stack import Stack
 from tests.integration.test_galera import running
 from tests.integration.test_parallel_dump import backup
 from tests.integration.test_pitr import apply_pitr, archive, numbers, restore_to
-from tests.servers.galera import GaleraCluster, GaleraNode
 from workers.state.redis import RedisStore
 from workflows.resources import BackupConfiguration
 

@@ -10,9 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.integration.conftest import Stack, wait_restore
-from tests.integration.resources import backup_configuration, restore_session, standard_setup
-from tests.integration.test_backup_restore import created
+from devstack.resources import backup_configuration, restore_session, standard_setup
+from devstack.stack import Stack, created, wait_restore
 from workers.state.redis import RedisStore
 from workflows.resources import RestoreSession
 

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.servers import MariaDBServer
+from devstack.servers import MariaDBServer
 from workers.engines import ConnectionInfo
 from workers.engines.base import defaults_file
 from workers.process import ClientProcess

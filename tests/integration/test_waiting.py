@@ -9,9 +9,9 @@ import re
 import subprocess
 from pathlib import Path
 
-from tests.integration.conftest import STASHQ, Deploy, Stack
-from tests.integration.resources import standard_setup
-from tests.support.sample import create_sample
+from devstack.resources import standard_setup
+from devstack.sample import create_sample
+from devstack.stack import STASHQ, Deploy, Stack
 from workers.app import QUEUES, create_app, unconsumed_queues
 from workflows.settings import Settings
 

@@ -24,12 +24,12 @@ import pytest
 
 from beat.dispatch import new_backup_session
 from beat.watcher import Watcher, WatchSettings, session_state
-from tests.integration.conftest import STASHQ, Worker
-from tests.integration.resources import local_setup
+from devstack.compare import differences
+from devstack.resources import local_setup
+from devstack.sample import create_sample
+from devstack.servers import MariaDBServer
+from devstack.stack import STASHQ, Worker
 from tests.kube import FakeKubeAPI
-from tests.servers import MariaDBServer
-from tests.support.compare import differences
-from tests.support.sample import create_sample
 from workers.context import SessionRef
 from workers.state.kube import KubeStore
 from workflows.parsing import parse_resource

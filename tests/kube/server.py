@@ -51,7 +51,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
-from tests.servers.ports import LOOPBACK
+from devstack.servers.ports import LOOPBACK
 
 #: API groups whose kinds have the status subresource (ours; KubeDB's AppBinding has none).
 STATUS_GROUPS = frozenset({"stashq.io"})

@@ -1,6 +1,6 @@
 """The way from `make demo` to the README's "Using it", as written: the demo script
 runs with whatever Python the user types, and the env file it (or `python -m
-tests.servers up`) writes puts `stashq` on PATH."""
+devstack.servers up`) writes puts `stashq` on PATH."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from tests.servers.__main__ import write_env
+from devstack.servers.__main__ import write_env
 
 ROOT = Path(__file__).resolve().parents[2]
 #: The Python the virtualenv was made from: none of StashQ's dependencies installed.

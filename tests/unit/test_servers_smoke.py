@@ -5,8 +5,8 @@ from pathlib import Path
 import prometheus_client
 import redis
 
-from tests.servers import MariaDBServer, Pushgateway, RedisServer, S3Ports, S3Server
-from tests.servers.s3 import MAX_VOLUMES
+from devstack.servers import MariaDBServer, Pushgateway, RedisServer, S3Ports, S3Server
+from devstack.servers.s3 import MAX_VOLUMES
 
 
 def test_mariadb_answers_as_root_over_tcp(mariadb_server: MariaDBServer) -> None:

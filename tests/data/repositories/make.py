@@ -24,9 +24,9 @@ import sys
 import tempfile
 from pathlib import Path
 
-from tests.servers import MariaDBServer, RedisServer, free_port
-from tests.support.compare import describe
-from tests.support.sample import create_sample
+from devstack.compare import describe
+from devstack.sample import create_sample
+from devstack.servers import MariaDBServer, RedisServer, free_port
 
 STASHQ = str(Path(sys.executable).with_name("stashq"))
 PASSWORD = "fixture password, not a secret"

@@ -3,7 +3,7 @@
 Each server has its own data dir and ports, is started as a child process in its own
 session, and is found again through `<data_dir>/server.pid`, so `start()` reuses a
 server that already runs there and `stop()` works from another process (the demo's
-`python -m tests.servers down`).
+`python -m devstack.servers down`).
 """
 
 from .mariadb import MariaDBServer

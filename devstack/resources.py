@@ -8,7 +8,7 @@ from typing import Any
 
 import yaml
 
-from tests.servers import MariaDBServer, S3Server
+from devstack.servers import MariaDBServer, S3Server
 
 
 def secret(name: str, **values: str) -> str:

@@ -1,4 +1,4 @@
-"""`python -m tests.servers up|down|status --dir DIR`: the demo's servers on fixed ports.
+"""`python -m devstack.servers up|down|status --dir DIR`: the demo's servers on fixed ports.
 
 The demo (and a developer's shell) needs the same servers as the tests, but on ports one
 can remember and that stay put across runs, and outliving this command: `up` starts them
@@ -121,7 +121,7 @@ def status(root: Path) -> int:
 
 
 def main(argv: list[str]) -> int:
-    parser = argparse.ArgumentParser(prog="python -m tests.servers", description=__doc__)
+    parser = argparse.ArgumentParser(prog="python -m devstack.servers", description=__doc__)
     parser.add_argument("command", choices=["up", "down", "status"])
     parser.add_argument("--dir", type=Path, required=True, help="where the servers keep data")
     args = parser.parse_args(argv)
