@@ -12,6 +12,7 @@ import json
 import random
 import shutil
 import threading
+import time
 from collections.abc import Iterable, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
@@ -159,6 +160,29 @@ def test_boundaries_do_not_depend_on_how_the_stream_was_read() -> None:
     codec = ChunkCodec(SMALL)
     assert [len(c) for c in codec.cut(pieces(RAW, 777), StreamStats())] == \
         [len(c) for c in codec.cut([RAW], StreamStats())]
+
+
+def test_restore_opens_a_chunk_only_when_the_consumer_reaches_it(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Range reads run ahead holding sealed bytes; opened (decompressed) chunks are not
+    piled up ahead of the consumer, which is what keeps a restore's memory small."""
+    repo = open_repo(tmp_path, PASSWORD)
+    snapshot = backup(repo, "s1")
+    opened: list[threading.Thread] = []
+    real_open = ChunkCodec.open
+
+    def counting_open(self: ChunkCodec, *args: Any) -> bytes:
+        opened.append(threading.current_thread())
+        return real_open(self, *args)
+
+    monkeypatch.setattr(ChunkCodec, "open", counting_open)
+    chunks = repo.read_stream(snapshot, snapshot.streams[0])  # reads the chunk list now
+    before = len(opened)
+    first = next(iter(chunks))
+    time.sleep(0.5)  # room for a read-ahead thread to open more, if one did
+    assert len(opened) - before == 1
+    assert opened[-1] is threading.current_thread()
+    assert first + b"".join(chunks) == RAW
 
 
 # --- bad input --------------------------------------------------------------------------

@@ -192,9 +192,10 @@ class ChunkReader:
         if run:
             yield run
 
-    def fetch(self, run: list[tuple[bytes, Location]], what: str) -> list[bytes]:
-        """The run's chunks, each opened and verified; errors name ``what`` (snapshot and
-        stream), pack and chunk."""
+    def fetch(self, run: list[tuple[bytes, Location]], what: str
+              ) -> tuple[list[tuple[bytes, Location]], bytes]:
+        """The run and its sealed bytes, in one range read; errors name ``what``
+        (snapshot and stream) and the pack."""
         first, last = run[0][1], run[-1][1]
         key = pack_key(first.pack)
         try:
@@ -204,19 +205,29 @@ class ChunkReader:
             raise IntegrityError(f'{what}: pack "{key}" is missing ({e})') from e
         except IntegrityError as e:
             raise IntegrityError(f"{what}: {e}") from e
-        out = []
+        return run, data
+
+    def open(self, run: list[tuple[bytes, Location]], data: bytes, what: str
+             ) -> Iterator[bytes]:
+        """The run's chunks one by one, each opened and verified as it is asked for."""
+        first = run[0][1]
+        key = pack_key(first.pack)
         for chunk_id, loc in run:
             at = loc.offset - first.offset
             try:
-                out.append(self.codec.open(chunk_id, data[at:at + loc.length], loc.raw_length))
+                chunk = self.codec.open(chunk_id, data[at:at + loc.length], loc.raw_length)
             except IntegrityError as e:
                 raise IntegrityError(f'{what}: chunk {chunk_id.hex()} in pack "{key}" at '
                                      f"byte {loc.offset} is corrupt: {e}") from e
-        return out
+            yield chunk
 
     def read(self, ids: Iterable[bytes], what: str) -> Iterator[bytes]:
-        for run in prefetch((self.fetch(r, what) for r in self.runs(ids, what)), READ_AHEAD):
-            yield from run
+        """The chunks of ``ids`` in order. Range reads run ahead in a thread and hold
+        sealed (compressed) bytes; a chunk is opened only when the consumer comes to it,
+        so what is held ahead is READ_AHEAD runs of compressed data, not of opened data."""
+        fetched = prefetch((self.fetch(r, what) for r in self.runs(ids, what)), READ_AHEAD)
+        for run, data in fetched:
+            yield from self.open(run, data, what)
 
 
 def _extends(run: list[tuple[bytes, Location]], loc: Location) -> bool:
