@@ -236,8 +236,10 @@ def describe_archive(status: Mapping[str, Any]) -> str:
              f"last archived transaction at {status.get('lastArchivedEventTime') or 'none'}",
              "recoverable " + (f"from {window.get('from')} to {window.get('to')}" if window
                                else "window: none yet (no snapshot with binlog coordinates)")]
-    lines += [f"gap: {gap.get('reason')} (detected {gap.get('detectedAt')})"
-              for gap in status.get("gaps") or ()]
+    gaps = status.get("gaps") or ()
+    lines += [f"gap: {gap.get('reason')} (detected {gap.get('detectedAt')})" for gap in gaps]
+    if (status.get("gapCount") or 0) > len(gaps):
+        lines.append(f"{status['gapCount']} gaps in all; the {len(gaps)} newest are listed")
     return "\n".join(lines)
 
 
