@@ -109,6 +109,9 @@ def backup(config: str, wait: bool, timeout_s: int, namespace: str | None) -> No
 @click.option("--to-gtid", default=None,
               help="Restore up to and including this transaction (domain-server-sequence, "
                    "e.g. 0-1-42; spec.pointInTime.gtid).")
+@click.option("--to-position", default=None, metavar="FILE:POS",
+              help="Restore up to this binlog position, the end of a transaction (e.g. "
+                   "mysql-bin.000002:1352; spec.pointInTime.file + position).")
 @click.option("--wait/--no-wait", default=False,
               help="Wait for the session to finish, showing its progress.")
 @click.option("--timeout", "timeout_s", default=24 * 3600, show_default=True,
@@ -117,13 +120,13 @@ def backup(config: str, wait: bool, timeout_s: int, namespace: str | None) -> No
 @reports_errors
 def restore(repository: str, target: str, snapshot: str, source: str | None, database: str,
             overwrite: bool, task_name: str | None, to_time: str | None, to_gtid: str | None,
-            wait: bool, timeout_s: int, namespace: str | None) -> None:
+            to_position: str | None, wait: bool, timeout_s: int, namespace: str | None) -> None:
     """Restore a snapshot: a RestoreSession, checked, then queued.
 
     The Repository, the AppBinding and the snapshot are checked first; if one is
     missing (or latest is ambiguous) nothing is created. A target database that holds
-    tables is refused at pre-check unless --overwrite. With --to-time or --to-gtid, the
-    point is checked against the recoverable window first, and refused naming it.
+    tables is refused at pre-check unless --overwrite. With --to-time, --to-gtid or
+    --to-position, the point is checked against the recoverable window first, and refused naming it.
     """
     from beat.progress import wait_for
     from workers.context import SessionRef
@@ -134,10 +137,10 @@ def restore(repository: str, target: str, snapshot: str, source: str | None, dat
     env = Env(namespace)
     repo = open_repository(env, repository)
     env.store.get(AppBinding, target, env.namespace)
-    point = point_spec(to_time, to_gtid)
+    point = point_spec(to_time, to_gtid, to_position)
     if point is not None and snapshot != "latest":
-        raise InvalidResource("--snapshot and --to-time/--to-gtid exclude each other: a "
-                              "restore to a point takes the newest snapshot before it")
+        raise InvalidResource("--snapshot and --to-time/--to-gtid/--to-position exclude each "
+                              "other: a restore to a point takes the newest snapshot before it")
     chosen = (repo.resolve_snapshot(snapshot, source) if point is None else
               repo.find_snapshot(repo.plan_recovery(point_of(point), source).snapshot))
     assert chosen is not None
@@ -157,19 +160,32 @@ def restore(repository: str, target: str, snapshot: str, source: str | None, dat
         wait_for(env.store, ref, timeout_s, env.stalled)
 
 
-def point_spec(to_time: str | None, to_gtid: str | None) -> PointInTime | None:
-    """``--to-time`` / ``--to-gtid`` as a RestoreSession's ``spec.pointInTime``."""
+def point_spec(to_time: str | None, to_gtid: str | None,
+               to_position: str | None = None) -> PointInTime | None:
+    """``--to-time`` / ``--to-gtid`` / ``--to-position`` as a RestoreSession's
+    ``spec.pointInTime``."""
     from pydantic import ValidationError
 
     from workflows.resources.restore import PointInTime
 
-    if to_time is None and to_gtid is None:
+    if to_time is None and to_gtid is None and to_position is None:
         return None
+    file, position = split_position(to_position) if to_position is not None else (None, None)
     try:
-        return PointInTime(time=to_time, gtid=to_gtid)  # type: ignore[arg-type]
+        return PointInTime(time=to_time, gtid=to_gtid, file=file,  # type: ignore[arg-type]
+                           position=position)
     except ValidationError as e:
         reason = "; ".join(str(err["msg"]).removeprefix("Value error, ") for err in e.errors())
-        raise InvalidResource(f"--to-time/--to-gtid: {reason}") from None
+        raise InvalidResource(f"--to-time/--to-gtid/--to-position: {reason}") from None
+
+
+def split_position(text: str) -> tuple[str, int]:
+    """``mysql-bin.000002:1352`` → ("mysql-bin.000002", 1352)."""
+    file, _, position = text.rpartition(":")
+    if not file or not position.isdigit():
+        raise InvalidResource(f'--to-position: "{text}" is not FILE:POS (a binlog file and a '
+                              "byte position in it, e.g. mysql-bin.000002:1352)")
+    return file, int(position)
 
 
 @main.command()
@@ -220,8 +236,10 @@ def describe_archive(status: Mapping[str, Any]) -> str:
              f"last archived transaction at {status.get('lastArchivedEventTime') or 'none'}",
              "recoverable " + (f"from {window.get('from')} to {window.get('to')}" if window
                                else "window: none yet (no snapshot with binlog coordinates)")]
-    lines += [f"gap: {gap.get('reason')} (detected {gap.get('detectedAt')})"
-              for gap in status.get("gaps") or ()]
+    gaps = status.get("gaps") or ()
+    lines += [f"gap: {gap.get('reason')} (detected {gap.get('detectedAt')})" for gap in gaps]
+    if (status.get("gapCount") or 0) > len(gaps):
+        lines.append(f"{status['gapCount']} gaps in all; the {len(gaps)} newest are listed")
     return "\n".join(lines)
 
 

@@ -36,7 +36,7 @@ def decoder_args(database: str, renamed: str | None) -> list[str]:
 def replay_database(ctx: StepContext, recovery: Recovery, cnf: Path, database: str,
                     renamed: str | None, extra: Sequence[str]) -> ReplayFilter:
     """One pass over the segments, replaying ``database``'s changes (as ``renamed``)."""
-    replay = ReplayFilter(recovery.start_state, recovery.point)
+    replay = ReplayFilter(recovery.start_state, recovery.point, recovery.end_state)
 
     def chunks() -> Iterator[bytes]:
         for segment in recovery.segments:

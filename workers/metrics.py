@@ -191,8 +191,9 @@ def build_archive_registry(facts: ArchiveFacts) -> CollectorRegistry:
           "end to having archived it, at the last run", float(status.get("lagSeconds") or 0))
     gauge("stashq_binlog_archived_bytes", "Bytes of archived binlog segments stored",
           float(status.get("archivedBytes") or 0))
-    gauge("stashq_binlog_archive_gaps", "Gaps in the binlog archive",
-          float(len(status.get("gaps") or ())))
+    gaps = status.get("gapCount", len(status.get("gaps") or ()))
+    gauge("stashq_binlog_archive_gaps", "Gaps in the binlog archive (every one, not only "
+          "those the status lists)", float(gaps))
     gauge("stashq_binlog_archive_last_run_time_seconds", "Unix time of the last archive run",
           _unix(status.get("lastRunAt")))
     if status.get("lastArchivedEventTime"):

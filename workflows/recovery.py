@@ -82,6 +82,12 @@ class Recovery:
     segments: tuple[BinlogSegment, ...]
     point: Point
 
+    @property
+    def end_state(self) -> str:
+        """The GTID state after the last planned segment: where a replay to a time that
+        did not stop at a later-stamped transaction must have arrived."""
+        return self.segments[-1].gtid_end if self.segments else self.start_state
+
 
 def iso(moment: datetime) -> str:
     return moment.isoformat(timespec="seconds").replace("+00:00", "Z")

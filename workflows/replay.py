@@ -7,7 +7,9 @@ files' own events and every transaction the snapshot (or an earlier segment) alr
 holds, and stops before the first transaction past the point (``workflows/recovery.py``
 says what a point means). Two checks make a silent skip impossible (MOCO #563): a
 transaction whose GTID does not follow the last one replayed fails the restore, and
-``ended_at_point`` says whether the replay stopped exactly at the point.
+``ended_at_point`` says whether the replay stopped exactly at the point: at the point's
+GTID or position, or for a time, at the first transaction stamped past it or else at
+the planned end of the archive (``end_state``) — never short of either.
 """
 
 from __future__ import annotations
@@ -31,6 +33,8 @@ from workflows.recovery import Point
 class ReplayFilter:
     start_state: str
     point: Point
+    #: GTID state after the planned segments ("": not known, not checked)
+    end_state: str = ""
     state: dict[int, Gtid] = field(default_factory=dict)
     transactions: int = 0
     last: Gtid | None = None
@@ -114,4 +118,10 @@ class ReplayFilter:
             where = f"{self.last_end[0]}:{self.last_end[1]}" if self.last_end else "nothing"
             return (f"the replay ended at {where}, not at {point.file}:{point.position} "
                     "(a position must be the end of a transaction)")
+        if point.time is not None and not self.stopped \
+                and not all(contains(self.state, g) for g in parse_state(self.end_state).values()):
+            return (f"the replay ended at {self.last or self.start_state}, short of the "
+                    f"archive's planned end {self.end_state} and without reaching a "
+                    "transaction stamped after the point: the archived binlog it read ended "
+                    "early")
         return None

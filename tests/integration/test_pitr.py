@@ -238,3 +238,34 @@ def test_a_point_outside_the_window_is_refused_naming_the_window(
     no_zone = stack.cli("restore", "--repository", "repo", "--target", "scratch",
                         "--to-time", "2026-12-06T10:00:00", namespace=namespace)
     assert no_zone.returncode != 0 and "has no time zone" in no_zone.stderr, no_zone.stderr
+
+
+def test_restore_to_a_binlog_position(stack: Stack, binlog_mariadb: MariaDBServer,
+                                      namespace: str, source_db: str, bucket: str,
+                                      tmp_path: Path) -> None:
+    apply_pitr(stack, namespace, tmp_path, binlog_mariadb, stack.mariadb, bucket, source_db)
+    backup(stack, namespace)
+    ends = []
+    for n in (2, 3, 4):
+        with binlog_mariadb.connect(source_db) as conn:
+            conn.cursor().execute("INSERT INTO t VALUES (%s, UNIX_TIMESTAMP())", (n,))
+        _, file, pos = server_coordinates(binlog_mariadb)  # the end of transaction n
+        ends.append(f"{file}:{pos}")
+    archive(stack, namespace)
+
+    status = restore_to(stack, namespace, f"{source_db}_p", "--to-position", ends[1])
+    assert numbers(stack.mariadb, f"{source_db}_p") == [1, 2, 3]
+    assert status["pointInTime"]["point"] == f"position {ends[1]}"  # type: ignore[index]
+
+    not_an_end = ends[1].rpartition(":")[0] + ":" + str(int(ends[1].rpartition(":")[2]) - 1)
+    refused = stack.cli("restore", "--repository", "repo", "--target", "scratch", "--database",
+                        f"{source_db}_q", "--to-position", not_an_end, "--wait",
+                        namespace=namespace, timeout=300)
+    assert refused.returncode != 0
+    assert "a position must be the end of a transaction" in refused.stdout + refused.stderr
+    malformed = stack.cli("restore", "--repository", "repo", "--target", "scratch",
+                          "--to-position", "mysql-bin.000002", namespace=namespace)
+    assert malformed.returncode != 0 and "is not FILE:POS" in malformed.stderr, malformed.stderr
+    with stack.mariadb.connect() as conn:
+        for db in (f"{source_db}_p", f"{source_db}_q"):
+            conn.cursor().execute(f"DROP DATABASE IF EXISTS `{db}`")

@@ -5,15 +5,24 @@ and its manifest loses nothing and archives nothing twice."""
 
 from __future__ import annotations
 
+import re
 import signal
 import time
 from pathlib import Path
+
+import pytest
 
 from devstack.servers import MariaDBServer
 from devstack.stack import Deploy, Stack
 from tests.integration.test_faults import eventually
 from tests.integration.test_parallel_dump import backup
-from tests.integration.test_pitr import apply_pitr, archive, numbers, restore_to
+from tests.integration.test_pitr import (
+    apply_pitr,
+    archive,
+    numbers,
+    restore_to,
+    server_coordinates,
+)
 from workers.state.redis import RedisStore
 from workflows.resources import BackupConfiguration
 
@@ -47,6 +56,15 @@ def archive_status(redis_url: str, namespace: str) -> dict[str, object]:
                                               namespace).status["binlogArchive"]
 
 
+def archive_gauge(stack: Stack, name: str, namespace: str) -> float:
+    """The value the Pushgateway holds for ``name`` of BackupConfiguration "nightly"."""
+    pattern = re.compile(rf'^{name}{{[^}}]*invoker_name="nightly"[^}}]*namespace="{namespace}"'
+                         r'[^}]*} (\S+)$', re.MULTILINE)
+    found = pattern.findall(stack.pushgateway.metrics_text())
+    assert len(found) == 1, (name, found)
+    return float(found[0])
+
+
 def test_a_server_without_binlog_is_refused(stack: Stack, namespace: str, database: str,
                                             bucket: str, tmp_path: Path) -> None:
     apply_pitr(stack, namespace, tmp_path, stack.mariadb, stack.mariadb, bucket, database)
@@ -70,15 +88,62 @@ def test_a_statement_binlog_is_refused_saying_what_it_risks(
     assert "binlog_format is STATEMENT, not ROW" in said and "NOW(), UUID()" in said, said
 
 
-def test_a_user_without_replication_slave_is_refused_naming_the_privilege(
+@pytest.mark.parametrize(("user", "grants", "expected"), [
+    ("noslave", "SELECT, BINLOG MONITOR", ["user noslave lacks the REPLICATION SLAVE privilege"]),
+    ("nomonitor", "SELECT, REPLICATION SLAVE", ["user nomonitor may not list the binary logs",
+                                                "GRANT BINLOG MONITOR ON *.* TO the user"]),
+])
+def test_a_user_without_a_replication_privilege_is_refused_naming_it(
         stack: Stack, binlog_mariadb: MariaDBServer, namespace: str, source_db: str,
-        bucket: str, tmp_path: Path) -> None:
-    binlog_mariadb.create_user("noslave", "pw", "SELECT, BINLOG MONITOR")
+        bucket: str, tmp_path: Path, user: str, grants: str, expected: list[str]) -> None:
+    binlog_mariadb.create_user(user, "pw", grants)
     apply_pitr(stack, namespace, tmp_path, binlog_mariadb, stack.mariadb, bucket, source_db,
-               user="noslave", password="pw")
+               user=user, password="pw")
     said = archive(stack, namespace, ok=False)
-    assert "user noslave lacks the REPLICATION SLAVE privilege" in said, said
+    assert all(part in said for part in expected), said
     assert "pw" not in said.replace("pitr", "")  # the password is in no message
+
+
+#: A fault done to the server between two archive runs, what puts the server back for
+#: the next tests (a second GTID domain stays in the binlog state until RESET MASTER),
+#: and what the gap says.
+FAULTS = {
+    "reset-master": ("RESET MASTER", [], "a new binlog sequence (RESET MASTER"),
+    "server-id": ("SET GLOBAL server_id = 8", ["SET GLOBAL server_id = 7"],
+                  "changed from 7 to 8"),
+    "gtid-domain": ("SET GLOBAL gtid_domain_id = 5", ["SET GLOBAL gtid_domain_id = 0",
+                                                      "RESET MASTER"], "the GTID domain of"),
+}
+
+
+@pytest.mark.parametrize("fault", sorted(FAULTS))
+def test_a_new_binlog_sequence_server_id_or_domain_is_a_gap_and_archiving_goes_on(
+        stack: Stack, binlog_mariadb: MariaDBServer, namespace: str, source_db: str,
+        bucket: str, tmp_path: Path, fault: str) -> None:
+    statement, put_back, reason = FAULTS[fault]
+    apply_pitr(stack, namespace, tmp_path, binlog_mariadb, stack.mariadb, bucket, source_db)
+    backup(stack, namespace)
+    gtid_of_insert(binlog_mariadb, source_db, 2)
+    archive(stack, namespace)
+    archived, _, _ = server_coordinates(binlog_mariadb)
+    with binlog_mariadb.connect() as conn:
+        conn.cursor().execute(statement)
+    try:
+        resumed, _, _ = server_coordinates(binlog_mariadb)
+        said = archive(stack, namespace)
+        last = [gtid_of_insert(binlog_mariadb, source_db, n) for n in (3, 4)][-1]
+        archive(stack, namespace)
+    finally:
+        with binlog_mariadb.connect() as conn, conn.cursor() as cursor:
+            for undo in put_back:
+                cursor.execute(undo)
+    status = archive_status(stack.redis_url, namespace)
+    assert status["gapCount"] == 1 and len(status["gaps"]) == 1, status  # type: ignore[arg-type]
+    gap = status["gaps"][0]  # type: ignore[index]
+    assert reason in gap["reason"] and f"gap: {gap['reason']}" in said, (gap, said)
+    assert (gap["archived"], gap["resumed"]) == (archived, resumed)  # resumed where it stood
+    assert status["position"]["gtid"].split(",").count(last) == 1, status  # type: ignore[index]
+    assert archive_gauge(stack, "stashq_binlog_archive_gaps", namespace) == 1.0
 
 
 def test_binlogs_purged_before_archiving_are_a_gap_that_no_restore_crosses(
@@ -96,6 +161,8 @@ def test_binlogs_purged_before_archiving_are_a_gap_that_no_restore_crosses(
     gap = status["gaps"][0]  # type: ignore[index]
     assert "purged before they were archived" in gap["reason"] and "gap:" in said
     assert gap["resumed"] == lost  # archiving resumed at the server's position then
+    assert status["gapCount"] == 1, status
+    assert archive_gauge(stack, "stashq_binlog_archive_gaps", namespace) == 1.0
 
     refused = stack.cli("restore", "--repository", "repo", "--target", "scratch",
                         "--database", f"{source_db}_x", "--to-gtid", lost, namespace=namespace)

@@ -247,3 +247,31 @@ def test_hostile_yaml_is_refused_quickly_and_only_as_invalid_resource(
         assert refusal is not None
     if not hostile and fan ** levels <= 1000 and depth <= 20 and where != "task":
         assert refusal is None
+
+
+def restore_to(point: dict[str, Any]) -> dict[str, Any]:
+    return {"apiVersion": "stashq.io/v1alpha1", "kind": "RestoreSession",
+            "metadata": {"name": "back"},
+            "spec": {"repository": {"name": "repo"}, "target": {"ref": {"name": "db"}},
+                     "pointInTime": point}}
+
+
+@pytest.mark.parametrize(("point", "expected"), [
+    ({"time": "2026-12-06T10:15:00"}, 'spec.pointInTime.time: "2026-12-06T10:15:00" has no '
+                                      "time zone: write it as RFC 3339 with one"),
+    ({"time": "2026-12-06T10:15:00Z", "gtid": "0-1-4"}, "name exactly one point"),
+    ({"file": "mysql-bin.000002"}, "a binlog position needs both file and position"),
+    ({"gtid": "0-1"}, "spec.pointInTime.gtid:"),
+])
+def test_a_restore_point_without_time_zone_or_ambiguous_is_refused_at_apply(
+        point: dict[str, Any], expected: str) -> None:
+    with pytest.raises(InvalidResource) as info:
+        parse_resource(restore_to(point), source="restore.yaml")
+    assert expected in str(info.value)
+
+
+@pytest.mark.parametrize("point", [{"time": "2026-12-06T10:15:00+01:00"}, {"gtid": "0-1-4"},
+                                   {"file": "mysql-bin.000002", "position": 1352}])
+def test_each_kind_of_restore_point_parses(point: dict[str, Any]) -> None:
+    session = parse_resource(restore_to(point))
+    assert session.spec.point_in_time is not None  # type: ignore[attr-defined]

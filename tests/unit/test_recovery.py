@@ -107,8 +107,9 @@ def test_retention_keeps_exactly_the_segments_the_kept_snapshots_need() -> None:
     assert [s.seq for s in binlogs_to_forget(SEGMENTS, [])] == [1, 2, 3, 4]
 
 
-def replayed(data: bytes, start: str, point: Point) -> tuple[list[int], ReplayFilter]:
-    replay = ReplayFilter(start, point)
+def replayed(data: bytes, start: str, point: Point, end: str = ""
+             ) -> tuple[list[int], ReplayFilter]:
+    replay = ReplayFilter(start, point, end)
     fed = b"".join(replay.passing("mysql-bin.000001", events([data])))
     return [g.gtid.seq for g in read_piece([fed], 0).groups], replay
 
@@ -137,6 +138,19 @@ def test_the_replay_skips_what_the_snapshot_holds_and_stops_at_the_point(
 def test_a_replay_that_does_not_reach_its_gtid_says_so() -> None:
     _, replay = replayed(binlog(range(1, 6)), "0-7-3", Point(gtid=Gtid(0, 7, 8)))
     assert replay.ended_at_point() == "the replay ended at 0-7-5, not at 0-7-8"
+
+
+@pytest.mark.parametrize(("point", "end", "problem"), [
+    (Point(time=at(99)), "0-7-10", "the replay ended at 0-7-5, short of the archive's planned "
+                                   "end 0-7-10"),
+    (Point(time=at(99)), "0-7-5", None),   # all of the archive, all before the point
+    (Point(time=at(4)), "0-7-10", None),   # stopped at 0-7-5, stamped after the point
+])
+def test_a_replay_to_a_time_that_ends_short_of_the_planned_end_says_so(
+        point: Point, end: str, problem: str | None) -> None:
+    _, replay = replayed(binlog(range(1, 6)), "0-7-3", point, end)
+    said = replay.ended_at_point()
+    assert (said is None and problem is None) or (problem is not None and problem in str(said))
 
 
 def test_a_skipped_transaction_fails_the_replay() -> None:

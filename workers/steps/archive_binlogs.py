@@ -39,7 +39,8 @@ log = logging.getLogger(__name__)
 
 TASK = "stashq.archive_binlogs"
 ROUTES[TASK] = {"queue": CONTROL_QUEUE}
-#: Gaps the status keeps (newest last); the repository keeps them all.
+#: Gaps the status lists (newest last); ``gapCount`` counts them all, as the repository
+#: keeps them all.
 STATUS_GAPS = 10
 
 
@@ -104,7 +105,7 @@ def record(ctx: ConfigContext, report: RunReport) -> None:
     _patch(ctx, {"binlogArchive": status})
     repo = ctx.repository
     ctx.store.patch_status(Repository, repo.name, repo.namespace, {"pointInTime": {
-        config.name: {k: status.get(k) for k in ("window", "windows", "gaps",
+        config.name: {k: status.get(k) for k in ("window", "windows", "gaps", "gapCount",
                                                   "lastArchivedEventTime")}}})
     push_archive_metrics(ctx, status)
 
@@ -130,7 +131,7 @@ def archive_status(segments: list[BinlogSegment], report: RunReport, found: list
             "snapshot": current.snapshot},
         "windows": [{"from": iso(w.start) if w.start else None,
                      "to": iso(w.end) if w.end else None, "span": w.span} for w in found],
-        "gaps": gaps[-STATUS_GAPS:]}
+        "gaps": gaps[-STATUS_GAPS:], "gapCount": len(gaps)}
     if len(gaps) > len(previous.get("gaps") or []):
         status["lastGap"] = gaps[-1]
     return status
