@@ -18,8 +18,9 @@ from workers.drills import Scratch, drill_snapshot
 from workers.repository import Repository as RepositoryObject
 from workers.repository import open_repository
 from workers.state.base import ResourceStore
+from workers.watchdog import Watchdog
 from workflows.drills import DrillReport, drill_status, scratch_conflict, snapshots_to_check
-from workflows.errors import NotFound, PrecheckFailed
+from workflows.errors import NotFound, PrecheckFailed, StashQError
 from workflows.phases import iso_ms
 from workflows.resources import AppBinding, Repository, RestoreDrill
 from workflows.resources.drill import Assertion
@@ -60,37 +61,65 @@ def refuse_own_source(store: ResourceStore, scratch: Scratch, snapshot: Snapshot
 
 def drill_one(store: ResourceStore, repo: RepositoryObject, snapshot: Snapshot,
               scratch: Scratch, assertions: Sequence[Assertion], configuration: str,
-              namespace: str) -> DrillReport:
+              namespace: str, dog: Watchdog | None = None) -> DrillReport:
     """The report of one snapshot's drill; a refused scratch target is its failure."""
     try:
         refuse_own_source(store, scratch, snapshot, namespace)
     except PrecheckFailed as e:
         return DrillReport(snapshot.id, configuration, failures=[e.reason])
-    return drill_snapshot(repo, snapshot, scratch, assertions, configuration)
+    return drill_snapshot(repo, snapshot, scratch, assertions, configuration, dog)
 
 
 def run_restore_drill(settings: Settings, store: ResourceStore, namespace: str,
                       name: str) -> list[DrillReport]:
-    """Drill the snapshots the RestoreDrill's spec and status select; record the verdict."""
+    """Drill the snapshots the RestoreDrill's spec and status select; record the verdict.
+    Whatever happens, ``status.running`` is cleared: a drill that could not run at all
+    ends Failed with the reason (a generic one for a bug; the log has the traceback)."""
     drill = store.get(RestoreDrill, name, namespace)
-    spec = drill.spec
     store.patch_status(RestoreDrill, name, namespace, {"running": iso_ms(time.time())})
+    try:
+        reports = drill_all(settings, store, drill)
+    except StashQError as e:
+        log.error("RestoreDrill %s/%s could not run: %s", namespace, name, e.reason)
+        record_not_run(store, drill, e.reason)
+        raise
+    except Exception as e:
+        log.exception("RestoreDrill %s/%s failed unexpectedly", namespace, name)
+        record_not_run(store, drill, f"unexpected {type(e).__name__}; the worker log has "
+                                     "the details")
+        raise
+    now = time.time()
+    patch = drill_status(reports, drill.status, now=now, now_iso=iso_ms(now))
+    store.patch_status(RestoreDrill, name, namespace, patch | {"running": None})
+    push_drill_metrics(settings, namespace, name, reports)
+    return reports
+
+
+def drill_all(settings: Settings, store: ResourceStore, drill: RestoreDrill) -> list[DrillReport]:
+    """The reports of every snapshot the drill selects, within its ``timeoutSeconds``
+    (snapshots not reached in time are failed as timed out)."""
+    spec, namespace = drill.spec, drill.namespace
     repo = open_repo(store, settings, spec.repository.name, spec.repository.namespace
                      or namespace)
     scratch = scratch_of(store, spec.scratch.ref.name, spec.scratch.ref.namespace or namespace,
                          spec.scratch.database_prefix)
     previous = drill.status.get("configurations") or {}
     snapshots, reports = repo.list_snapshots(), []
-    for configuration in spec.configurations:
-        checked = (previous.get(configuration) or {}).get("checkedThrough")
-        for snapshot in snapshots_to_check(snapshots, configuration, spec.snapshots, checked):
-            reports.append(drill_one(store, repo, snapshot, scratch, spec.assertions,
-                                     configuration, namespace))
-    now = time.time()
-    patch = drill_status(reports, drill.status, now=now, now_iso=iso_ms(now))
-    store.patch_status(RestoreDrill, name, namespace, patch | {"running": None})
-    push_drill_metrics(settings, namespace, name, reports)
+    with Watchdog(spec.timeout_seconds, f'RestoreDrill "{drill.name}"') as dog:
+        for configuration in spec.configurations:
+            checked = (previous.get(configuration) or {}).get("checkedThrough")
+            for snapshot in snapshots_to_check(snapshots, configuration, spec.snapshots,
+                                               checked):
+                reports.append(drill_one(store, repo, snapshot, scratch, spec.assertions,
+                                         configuration, namespace, dog))
     return reports
+
+
+def record_not_run(store: ResourceStore, drill: RestoreDrill, reason: str) -> None:
+    """The status of a drill that could not run: Failed, the reason, not running."""
+    store.patch_status(RestoreDrill, drill.name, drill.namespace, {
+        "phase": "Failed", "reason": reason, "running": None,
+        "lastDrillTime": iso_ms(time.time())})
 
 
 def push_drill_metrics(settings: Settings, namespace: str, name: str,

@@ -5,7 +5,9 @@ The restored rows are counted by dumping the scratch databases again with the sa
 client options (``CONSISTENT_DUMP_OPTIONS``) and passing that dump through the same
 ``RowDigester`` as the backup did: the two counts are of the same text, so they agree
 exactly when every row came back as it was dumped. The scratch databases are dropped
-whatever happens (and dropped first if a drill killed mid-way left them).
+whatever happens (and dropped first if a drill killed mid-way left them). A drill's
+``timeoutSeconds`` is kept by a ``Watchdog``: each client process and query of the drill
+is registered with it while it runs, and stopped when the time is up.
 """
 
 from __future__ import annotations
@@ -15,18 +17,23 @@ import time
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from workers import database
 from workers.engines import ConnectionInfo, EngineAdapter, engine_for
 from workers.engines.base import defaults_file
 from workers.process import ClientProcess
 from workers.repository import Repository
+from workers.watchdog import Watchdog
 from workflows.drills import DrillReport, assertion_problem, rename_databases
 from workflows.errors import StashQError
 from workflows.resources import AppBinding
 from workflows.resources.drill import Assertion, scratch_name
 from workflows.row_digests import RowDigester, combine, compare_tables, digest_text
 from workflows.snapshots import Snapshot
+
+if TYPE_CHECKING:
+    import pymysql
 
 log = logging.getLogger(__name__)
 
@@ -52,19 +59,23 @@ class Scratch:
 
 
 def drill_snapshot(repo: Repository, snapshot: Snapshot, scratch: Scratch,
-                   assertions: Sequence[Assertion], configuration: str) -> DrillReport:
-    """Restore, check and drop; the report names every failure (never raises for one)."""
+                   assertions: Sequence[Assertion], configuration: str,
+                   dog: Watchdog | None = None) -> DrillReport:
+    """Restore, check and drop; the report names every failure (never raises for one).
+    ``dog`` stops the drill when its time is up (None: no time limit)."""
     started = time.monotonic()
+    dog = dog or Watchdog(None, "the drill")
     names = {db: scratch_name(scratch.prefix, db) for db in snapshot.databases}
     report = DrillReport(snapshot.id, configuration, tuple(names.values()))
     try:
+        dog.check()
         if snapshot.kind != "logical" or not names:
             raise StashQError(f"a {snapshot.kind} snapshot without named databases cannot be "
                               "drilled yet (only logical snapshots are)")
-        with scratch_databases(scratch, list(names.values())):
-            restore_into(repo, snapshot, scratch, names)
-            check_rows(snapshot, scratch, names, report)
-            report.failures += run_assertions(scratch, list(names.values()), assertions)
+        with scratch_databases(scratch, list(names.values()), dog):
+            restore_into(repo, snapshot, scratch, names, dog)
+            check_rows(snapshot, scratch, names, report, dog)
+            report.failures += run_assertions(scratch, list(names.values()), assertions, dog)
     except StashQError as e:
         report.failures.append(e.reason)
     except Exception as e:  # a bug: reported as a failure of the drill, with a traceback
@@ -78,10 +89,11 @@ def drill_snapshot(repo: Repository, snapshot: Snapshot, scratch: Scratch,
 
 
 @contextmanager
-def scratch_databases(scratch: Scratch, names: list[str]) -> Iterator[None]:
-    """The scratch databases, new and empty for the ``with`` block, dropped after it."""
+def scratch_databases(scratch: Scratch, names: list[str], dog: Watchdog) -> Iterator[None]:
+    """The scratch databases, new and empty for the ``with`` block, dropped after it
+    (also after a timeout: the drop is not watched)."""
     _sql(scratch, [f"DROP DATABASE IF EXISTS {database.quote_identifier(n)}" for n in names]
-         + [f"CREATE DATABASE {database.quote_identifier(n)}" for n in names])
+         + [f"CREATE DATABASE {database.quote_identifier(n)}" for n in names], dog)
     try:
         yield
     finally:
@@ -92,15 +104,27 @@ def scratch_databases(scratch: Scratch, names: list[str]) -> Iterator[None]:
             log.warning("scratch databases %s not dropped: %s", ", ".join(names), e)
 
 
-def _sql(scratch: Scratch, statements: Sequence[str]) -> None:
+def _sql(scratch: Scratch, statements: Sequence[str], dog: Watchdog | None = None) -> None:
     with database.connect(scratch.connection, what=scratch.what) as conn, \
-            conn.cursor() as cursor:
+            conn.cursor() as cursor, _watched(dog, scratch, conn):
         for statement in statements:
             cursor.execute(statement)
 
 
+@contextmanager
+def _watched(dog: Watchdog | None, scratch: Scratch,
+             conn: pymysql.Connection) -> Iterator[None]:
+    """The block's queries on ``conn`` killed (from a second connection) at the timeout."""
+    if dog is None:
+        yield
+        return
+    thread_id = conn.thread_id()
+    with dog.watching(lambda: _sql(scratch, [f"KILL {int(thread_id)}"])):
+        yield
+
+
 def restore_into(repo: Repository, snapshot: Snapshot, scratch: Scratch,
-                 names: dict[str, str]) -> None:
+                 names: dict[str, str], dog: Watchdog) -> None:
     """Every stream, in manifest order (schema, data, post-data), into the scratch."""
     single = next(iter(names.values())) if len(names) == 1 else None
     with defaults_file(scratch.connection) as cnf:
@@ -109,12 +133,14 @@ def restore_into(repo: Repository, snapshot: Snapshot, scratch: Scratch,
             chunks: Iterable[bytes] = repo.read_stream(snapshot, stream)
             client = ClientProcess(argv, stdin_pipe=True)
             try:
-                client.feed(chunks if single else rename_databases(chunks, names))
+                with dog.watching(client.stop):
+                    client.feed(chunks if single else rename_databases(chunks, names))
             finally:
                 client.stop()
 
 
-def restored_rows(scratch: Scratch, names: dict[str, str]) -> dict[str, tuple[int, str]]:
+def restored_rows(scratch: Scratch, names: dict[str, str],
+                  dog: Watchdog) -> dict[str, tuple[int, str]]:
     """Rows per source table (``db.table``) in the scratch, counted from a new dump."""
     scratch_dbs = list(names.values())
     back = {new: old for old, new in names.items()}
@@ -122,8 +148,9 @@ def restored_rows(scratch: Scratch, names: dict[str, str]) -> dict[str, tuple[in
     with defaults_file(scratch.connection) as cnf:
         client = ClientProcess(scratch.engine.dump_args(cnf, scratch_dbs, []))
         try:
-            for _ in digester.tap(client.chunks(REDUMP_CHUNK_BYTES)):
-                pass
+            with dog.watching(client.stop):
+                for _ in digester.tap(client.chunks(REDUMP_CHUNK_BYTES)):
+                    pass
         finally:
             client.stop()
     counts = {}
@@ -134,20 +161,20 @@ def restored_rows(scratch: Scratch, names: dict[str, str]) -> dict[str, tuple[in
 
 
 def check_rows(snapshot: Snapshot, scratch: Scratch, names: dict[str, str],
-               report: DrillReport) -> None:
+               report: DrillReport, dog: Watchdog) -> None:
     recorded = combine((t.table, t.rows, t.digest) for s in snapshot.streams
                        for t in s.table_rows)
     if not snapshot.rows_counted:
         log.warning("snapshot %s was taken before rows were counted: only its restore and "
                     "the assertions are checked", snapshot.id)
-    restored = restored_rows(scratch, names)
+    restored = restored_rows(scratch, names, dog)
     report.tables, report.rows = len(restored), sum(rows for rows, _ in restored.values())
     if snapshot.rows_counted:
         report.failures += compare_tables(recorded, restored)
 
 
-def run_assertions(scratch: Scratch, names: list[str],
-                   assertions: Sequence[Assertion]) -> list[str]:
+def run_assertions(scratch: Scratch, names: list[str], assertions: Sequence[Assertion],
+                   dog: Watchdog) -> list[str]:
     """The assertions' failures; each runs with the first scratch database selected."""
     import pymysql
 
@@ -155,13 +182,14 @@ def run_assertions(scratch: Scratch, names: list[str],
     if not assertions:
         return problems
     with database.connect(scratch.connection, what=scratch.what) as conn, \
-            conn.cursor() as cursor:
+            conn.cursor() as cursor, _watched(dog, scratch, conn):
         cursor.execute(f"USE {database.quote_identifier(names[0])}")
         for assertion in assertions:
             try:
                 cursor.execute(assertion.query)
                 rows = cursor.fetchall()
             except pymysql.MySQLError as e:
+                dog.check()  # killed at the timeout: that is the failure
                 problems.append(f'assertion "{assertion.name or assertion.query[:60]}" '
                                 f"failed: {e.args[-1] if e.args else e}")
                 continue

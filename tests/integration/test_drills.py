@@ -111,11 +111,12 @@ def test_a_snapshot_whose_restore_loses_rows_fails_naming_the_table(
     assert scratch_databases(stack, f"drill_{database}") == []
 
 
-def drill_yaml(database: str, *, scratch: str = "db", expected: str = "50") -> str:
+def drill_yaml(database: str, *, scratch: str = "db", expected: str = "50",
+               schedule: str = "0 4 * * 0", **spec: object) -> str:
     return yaml.safe_dump({
         "apiVersion": "stashq.io/v1alpha1", "kind": "RestoreDrill",
         "metadata": {"name": "weekly"},
-        "spec": {"schedule": "0 4 * * 0", "repository": {"name": "repo"},
+        "spec": {"schedule": schedule, "repository": {"name": "repo"},
                  "configurations": ["nightly"],
                  "scratch": {"ref": {"name": scratch}, "databasePrefix": "drill_"},
                  "assertions": [
@@ -123,7 +124,7 @@ def drill_yaml(database: str, *, scratch: str = "db", expected: str = "50") -> s
                       "expected": expected},
                      {"name": "no orphans", "query": "SELECT COUNT(*) FROM orders o LEFT JOIN "
                       "customers c ON c.id = o.customer_id WHERE c.id IS NULL",
-                      "expectedRows": [["0"]]}]}}, sort_keys=False)
+                      "expectedRows": [["0"]]}]} | spec}, sort_keys=False)
 
 
 def run_drill(stack: Stack, namespace: str) -> dict[str, object]:
@@ -188,3 +189,41 @@ def test_a_drill_that_would_restore_over_its_source_is_refused_at_apply(
     # Naming its database, the configuration's snapshots restore beside it: accepted.
     accepted = stack.cli("apply", "-f", str(resources), "-f", str(drill), namespace=namespace)
     assert accepted.returncode == 0, accepted.stderr
+
+
+def test_a_drill_that_hangs_is_stopped_at_its_timeout_and_says_so(
+        stack: Stack, namespace: str, database: str, bucket: str, tmp_path: Path) -> None:
+    snapshot = backed_up(stack, namespace, database, bucket, tmp_path, customers=20)
+    marker = f"{time.time_ns() % 10**9}.5"  # seconds to sleep: unique, so findable
+    path = tmp_path / "drill.yaml"
+    path.write_text(drill_yaml(database, timeoutSeconds=8, assertions=[
+        {"name": "slow", "query": f"SELECT SLEEP({marker})", "expected": "0"}]))
+    stack.cli("apply", "-f", str(path), namespace=namespace, check=True)
+    started = time.monotonic()
+    status = run_drill(stack, namespace)
+    assert time.monotonic() - started < 60
+    assert status["phase"] == "Failed" and status.get("running") is None
+    last = status["configurations"]["nightly"]["last"]  # type: ignore[index]
+    assert last["snapshot"] == snapshot
+    assert last["failures"] == ['RestoreDrill "weekly" timed out after 8 s and was stopped']
+    assert 8 <= last["durationSeconds"] < 30
+    assert scratch_databases(stack, f"drill_{database}") == []  # dropped all the same
+    with stack.mariadb.connect() as conn, conn.cursor() as cur:
+        cur.execute("SELECT COUNT(*) FROM information_schema.PROCESSLIST "
+                    "WHERE INFO LIKE %s AND INFO NOT LIKE '%%PROCESSLIST%%'",
+                    (f"%SLEEP({marker})%",))
+        assert cur.fetchone() == (0,)  # the query was killed, not left running
+
+
+def test_a_drill_that_breaks_unexpectedly_is_failed_and_no_longer_running(
+        stack: Stack, namespace: str, database: str, bucket: str, tmp_path: Path) -> None:
+    backed_up(stack, namespace, database, bucket, tmp_path, customers=5)
+    path = tmp_path / "drill.yaml"
+    path.write_text(drill_yaml(database, expected="5"))
+    stack.cli("apply", "-f", str(path), namespace=namespace, check=True)
+    store = RedisStore.from_url(stack.redis_url)  # a status mangled by hand: not a mapping
+    store.patch_status(RestoreDrill, "weekly", namespace, {"configurations": ["mangled"]})
+    status = run_drill(stack, namespace)
+    assert status["phase"] == "Failed" and status.get("running") is None
+    assert status["reason"] == "unexpected AttributeError; the worker log has the details"
+    assert "Traceback" in stack.worker.log()

@@ -17,9 +17,9 @@ from typing import Any
 import pytest
 import yaml
 
-from devstack.resources import standard_setup
+from devstack.resources import restore_session, standard_setup
 from devstack.servers import free_port
-from devstack.stack import Stack, created
+from devstack.stack import Stack, created, wait_restore
 from tests.integration.test_failures import backup_status
 
 
@@ -255,3 +255,89 @@ def test_a_hook_that_hangs_is_stopped_at_its_timeout(
                         "WHERE INFO LIKE %s AND INFO NOT LIKE '%%PROCESSLIST%%'",
                         (f"%SLEEP({marker})%",))
             assert cur.fetchone() == (0,)
+
+
+def hook_template(name: str, url: str) -> str:
+    return yaml.safe_dump({"apiVersion": "stashq.io/v1alpha1", "kind": "HookTemplate",
+                           "metadata": {"name": name},
+                           "spec": {"httpPost": {"url": url, "body": '{"from": "template"}'},
+                                    "timeout": "10s"}})
+
+
+def restore_with_hooks(stack: Stack, namespace: str, tmp_path: Path, name: str, snapshot: str,
+                       restored: str, hooks: dict[str, Any]) -> dict[str, Any]:
+    """RestoreSession ``name`` of ``snapshot`` into database ``restored``, with ``hooks``,
+    applied (so queued) as a user would; its final status."""
+    session = yaml.safe_load(restore_session(
+        name, target={"rules": [{"snapshots": [snapshot]}]},
+        task={"params": [{"name": "database", "value": restored}]}))
+    session["spec"]["hooks"] = hooks
+    (tmp_path / f"{name}.yaml").write_text(yaml.safe_dump(session))
+    stack.cli("apply", "-f", str(tmp_path / f"{name}.yaml"), namespace=namespace, check=True)
+    return wait_restore(stack, namespace, name, 120)
+
+
+def test_restore_hooks_and_one_hook_template_for_a_backup_and_a_restore(
+        stack: Stack, namespace: str, database: str, bucket: str, tmp_path: Path,
+        receiver: Receiver) -> None:
+    with stack.mariadb.connect() as conn, conn.cursor() as cur:
+        cur.execute(f"CREATE TABLE `{database}`.t (id INT PRIMARY KEY)")
+        cur.execute(f"INSERT INTO `{database}`.t VALUES (1), (2), (3)")
+    (tmp_path / "template.yaml").write_text(hook_template("notify", f"{receiver.url}/n"))
+    stack.cli("apply", "-f", str(tmp_path / "template.yaml"), namespace=namespace, check=True)
+    setup(stack, namespace, database, bucket, tmp_path,
+          {"postBackup": [{"hookTemplate": {"name": "notify"}}]})
+    backup = created(stack.cli("backup", "nightly", "--wait", namespace=namespace,
+                               check=True).stdout)
+    restored = f"{database}_r"
+    counted = f"SELECT COUNT(*) FROM information_schema.TABLES WHERE TABLE_SCHEMA = '{restored}'"
+    status = restore_with_hooks(stack, namespace, tmp_path, "back", backup, restored, {
+        "preRestore": [{"name": "before", "sql": {"statements": [counted]}}],
+        "postRestore": [{"name": "after", "sql": {"statements": [
+                            f"SELECT COUNT(*) FROM `{restored}`.t"]}},
+                        {"hookTemplate": {"name": "notify"}, "executionPolicy": "OnSuccess"}]})
+    assert status["phase"] == "Succeeded", status
+    assert [(r["name"], r["output"]) for r in status["hooks"]["preRestore"]] == [("before", "0")]
+    post = status["hooks"]["postRestore"]
+    assert [(r["name"], r["phase"]) for r in post] == [("after", "Succeeded"),
+                                                       ("notify", "Succeeded")]
+    assert post[0]["output"] == "3"  # ran after the rows were restored
+    assert status["conditions"]["PostRestoreHookExecutionSucceeded"] == "True"
+    requests = receiver.wait_for(2)
+    assert [(r["body"]["kind"], r["body"]["session"], r["body"]["hookPhase"],
+             r["body"]["phase"], r["body"]["from"]) for r in requests] == [
+        ("BackupSession", backup, "postBackup", "Succeeded", "template"),
+        ("RestoreSession", "back", "postRestore", "Succeeded", "template")]
+    with stack.mariadb.connect() as conn, conn.cursor() as cur:
+        cur.execute(f"DROP DATABASE `{restored}`")
+
+
+def test_a_failing_pre_restore_hook_fails_the_restore_before_anything_is_restored(
+        stack: Stack, namespace: str, database: str, bucket: str, tmp_path: Path,
+        receiver: Receiver) -> None:
+    with stack.mariadb.connect() as conn, conn.cursor() as cur:
+        cur.execute(f"CREATE TABLE `{database}`.t (id INT PRIMARY KEY)")
+    (tmp_path / "template.yaml").write_text(hook_template("notify", f"{receiver.url}/n"))
+    stack.cli("apply", "-f", str(tmp_path / "template.yaml"), namespace=namespace, check=True)
+    setup(stack, namespace, database, bucket, tmp_path, {})
+    backup = created(stack.cli("backup", "nightly", "--wait", namespace=namespace,
+                               check=True).stdout)
+    restored = f"{database}_r"
+    (tmp_path / "typo.yaml").write_text(restore_session("typo") + "  hooks:\n    postRestore:"
+                                        "\n      - hookTemplate: {name: notfiy}\n")
+    refused = stack.cli("apply", "-f", str(tmp_path / "typo.yaml"), namespace=namespace)
+    assert refused.returncode == 2
+    assert ('RestoreSession "typo": spec.hooks.postRestore[0].hookTemplate.name: HookTemplate '
+            f'"notfiy" does not exist in namespace "{namespace}"') in refused.stderr
+    status = restore_with_hooks(stack, namespace, tmp_path, "back", backup, restored, {
+        "preRestore": [{"name": "gate", "sql": {"statements": ["SELECT * FROM nowhere.t"]}}],
+        "postRestore": [{"hookTemplate": {"name": "notify"}, "executionPolicy": "OnFailure"}]})
+    assert status["phase"] == "Failed"
+    assert str(status["reason"]).startswith('preRestore hook "gate" failed: statement 1 failed')
+    with stack.mariadb.connect() as conn, conn.cursor() as cur:
+        cur.execute("SELECT COUNT(*) FROM information_schema.TABLES WHERE TABLE_SCHEMA = %s",
+                    (restored,))
+        assert cur.fetchone() == (0,)  # nothing restored
+        cur.execute(f"DROP DATABASE IF EXISTS `{restored}`")
+    (request,) = receiver.wait_for(1)  # the template, as an OnFailure post hook
+    assert request["body"]["kind"] == "RestoreSession" and request["body"]["phase"] == "Failed"
