@@ -15,6 +15,9 @@ the official ``kubernetes`` client talks to it unchanged:
 - a ``metadata.resourceVersion`` in a ``PUT`` or ``PATCH`` body is a precondition: 409
   ``Conflict`` if the object moved on; a patch that changes nothing is not a write; a
   ``DELETE`` body's ``preconditions`` (``resourceVersion``, ``uid``) likewise;
+- deleting an object deletes the objects whose ``metadata.ownerReferences`` name its
+  uid (unless ``propagationPolicy: Orphan``), as the garbage collector does in the
+  background — here at once, each with its own DELETED event;
 - every write is validated as the API server validates these fields: names are RFC
   1123 subdomains, annotations hold at most 256 KiB, a ``coordination.k8s.io/v1``
   Lease's ``leaseDurationSeconds`` is a positive integer and its times are MicroTime
@@ -252,13 +255,30 @@ class Cluster:
                                    f'{kind.label} "{name}": Precondition failed: {ours} in '
                                    f"precondition: {wanted[field]}, {ours} in object meta: "
                                    f"{current['metadata'][field]}")
-            del self.objects[(kind, namespace, name)]
-            self.version += 1
-            gone = copy.deepcopy(current)
-            gone["metadata"]["resourceVersion"] = str(self.version)
-            self.events.append(Event(self.version, "DELETED", kind, namespace, gone))
-            self.changed.notify_all()
+            gone = self._remove(kind, namespace, name)
+            if options.get("propagationPolicy") != "Orphan":
+                self._collect(namespace, current["metadata"]["uid"])
             return gone
+
+    def _remove(self, kind: Kind, namespace: str, name: str) -> Raw:
+        current = self.objects.pop((kind, namespace, name))
+        self.version += 1
+        gone = copy.deepcopy(current)
+        gone["metadata"]["resourceVersion"] = str(self.version)
+        self.events.append(Event(self.version, "DELETED", kind, namespace, gone))
+        self.changed.notify_all()
+        return gone
+
+    def _collect(self, namespace: str, owner_uid: str) -> None:
+        """The garbage collector's background deletion, done at once: every object of
+        the namespace owned by ``owner_uid`` goes, and what those own in turn."""
+        owned = [key for key, obj in self.objects.items() if key[1] == namespace and any(
+            ref.get("uid") == owner_uid
+            for ref in obj["metadata"].get("ownerReferences") or [])]
+        for kind, _, name in owned:
+            uid = self.objects[(kind, namespace, name)]["metadata"]["uid"]
+            self._remove(kind, namespace, name)
+            self._collect(namespace, uid)
 
     def _current(self, kind: Kind, namespace: str, name: str, body: Raw) -> Raw:
         current = self.objects.get((kind, namespace, name))

@@ -337,3 +337,28 @@ def test_the_fake_api_refuses_events_a_real_one_refuses(kube_api: FakeKubeAPI) -
         with pytest.raises(ApiError, match=f"{field}"):
             kube_api.create({**event, "metadata": {"name": "x.2", "namespace": "demo"},
                              field: value})
+
+
+# --- ownerReferences: a configuration's sessions go with it ------------------------------
+
+
+def test_sessions_beat_or_the_cli_create_are_deleted_with_their_configuration(
+        store: KubeStore, kube_api: FakeKubeAPI) -> None:
+    from beat.dispatch import new_backup_session
+
+    store.apply(config("nightly"))
+    store.apply(config("weekly"))
+    nightly = store.get(BackupConfiguration, "nightly", "demo")
+    made = new_backup_session(store, "nightly", "demo", 100, owner=nightly)
+    assert made is not None
+    new_backup_session(store, "weekly", "demo", 100,
+                       owner=store.get(BackupConfiguration, "weekly", "demo"))
+    store.create(session("by-hand"))  # kubectl create: nobody owns it
+    owners = kube_api.get("stashq.io/v1alpha1", "BackupSession", made.name,
+                          "demo")["metadata"]["ownerReferences"]
+    assert owners == [{"apiVersion": "stashq.io/v1alpha1", "kind": "BackupConfiguration",
+                       "name": "nightly", "uid": (nightly.metadata.model_extra or {})["uid"],
+                       "controller": True, "blockOwnerDeletion": False}]
+
+    store.delete(BackupConfiguration, "nightly", "demo")
+    assert sorted(s.name for s in store.list(BackupSession, "demo")) == ["by-hand", "weekly-100"]
