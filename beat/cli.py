@@ -75,11 +75,11 @@ def backup(config: str, wait: bool, timeout_s: int, namespace: str | None) -> No
     from workflows.resources import BackupConfiguration
 
     env = Env(namespace)
-    env.store.get(BackupConfiguration, config, env.namespace)
+    owner = env.store.get(BackupConfiguration, config, env.namespace)
     now = int(time.time())
     session = None
     while session is None:  # two triggers in one second get consecutive names
-        session = new_backup_session(env.store, config, env.namespace, now)
+        session = new_backup_session(env.store, config, env.namespace, now, owner=owner)
         now += 1
     ref = SessionRef("BackupSession", env.namespace, session.name)
     env.queue(ref)

@@ -18,7 +18,7 @@ from workers.queueing import queue_chain
 from workers.state.base import ResourceStore
 from workflows.errors import StashQError
 from workflows.phases import Phase, failed, pending
-from workflows.resources import BackupSession, RestoreSession
+from workflows.resources import BackupConfiguration, BackupSession, RestoreSession
 from workflows.resources.backup import Invoker
 from workflows.resources.base import API_VERSION, Metadata
 from workflows.schedule import session_name
@@ -40,12 +40,17 @@ def dispatch(app: Celery, store: ResourceStore, settings: Settings, ref: Session
 
 
 def backup_session(config: str, namespace: str, slot_unix: int,
-                   status: dict[str, Any] | None = None) -> BackupSession:
+                   status: dict[str, Any] | None = None, *,
+                   owner: BackupConfiguration | None = None) -> BackupSession:
     """BackupSession ``<config>-<slot>``, Pending unless ``status`` says otherwise (e.g.
-    Skipped with a reason)."""
+    Skipped with a reason), owned by ``owner`` (the configuration, as read from the
+    store) where the store keeps owners: deleting the configuration deletes it."""
+    owners = owner.owner_references() if owner is not None else []
+    metadata = Metadata.model_validate({
+        "name": session_name(config, slot_unix), "namespace": namespace,
+        **({"ownerReferences": owners} if owners else {})})
     return BackupSession(
-        api_version=API_VERSION, kind="BackupSession",
-        metadata=Metadata(name=session_name(config, slot_unix), namespace=namespace),
+        api_version=API_VERSION, kind="BackupSession", metadata=metadata,
         spec={"invoker": Invoker(name=config)},  # type: ignore[arg-type]
         status=status or pending())
 
@@ -67,9 +72,10 @@ def queue_or_fail(queue: Callable[[SessionRef], object], store: ResourceStore,
 
 
 def new_backup_session(store: ResourceStore, config: str, namespace: str, slot_unix: int,
-                       status: dict[str, Any] | None = None) -> BackupSession | None:
+                       status: dict[str, Any] | None = None, *,
+                       owner: BackupConfiguration | None = None) -> BackupSession | None:
     """Create ``backup_session(...)``; None if it already exists."""
-    session = backup_session(config, namespace, slot_unix, status)
+    session = backup_session(config, namespace, slot_unix, status, owner=owner)
     return session if store.create(session) else None
 
 

@@ -272,7 +272,7 @@ class Scheduler:
         phase, reason = session_verdict(due, busy=busy,
                                         starting_deadline_s=self.starting_deadline_s)
         session = backup_session(key[1], key[0], due.slot,
-                                 session_status(phase, reason, due.slot, now))
+                                 session_status(phase, reason, due.slot, now), owner=entry.config)
         return SlotPlan(key, entry, due, phase, reason, session)
 
     def _create(self, sessions: list[BackupSession]) -> list[bool | None]:

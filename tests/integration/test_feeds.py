@@ -181,7 +181,14 @@ def test_kubernetes_beat_schedules_what_the_watch_brings(kube_store: KubeStore) 
             scheduler.run(_iterations=1)
         while clock.t < t0 + 1:
             scheduler.run(_iterations=1)
-        sessions = {s.name for s in kube_store.list(BackupSession, NS)}
-        assert f"minutely-{int(t0)}" in sessions
+        sessions = {s.name: s for s in kube_store.list(BackupSession, NS)}
+        made = sessions[f"minutely-{int(t0)}"]
+        owner = kube_store.get(BackupConfiguration, "minutely", NS)
+        assert made.metadata.model_extra is not None
+        assert [(o["kind"], o["name"], o["uid"]) for o in
+                made.metadata.model_extra["ownerReferences"]] == [
+            ("BackupConfiguration", "minutely", (owner.metadata.model_extra or {})["uid"])]
+        kube_store.delete(BackupConfiguration, "minutely", NS)  # its sessions go with it
+        assert kube_store.list(BackupSession, NS) == []
     finally:
         scheduler.stop()

@@ -12,6 +12,7 @@ from __future__ import annotations
 import collections
 import contextlib
 import logging
+import re
 import subprocess
 import threading
 import time
@@ -334,6 +335,7 @@ def test_a_session_created_through_the_api_is_run_by_a_real_worker(
             eventually(lambda: status(store, "restore-1", RestoreSession).get("phase")
                        in ("Succeeded", "Failed"), "the restore to finish", timeout_s=120)
             assert status(store, "restore-1", RestoreSession)["phase"] == "Succeeded"
+            told_by_worker(kube_api, name, "restore-1")
         log = worker.log()  # before the stop, whose SIGTERM to the pool logs its own
     finally:
         worker.stop()
@@ -342,6 +344,22 @@ def test_a_session_created_through_the_api_is_run_by_a_real_worker(
         assert differences(conn, database, restored) == []
         conn.cursor().execute(f"DROP DATABASE `{restored}`")
     assert "Traceback" not in log
+
+
+def told_by_worker(api: FakeKubeAPI, backup: str, restore: str) -> None:
+    """What ``kubectl describe`` shows of each session and of the configuration."""
+    def story(kind: str, name: str) -> list[tuple[str, str, str]]:
+        return [(e["type"], e["reason"], e["message"]) for e in api.events_about(kind, name, NS)]
+
+    backed_up = story("BackupSession", backup)
+    assert [(t, r) for t, r, _ in backed_up] == [
+        ("Normal", "BackupSessionQueued"), ("Normal", "BackupSessionRunning"),
+        ("Normal", "BackupSessionSucceeded")]
+    assert re.fullmatch(rf"succeeded in [0-9.]+ s: snapshot {backup}", backed_up[-1][2])
+    assert story("BackupConfiguration", "nightly") == [
+        (t, r, f"BackupSession {backup}: {m}") for t, r, m in backed_up]
+    assert [r for _, r, _ in story("RestoreSession", restore)] == [
+        "RestoreSessionQueued", "RestoreSessionRunning", "RestoreSessionSucceeded"]
 
 
 # --- the commands: stashq watch / trigger / pause / resume on Kubernetes -------------------

@@ -15,10 +15,15 @@ the official ``kubernetes`` client talks to it unchanged:
 - a ``metadata.resourceVersion`` in a ``PUT`` or ``PATCH`` body is a precondition: 409
   ``Conflict`` if the object moved on; a patch that changes nothing is not a write; a
   ``DELETE`` body's ``preconditions`` (``resourceVersion``, ``uid``) likewise;
+- deleting an object deletes the objects whose ``metadata.ownerReferences`` name its
+  uid (unless ``propagationPolicy: Orphan``), as the garbage collector does in the
+  background — here at once, each with its own DELETED event;
 - every write is validated as the API server validates these fields: names are RFC
-  1123 subdomains, annotations hold at most 256 KiB, and a ``coordination.k8s.io/v1``
+  1123 subdomains, annotations hold at most 256 KiB, a ``coordination.k8s.io/v1``
   Lease's ``leaseDurationSeconds`` is a positive integer and its times are MicroTime
-  (RFC 3339 with exactly six fractional digits): 422 ``Invalid`` or 400 ``BadRequest``;
+  (RFC 3339 with exactly six fractional digits), a core/v1 Event's ``type`` is Normal
+  or Warning, its ``reason`` is 1-128 characters and its ``involvedObject`` is in its
+  own namespace: 422 ``Invalid`` or 400 ``BadRequest``;
 - kinds of ``STATUS_GROUPS`` have the status subresource: writes to the object ignore
   ``status``, writes to ``/status`` change nothing else;
 - Secrets (core v1): ``stringData`` is folded into base64 ``data``, as on a real server;
@@ -105,6 +110,11 @@ class Kind:
 
 
 LEASES = Kind("coordination.k8s.io", "v1", "leases")
+EVENTS = Kind("", "v1", "events")
+#: An Event's type, as ValidateEvent allows it.
+EVENT_TYPES = frozenset({"Normal", "Warning"})
+#: Characters of an Event's reason at most (ValidateEvent).
+MAX_REASON_CHARS = 128
 
 
 @dataclass(frozen=True)
@@ -245,13 +255,30 @@ class Cluster:
                                    f'{kind.label} "{name}": Precondition failed: {ours} in '
                                    f"precondition: {wanted[field]}, {ours} in object meta: "
                                    f"{current['metadata'][field]}")
-            del self.objects[(kind, namespace, name)]
-            self.version += 1
-            gone = copy.deepcopy(current)
-            gone["metadata"]["resourceVersion"] = str(self.version)
-            self.events.append(Event(self.version, "DELETED", kind, namespace, gone))
-            self.changed.notify_all()
+            gone = self._remove(kind, namespace, name)
+            if options.get("propagationPolicy") != "Orphan":
+                self._collect(namespace, current["metadata"]["uid"])
             return gone
+
+    def _remove(self, kind: Kind, namespace: str, name: str) -> Raw:
+        current = self.objects.pop((kind, namespace, name))
+        self.version += 1
+        gone = copy.deepcopy(current)
+        gone["metadata"]["resourceVersion"] = str(self.version)
+        self.events.append(Event(self.version, "DELETED", kind, namespace, gone))
+        self.changed.notify_all()
+        return gone
+
+    def _collect(self, namespace: str, owner_uid: str) -> None:
+        """The garbage collector's background deletion, done at once: every object of
+        the namespace owned by ``owner_uid`` goes, and what those own in turn."""
+        owned = [key for key, obj in self.objects.items() if key[1] == namespace and any(
+            ref.get("uid") == owner_uid
+            for ref in obj["metadata"].get("ownerReferences") or [])]
+        for kind, _, name in owned:
+            uid = self.objects[(kind, namespace, name)]["metadata"]["uid"]
+            self._remove(kind, namespace, name)
+            self._collect(namespace, uid)
 
     def _current(self, kind: Kind, namespace: str, name: str, body: Raw) -> Raw:
         current = self.objects.get((kind, namespace, name))
@@ -333,6 +360,24 @@ def validate(kind: Kind, name: str, obj: Raw) -> None:
                       f"{MAX_ANNOTATIONS_BYTES} bytes")
     if kind == LEASES:
         _validate_lease(obj.get("spec") or {}, invalid)
+    if kind == EVENTS:
+        _validate_event(obj, invalid)
+
+
+def _validate_event(event: Raw, invalid: Callable[[str, str], ApiError]) -> None:
+    """What ValidateEvent checks of a core/v1 Event written the legacy way."""
+    involved = event.get("involvedObject") or {}
+    namespace = (event.get("metadata") or {}).get("namespace")
+    if involved.get("namespace") != namespace:
+        raise invalid("involvedObject.namespace", f"Invalid value: "
+                      f"{json.dumps(involved.get('namespace'))}: does not match event.namespace")
+    if event.get("type") not in EVENT_TYPES:
+        raise invalid("type", f"Unsupported value: {json.dumps(event.get('type'))}: supported "
+                      'values: "Normal", "Warning"')
+    reason = event.get("reason")
+    if not isinstance(reason, str) or not reason or len(reason) > MAX_REASON_CHARS:
+        raise invalid("reason", f"Invalid value: {json.dumps(reason)}: must be 1 to "
+                      f"{MAX_REASON_CHARS} characters")
 
 
 def _validate_lease(spec: Raw, invalid: Callable[[str, str], ApiError]) -> None:
@@ -562,6 +607,14 @@ class FakeKubeAPI:
     def get(self, api_version: str, kind: str, name: str, namespace: str = "default") -> Raw:
         return self.cluster.get(kind_of({"apiVersion": api_version, "kind": kind}),
                                 namespace, name)
+
+    def events_about(self, kind: str, name: str, namespace: str = "default") -> list[Raw]:
+        """The Events whose involvedObject is this object, oldest first, as ``kubectl
+        describe`` lists them."""
+        events = self.cluster.list(EVENTS, namespace)["items"]
+        mine = [e for e in events if (e.get("involvedObject") or {}).get("kind") == kind
+                and e["involvedObject"].get("name") == name]
+        return sorted(mine, key=lambda e: int(e["metadata"]["resourceVersion"]))
 
     def objects(self, api_version: str, kind: str) -> Iterator[Raw]:
         yield from self.cluster.list(kind_of({"apiVersion": api_version, "kind": kind}),

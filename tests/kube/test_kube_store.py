@@ -24,7 +24,7 @@ from workers.state.kube import CONFLICT_ATTEMPTS, KubeStore, api_client
 from workers.state.lease_table import HOLDERS_ANNOTATION, LOCK_ANNOTATION, lease_name, micro_time
 from workflows.errors import InvalidResource, NotFound, StashQError, TransientStorageError
 from workflows.parsing import parse_resource
-from workflows.resources import BackupConfiguration, BackupSession, Secret
+from workflows.resources import BackupConfiguration, BackupSession, RestoreSession, Secret
 from workflows.settings import Settings
 
 SESSIONS = "/namespaces/demo/backupsessions"
@@ -42,6 +42,15 @@ def session(name: str, **status: str) -> BackupSession:
                                "metadata": {"name": name, "namespace": "demo"},
                                "spec": {"invoker": {"name": "nightly"}}, "status": status})
     assert isinstance(resource, BackupSession)
+    return resource
+
+
+def restore_session(name: str) -> RestoreSession:
+    resource = parse_resource({"apiVersion": "stashq.io/v1alpha1", "kind": "RestoreSession",
+                               "metadata": {"name": name, "namespace": "demo"},
+                               "spec": {"repository": {"name": "repo"},
+                                        "target": {"ref": {"name": "db"}}}})
+    assert isinstance(resource, RestoreSession)
     return resource
 
 
@@ -264,3 +273,92 @@ def test_create_many_goes_on_past_one_that_fails(store: KubeStore, kube_api: Fak
         made = store.create_many([session("s-1"), session("s-2"), session("s-2")])
     assert made == [None, True, False]
     assert "could not create BackupSession demo/s-1" in caplog.text
+
+
+# --- Events: each status transition, as kubectl describe shows it ----------------------
+
+
+def reasons(events: list[dict[str, Any]]) -> list[tuple[str, str]]:
+    return [(e["reason"], e["type"]) for e in events]
+
+
+def test_each_transition_is_an_event_on_the_session_and_its_configuration(
+        store: KubeStore, kube_api: FakeKubeAPI) -> None:
+    store.apply(config("nightly"))
+    config_uid = kube_api.get("stashq.io/v1alpha1", "BackupConfiguration", "nightly",
+                              "demo")["metadata"]["uid"]
+    store.create(session("s-1", phase="Pending"))
+    store.patch_status(BackupSession, "s-1", "demo", {"queueToken": "t1", "queuedAt": "now"})
+    assert store.patch_status_where(BackupSession, "s-1", "demo", {"queueToken": "t1"},
+                                    {"phase": "Running", "claimedBy": "t1"}) is not None
+    for _ in range(3):  # heartbeats and progress tell nothing new
+        store.patch_status(BackupSession, "s-1", "demo", {"heartbeatAt": str(time.time())})
+    store.patch_status(BackupSession, "s-1", "demo", {"snapshot": {"name": "s-1"}})
+    store.patch_status(BackupSession, "s-1", "demo", {"phase": "Failed",
+                                                      "reason": "S3 bucket gone"})
+
+    told = kube_api.events_about("BackupSession", "s-1", "demo")
+    assert reasons(told) == [("BackupSessionQueued", "Normal"), ("BackupSessionRunning", "Normal"),
+                             ("BackupSessionFailed", "Warning")]
+    assert told[-1]["message"] == "failed: S3 bucket gone"
+    uid = kube_api.get("stashq.io/v1alpha1", "BackupSession", "s-1", "demo")["metadata"]["uid"]
+    assert {e["involvedObject"]["uid"] for e in told} == {uid}
+    stamps = [datetime.fromisoformat(e["lastTimestamp"]).timestamp() for e in told]
+    assert all(abs(time.time() - stamp) < 60 for stamp in stamps), stamps
+    on_config = kube_api.events_about("BackupConfiguration", "nightly", "demo")
+    assert reasons(on_config)[-3:] == reasons(told)
+    assert on_config[-1]["message"] == "BackupSession s-1: failed: S3 bucket gone"
+    assert {e["involvedObject"]["uid"] for e in on_config[-3:]} == {config_uid}
+
+
+def test_an_event_the_api_refuses_leaves_the_status_patch_standing(
+        store: KubeStore, kube_api: FakeKubeAPI, caplog: pytest.LogCaptureFixture) -> None:
+    store.create(restore_session("r-1"))
+    kube_api.inject("POST", "/namespaces/demo/events", 403)
+    assert store.patch_status(RestoreSession, "r-1", "demo", {"phase": "Failed",
+                                                              "reason": "no snapshot"})[
+        "phase"] == "Failed"
+    assert "no Event for RestoreSession r-1: RuntimeError: the API answered 403" in caplog.text
+    assert kube_api.events_about("RestoreSession", "r-1", "demo") == []
+    store.patch_status(RestoreSession, "r-1", "demo", {"phase": "Succeeded"})  # not refused
+    assert reasons(kube_api.events_about("RestoreSession", "r-1", "demo")) == [
+        ("RestoreSessionSucceeded", "Normal")]
+
+
+def test_the_fake_api_refuses_events_a_real_one_refuses(kube_api: FakeKubeAPI) -> None:
+    event = {"apiVersion": "v1", "kind": "Event",
+             "metadata": {"name": "x.1", "namespace": "demo"},
+             "involvedObject": {"kind": "BackupSession", "name": "x", "namespace": "demo"},
+             "reason": "BackupSessionFailed", "type": "Normal", "message": "m"}
+    kube_api.create(event)
+    for field, value in (("type", "Error"), ("reason", ""),
+                         ("involvedObject", {"kind": "BackupSession", "name": "x",
+                                             "namespace": "other"})):
+        with pytest.raises(ApiError, match=f"{field}"):
+            kube_api.create({**event, "metadata": {"name": "x.2", "namespace": "demo"},
+                             field: value})
+
+
+# --- ownerReferences: a configuration's sessions go with it ------------------------------
+
+
+def test_sessions_beat_or_the_cli_create_are_deleted_with_their_configuration(
+        store: KubeStore, kube_api: FakeKubeAPI) -> None:
+    from beat.dispatch import new_backup_session
+
+    store.apply(config("nightly"))
+    store.apply(config("weekly"))
+    nightly = store.get(BackupConfiguration, "nightly", "demo")
+    made = new_backup_session(store, "nightly", "demo", 100, owner=nightly)
+    assert made is not None
+    new_backup_session(store, "weekly", "demo", 100,
+                       owner=store.get(BackupConfiguration, "weekly", "demo"))
+    store.create(session("by-hand"))  # kubectl create: nobody owns it
+    owners = kube_api.get("stashq.io/v1alpha1", "BackupSession", made.name,
+                          "demo")["metadata"]["ownerReferences"]
+    assert owners == [{"apiVersion": "stashq.io/v1alpha1", "kind": "BackupConfiguration",
+                       "name": "nightly", "uid": (nightly.metadata.model_extra or {})["uid"],
+                       "controller": True, "blockOwnerDeletion": False}]
+
+    store.delete(BackupConfiguration, "nightly", "demo")
+    assert sorted(s.name for s in store.list(BackupSession, "demo")) == ["by-hand", "weekly-100"]

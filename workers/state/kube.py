@@ -25,6 +25,8 @@ The hard part is concurrency, and the API server arbitrates it:
   and compare again: the step's claim of a session.
 - ``apply`` replaces spec and metadata (PUT) at the version just read; a conflict
   reads again and retries (last writer wins, as ``kubectl replace``).
+- Every status patch is told as the core/v1 Events of the transition it makes
+  (``kube_events.py``), on the object and, for a BackupSession, on its configuration.
 - Locks are ``coordination.k8s.io/v1`` Leases in one namespace (``lease_namespace``),
   one per lock: read, decided by ``lease_table`` (which says how holders are kept and
   what it assumes of clocks), written at the version read, decided again on a 409.
@@ -54,6 +56,7 @@ from workers.state.base import (
     ResourceVersionExpired,
     status_matches,
 )
+from workers.state.kube_events import EventRecorder
 from workers.state.kube_exec import exec_in_pod
 from workers.state.lease_table import Holders
 from workflows.errors import (
@@ -215,6 +218,8 @@ class KubeStore:
         self.lease_namespace = lease_namespace
         self._clock = clock  #: wall clock of lease expiry (see ``lease_table``)
         self._skew_reported = False
+        #: Events of each status transition (``kube_events.py``): for ``kubectl describe``.
+        self._events = EventRecorder(self._core, self.get_raw, clock=clock)
 
     @classmethod
     def from_kubeconfig(cls, kubeconfig: str = "", lease_namespace: str = "default",
@@ -511,11 +516,14 @@ class KubeStore:
                                                               r.plural, name, body)
 
     def _patch_status(self, kind: str, name: str, namespace: str, body: RawDict) -> RawDict:
+        """Every status write goes here; each is told as the Events of its transition."""
         r = api_resource(kind)
         with api_errors(kind, name, namespace):
-            return _dict(self._custom.patch_namespaced_custom_object_status(
+            updated = _dict(self._custom.patch_namespaced_custom_object_status(
                 r.group, r.version, namespace, r.plural, name, body,
                 _content_type="application/merge-patch+json"))
+        self._events.record(kind, body.get("status") or {}, updated)
+        return updated
 
 
 def _pause(attempt: int, why: str) -> None:

@@ -118,3 +118,13 @@ class Resource(Model):
     @property
     def namespace(self) -> str:
         return self.metadata.namespace
+
+    def owner_references(self) -> list[dict[str, Any]]:
+        """``metadata.ownerReferences`` of an object this one controls, so that deleting
+        this one deletes it (Kubernetes' garbage collector); none without a ``uid``
+        (a store that has no owners, or an object not yet stored)."""
+        uid = (self.metadata.model_extra or {}).get("uid")
+        if not uid:
+            return []
+        return [{"apiVersion": API_VERSION, "kind": self.kind, "name": self.name,
+                 "uid": str(uid), "controller": True, "blockOwnerDeletion": False}]
