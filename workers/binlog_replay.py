@@ -44,23 +44,29 @@ def replay_database(ctx: StepContext, recovery: Recovery, cnf: Path, database: s
             if replay.done:
                 return
 
-    decoder = ClientProcess(decoder_args(database, renamed), stdin_pipe=True, stdout_pipe=True)
+    if recovery.segments:  # none: the snapshot ends at the point (the decoder needs input)
+        pipe(chunks(), decoder_args(database, renamed), ctx.engine.restore_args(cnf, None, extra))
+    problem = replay.ended_at_point()
+    if problem is not None:
+        raise IntegrityError(f"restore to {recovery.point}: {problem}")
+    return replay
+
+
+def pipe(data: Iterator[bytes], decoder_argv: list[str], sql_argv: list[str]) -> None:
+    """``data | decoder | SQL client``; ``DumpFailed`` if either fails."""
+    decoder = ClientProcess(decoder_argv, stdin_pipe=True, stdout_pipe=True)
     try:
-        sql = ClientProcess(ctx.engine.restore_args(cnf, None, extra), stdin_from=decoder.stdout)
+        sql = ClientProcess(sql_argv, stdin_from=decoder.stdout)
     except BaseException:
         decoder.stop()
         raise
     decoder.stdout.close()  # the SQL client holds the pipe now: it sees the decoder's end
     try:
-        decoder.feed(chunks())
+        decoder.feed(data)
         sql.finish()
     finally:
         decoder.stop()
         sql.stop()
-    problem = replay.ended_at_point()
-    if problem is not None:
-        raise IntegrityError(f"restore to {recovery.point}: {problem}")
-    return replay
 
 
 def replay_to_point(ctx: StepContext, recovery: Recovery, cnf: Path,

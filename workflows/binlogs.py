@@ -110,7 +110,8 @@ class Start:
 
     file: str
     pos: int
-    state: str                 #: GTID state the archive holds at (file, pos)
+    state: str                 #: GTID state the archive holds at (file, pos), or (located
+                               #: by GTID) the archive's end, which the file may be behind
     skip_archived: bool = False  #: located by GTID: skip transactions already archived
     gap: Gap | None = None     #: archiving resumes here after this gap
 
@@ -150,9 +151,8 @@ def _locate(last: BinlogSegment, view: ServerView, now: datetime) -> Start:
     fitting = [name for name, _ in view.files
                if name in view.file_states
                and at_or_before(parse_state(view.file_states[name]), archived)]
-    if fitting:
-        return Start(fitting[-1], FILE_START, view.file_states[fitting[-1]],
-                     skip_archived=True)
+    if fitting:  # read from the file's start, skipping what the archive holds already
+        return Start(fitting[-1], FILE_START, last.gtid_end, skip_archived=True)
     oldest = view.files[0][0] if view.files else "none"
     return _resume_now(last, view, now, f"the server no longer has the binlogs after "
                        f"{last.gtid_end} (its oldest, {oldest}, starts at "

@@ -179,7 +179,7 @@ def _in_span(point: Point, span: Sequence[BinlogSegment], usable: Sequence[Snaps
                    for s in span)
     assert point.time is not None
     end = latest_restorable(span)
-    start = usable[0].finished_at if usable else None
+    start = _second(usable[0].finished_at) if usable else None
     if start is None:
         return False
     return start <= point.time <= max(end or start, start)
@@ -197,7 +197,13 @@ def _snapshot_before(snapshot: SnapshotPoint, point: Point) -> bool:
         return snapshot.log_file is not None and (snapshot.log_file, snapshot.log_pos or 0) \
             <= (point.file, point.position or 0)
     assert point.time is not None
-    return snapshot.finished_at <= point.time
+    return _second(snapshot.finished_at) <= point.time
+
+
+def _second(moment: datetime) -> datetime:
+    """The binlog second ``moment`` falls in: a snapshot finished within second T holds
+    part of it, and the replay from it adds the rest (a time T reaches T's end)."""
+    return moment.replace(microsecond=0)
 
 
 def _up_to(segments: Sequence[BinlogSegment], point: Point) -> list[BinlogSegment]:

@@ -20,7 +20,9 @@ from devstack.servers import MariaDBServer
 from devstack.stack import Deployment, Stack, created
 from tests.integration.test_parallel_dump import backup, manifest, parallel_setup
 from workers.state.redis import RedisStore
-from workflows.resources import BackupConfiguration, Repository, RestoreSession
+from workflows.binlogs import BinlogSegment
+from workflows.gtids import Gtid
+from workflows.resources import BackupConfiguration, BackupSession, Repository, RestoreSession
 
 
 def server_coordinates(server: MariaDBServer) -> tuple[str, str, int]:
@@ -124,12 +126,12 @@ class Writer:
 
 def apply_pitr(runner: Stack | Deployment, namespace: str, tmp_path: Path,
                source: MariaDBServer, scratch: MariaDBServer, bucket: str, db: str, *,
-               user: str = "root", password: str = "") -> None:
+               user: str = "root", password: str = "", spec: str = "") -> None:
     """Apply AppBinding "db" on the binlog server (as ``user``), "scratch" on another one,
     and BackupConfiguration "nightly" of ``db``, archiving its binlog (again: to change
-    where "db" leads)."""
+    where "db" leads), with more of its ``spec`` (YAML lines) if given."""
     config = backup_configuration("nightly", "repo", "db", db)
-    config += "  binlogArchive:\n    intervalSeconds: 5\n"
+    config += "  binlogArchive:\n    intervalSeconds: 5\n" + spec
     s3 = runner.s3
     docs = [secret("db-auth", username=user, password=password),
             secret("scratch-auth", username="root", password=""),
@@ -269,3 +271,66 @@ def test_restore_to_a_binlog_position(stack: Stack, binlog_mariadb: MariaDBServe
     with stack.mariadb.connect() as conn:
         for db in (f"{source_db}_p", f"{source_db}_q"):
             conn.cursor().execute(f"DROP DATABASE IF EXISTS `{db}`")
+
+
+def test_retention_keeps_exactly_the_segments_the_kept_snapshots_need(
+        stack: Stack, binlog_mariadb: MariaDBServer, namespace: str, source_db: str,
+        bucket: str, tmp_path: Path) -> None:
+    apply_pitr(stack, namespace, tmp_path, binlog_mariadb, stack.mariadb, bucket, source_db,
+               spec="  retentionPolicy: {name: keep-2, keepLast: 2, prune: true}\n")
+    oldest = backup(stack, namespace)
+    insert(binlog_mariadb, source_db, 2)
+    archive(stack, namespace)                            # segment 1: S1 → S2, only S1's
+    kept = backup(stack, namespace)
+    middle = insert(binlog_mariadb, source_db, 3)
+    last = insert(binlog_mariadb, source_db, 4)
+    archive(stack, namespace)                            # segment 2: after S2
+    assert segment_numbers(stack, bucket) == [1, 2]
+
+    newest = backup(stack, namespace)                    # keeps S2 and S3: forgets S1
+    session = RedisStore.from_url(stack.redis_url).get(BackupSession, newest, namespace)
+    assert session.status["retention"]["forgotten"] == [oldest], session.status
+    assert session.status["retention"]["forgottenBinlogSegments"] == 1, session.status
+    assert segment_numbers(stack, bucket) == [2]         # manifest and data of 1: gone
+    assert [k.rpartition("/")[2].split("-")[0] for k in data_keys(stack, bucket)] \
+        == ["0000000002"]
+    assert kept != oldest
+
+    before_kept = Gtid.parse(middle)  # row 1's transaction: only S1 reached it
+    before_kept = Gtid(before_kept.domain, before_kept.server, before_kept.seq - 2)
+    too_old = stack.cli("restore", "--repository", "repo", "--target", "scratch",
+                        "--database", f"{source_db}_o", "--to-gtid", str(before_kept),
+                        namespace=namespace)
+    assert too_old.returncode != 0 and "outside the recoverable window" in too_old.stderr
+    replayed = restore_to(stack, namespace, f"{source_db}_r", "--to-gtid", middle)
+    assert numbers(stack.mariadb, f"{source_db}_r") == [1, 2, 3]  # S2, then segment 2
+    assert replayed["pointInTime"]["transactions"] == 1, replayed  # type: ignore[index]
+    exact = restore_to(stack, namespace, f"{source_db}_s", "--to-gtid", last)
+    assert numbers(stack.mariadb, f"{source_db}_s") == [1, 2, 3, 4]  # S3 holds the point
+    assert exact["pointInTime"]["transactions"] == 0, exact  # type: ignore[index]
+    with stack.mariadb.connect() as conn:
+        for db in (f"{source_db}_r", f"{source_db}_s"):
+            conn.cursor().execute(f"DROP DATABASE IF EXISTS `{db}`")
+
+
+def insert(server: MariaDBServer, db: str, number: int) -> str:
+    """Commit ``number`` into ``db.t``; its GTID."""
+    with server.connect(db) as conn, conn.cursor() as cursor:
+        cursor.execute("INSERT INTO t VALUES (%s, UNIX_TIMESTAMP())", (number,))
+        cursor.execute("SELECT @@last_gtid")
+        return str(cursor.fetchone()[0])
+
+
+def segment_numbers(stack: Stack, bucket: str) -> list[int]:
+    """The archived segments of "nightly", by their manifests."""
+    return [s.seq for s in segments(stack, bucket)]
+
+
+def segments(stack: Stack, bucket: str) -> list[BinlogSegment]:
+    """The archived segments of "nightly" (an unencrypted repository), in order."""
+    client = stack.s3.client()
+    listed = client.list_objects_v2(Bucket=bucket).get("Contents", [])
+    return sorted((BinlogSegment.from_json(client.get_object(Bucket=bucket, Key=o["Key"])
+                                           ["Body"].read())
+                   for o in listed if "/binlogs/nightly/segments/" in o["Key"]),
+                  key=lambda s: s.seq)

@@ -24,6 +24,8 @@ from tests.integration.test_pitr import (
     server_coordinates,
 )
 from workers.state.redis import RedisStore
+from workflows.binlogs import BinlogSegment
+from workflows.gtids import Gtid
 from workflows.resources import BackupConfiguration
 
 
@@ -54,6 +56,14 @@ def purge_binlogs(server: MariaDBServer) -> None:
 def archive_status(redis_url: str, namespace: str) -> dict[str, object]:
     return RedisStore.from_url(redis_url).get(BackupConfiguration, "nightly",
                                               namespace).status["binlogArchive"]
+
+
+def snapshot_then_row_2(stack: Stack, server: MariaDBServer, namespace: str, db: str,
+                        bucket: str, tmp_path: Path) -> None:
+    """"nightly" archiving ``db`` of ``server``: a snapshot (row 1), then row 2."""
+    apply_pitr(stack, namespace, tmp_path, server, stack.mariadb, bucket, db)
+    backup(stack, namespace)
+    gtid_of_insert(server, db, 2)
 
 
 def archive_gauge(stack: Stack, name: str, namespace: str) -> float:
@@ -121,9 +131,7 @@ def test_a_new_binlog_sequence_server_id_or_domain_is_a_gap_and_archiving_goes_o
         stack: Stack, binlog_mariadb: MariaDBServer, namespace: str, source_db: str,
         bucket: str, tmp_path: Path, fault: str) -> None:
     statement, put_back, reason = FAULTS[fault]
-    apply_pitr(stack, namespace, tmp_path, binlog_mariadb, stack.mariadb, bucket, source_db)
-    backup(stack, namespace)
-    gtid_of_insert(binlog_mariadb, source_db, 2)
+    snapshot_then_row_2(stack, binlog_mariadb, namespace, source_db, bucket, tmp_path)
     archive(stack, namespace)
     archived, _, _ = server_coordinates(binlog_mariadb)
     with binlog_mariadb.connect() as conn:
@@ -149,9 +157,7 @@ def test_a_new_binlog_sequence_server_id_or_domain_is_a_gap_and_archiving_goes_o
 def test_binlogs_purged_before_archiving_are_a_gap_that_no_restore_crosses(
         stack: Stack, binlog_mariadb: MariaDBServer, namespace: str, source_db: str,
         bucket: str, tmp_path: Path) -> None:
-    apply_pitr(stack, namespace, tmp_path, binlog_mariadb, stack.mariadb, bucket, source_db)
-    backup(stack, namespace)
-    gtid_of_insert(binlog_mariadb, source_db, 2)
+    snapshot_then_row_2(stack, binlog_mariadb, namespace, source_db, bucket, tmp_path)
     archive(stack, namespace)
     lost = gtid_of_insert(binlog_mariadb, source_db, 3)       # never archived:
     purge_binlogs(binlog_mariadb)                            # purged
@@ -214,3 +220,36 @@ def test_a_worker_killed_between_segment_data_and_manifest_loses_and_doubles_not
     assert numbers(mariadb_server, f"{source_db}_k") == list(range(1, 13))
     with mariadb_server.connect() as conn:
         conn.cursor().execute(f"DROP DATABASE `{source_db}_k`")
+
+
+def test_a_replay_to_a_time_that_ends_short_of_the_archive_fails_the_restore(
+        stack: Stack, binlog_mariadb: MariaDBServer, namespace: str, source_db: str,
+        bucket: str, tmp_path: Path) -> None:
+    snapshot_then_row_2(stack, binlog_mariadb, namespace, source_db, bucket, tmp_path)
+    last = Gtid.parse(gtid_of_insert(binlog_mariadb, source_db, 3))
+    time.sleep(1.2)  # the archive reads past the last transaction's second
+    archive(stack, namespace)
+    assert archive_gauge(stack, "stashq_binlog_archived_bytes", namespace) > 0
+    assert archive_gauge(stack, "stashq_binlog_last_archived_event_time_seconds",
+                         namespace) > time.time() - 60
+    # The segment claims two more transactions than its bytes hold (a manifest and data
+    # out of step): the replay runs out before the end the archive promised.
+    client = stack.s3.client()
+    key = next(o["Key"] for o in client.list_objects_v2(Bucket=bucket)["Contents"]
+               if "/binlogs/nightly/segments/" in o["Key"])
+    segment = BinlogSegment.from_json(client.get_object(Bucket=bucket, Key=key)["Body"].read())
+    promised = str(Gtid(last.domain, last.server, last.seq + 2))
+    client.put_object(Bucket=bucket, Key=key, Body=segment.model_copy(
+        update={"gtid_end": promised}).to_json())
+    assert segment.last_time is not None
+    point = segment.last_time.isoformat().replace("+00:00", "Z")
+
+    result = stack.cli("restore", "--repository", "repo", "--target", "scratch", "--database",
+                       f"{source_db}_e", "--to-time", point, "--wait", namespace=namespace,
+                       timeout=300)
+    assert result.returncode != 0, result.stdout
+    said = result.stdout + result.stderr
+    assert f"the replay ended at {last}, short of the archive's planned end {promised}" \
+        in said, said
+    with stack.mariadb.connect() as conn:
+        conn.cursor().execute(f"DROP DATABASE IF EXISTS `{source_db}_e`")

@@ -15,8 +15,10 @@ from devstack.servers.galera import GaleraCluster, GaleraNode
 from devstack.stack import Stack
 from tests.integration.test_galera import running
 from tests.integration.test_parallel_dump import backup
-from tests.integration.test_pitr import apply_pitr, archive, numbers, restore_to
+from tests.integration.test_pitr import apply_pitr, archive, numbers, restore_to, segments
 from workers.state.redis import RedisStore
+from workflows.binlogs import BinlogSegment
+from workflows.gtids import Gtid
 from workflows.resources import BackupConfiguration
 
 
@@ -33,6 +35,17 @@ def insert(node: GaleraNode, db: str, numbers: range) -> str:
             cursor.execute("INSERT INTO t VALUES (%s, UNIX_TIMESTAMP())", (n,))
         cursor.execute("SELECT @@last_gtid")
         return str(cursor.fetchone()[0])
+
+
+def archived_sequence(archive: list[BinlogSegment]) -> list[int]:
+    """The GTID sequence numbers the segments hold, in archive order (one domain)."""
+    numbers: list[int] = []
+    for segment in archive:
+        if segment.first_gtid and segment.last_gtid:
+            first, last = Gtid.parse(segment.first_gtid), Gtid.parse(segment.last_gtid)
+            assert last.seq - first.seq + 1 == segment.transactions, segment
+            numbers += range(first.seq, last.seq + 1)
+    return numbers
 
 
 def test_archiving_fails_over_to_another_node_without_gap_or_duplicate(
@@ -60,6 +73,11 @@ def test_archiving_fails_over_to_another_node_without_gap_or_duplicate(
         assert not status["gaps"], status["gaps"]
         assert status["position"]["gtid"].split(",").count(last) == 1, status["position"]
         assert status["position"]["server"].endswith(f":{second.port}")
+        archived = archived_sequence(segments(stack, bucket))
+        assert archived == list(range(archived[0], archived[-1] + 1)), archived  # once each
+        assert archived[-1] == Gtid.parse(last).seq
+        servers = [s.server for s in segments(stack, bucket) if s.transactions]
+        assert servers[0].endswith(f":{first.port}") and servers[-1].endswith(f":{second.port}")
 
         restored = restore_to(stack, namespace, f"{db}_r", "--to-gtid", last)
         assert numbers(stack.mariadb, f"{db}_r") == list(range(1, 41))

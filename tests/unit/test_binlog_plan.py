@@ -44,12 +44,13 @@ def view(**fields: Any) -> ServerView:
     # the active file has nothing new
     (segment(file="mysql-bin.000002", end=800, gtid_end="0-7-12"), view(),
      Start("mysql-bin.000002", 800, "0-7-12")),
-    # another server (a Galera node), same GTIDs: by GTID, skipping what is archived
+    # another server (a Galera node), same GTIDs: by GTID from the start of its newest
+    # file that begins before the archive's end, skipping what the archive holds
     (segment(), view(server="db-1:3306", server_id=8),
-     Start("mysql-bin.000001", 4, "0-7-2", skip_archived=True)),
+     Start("mysql-bin.000001", 4, "0-7-9", skip_archived=True)),
     # the same server with its archived file purged, the next one still there
     (segment(file="mysql-bin.000000"), view(),
-     Start("mysql-bin.000001", 4, "0-7-2", skip_archived=True)),
+     Start("mysql-bin.000001", 4, "0-7-9", skip_archived=True)),
 ])
 def test_where_archiving_goes_on(last: BinlogSegment | None, server: ServerView,
                                  expected: Start) -> None:
@@ -108,6 +109,18 @@ def test_transactions_already_archived_are_skipped_when_located_by_gtid() -> Non
     cut = cut_piece(piece, Start("f", 4, "0-7-7", skip_archived=True), NOW)
     assert cut is not None and [g.gtid.seq for g in cut.groups] == [8]
     assert cut.start == piece.groups[1].end and cut.state_before == "0-7-7"
+
+
+def test_a_file_located_by_gtid_yields_only_what_the_archive_lacks() -> None:
+    last = segment(gtid_end="0-7-7")
+    node = view(server="db-1:3306", server_id=8, files=(("mysql-bin.000001", 1000),),
+                current=("mysql-bin.000001", 1000), state="0-7-8",
+                file_states={"mysql-bin.000001": "0-7-5"})
+    start = plan_start(last, node, NOW)
+    f = binlog(6, 7, 8)
+    cut = cut_piece(read_piece([bytes(f.data)], start.pos), start, NOW)
+    assert cut is not None and [g.gtid.seq for g in cut.groups] == [8]  # 6, 7: archived
+    assert (cut.state_before, cut.state_after, cut.gap) == ("0-7-7", "0-7-8", None)
 
 
 def test_missing_transactions_before_the_first_start_a_span_with_a_gap() -> None:

@@ -83,6 +83,16 @@ def test_the_newest_snapshot_before_the_point_and_the_segments_after_it(
     assert [s.seq for s in recovery.segments] == segments
 
 
+def test_a_snapshot_finished_within_the_point_s_second_is_before_it() -> None:
+    late = SnapshotPoint("s15", "0-7-15", at(15) + timedelta(milliseconds=600),
+                         "mysql-bin.000001", 1604)
+    recovery = plan_recovery(Point(time=at(15)), SEGMENTS, [SNAPSHOTS[0], late])
+    assert recovery.snapshot == "s15" and [s.seq for s in recovery.segments] == [2]
+    only = windows(SEGMENTS[:3], [late])[0]
+    assert plan_recovery(Point(time=at(15)), SEGMENTS[:3], [late]).snapshot == "s15"
+    assert only.start == late.finished_at  # shown to the second: 10:00:15Z, and accepted
+
+
 @pytest.mark.parametrize(("point", "message"), [
     (Point(time=at(35)), "time 2026-12-06T10:00:35Z is outside the recoverable window: "
                          "recoverable: from 2026-12-06T10:00:05Z to 2026-12-06T10:00:30Z; "
