@@ -13,7 +13,7 @@ Pure: models and values in, values out.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, replace
 from typing import Literal
 
@@ -131,6 +131,20 @@ def hook_record(hook: ResolvedHook, *, ok: bool, attempts: int, seconds: float, 
     if error is not None:
         record["error"] = truncate(error)
     return record
+
+
+#: Shortest secret value masked in a hook's output: a shorter one would mask ordinary text.
+MIN_MASKED_CHARS = 4
+MASK = "******"
+
+
+def mask(text: str, secrets: Iterable[str]) -> str:
+    """``text`` with every occurrence of each secret value replaced by ``MASK`` (longest
+    first, so that a secret containing another is masked whole)."""
+    for secret in sorted({s for s in secrets if len(s) >= MIN_MASKED_CHARS}, key=len,
+                         reverse=True):
+        text = text.replace(secret, MASK)
+    return text
 
 
 def truncate(text: str, limit: int = OUTPUT_STATUS_CHARS) -> str:

@@ -34,7 +34,9 @@ the official ``kubernetes`` client talks to it unchanged:
 Test hooks: ``drop_watches()`` cuts every open watch mid-stream (no final chunk, as a
 dying proxy would), ``compact()`` moves the horizon to now (older watches get 410),
 ``inject()`` makes the next matching requests fail with a given status, ``requests``
-logs what was asked. Not implemented: label/field selectors, strategic-merge and JSON
+logs what was asked. Pods can be exec'd into (``tests/kube/pod_exec.py``; ``execs``
+logs them); lists take an equality ``labelSelector``. Not implemented: set-based label
+and field selectors, strategic-merge and JSON
 patches, server-side apply, bookmarks, admission (schemas are checked offline), and any
 validation beyond the fields above.
 """
@@ -57,6 +59,7 @@ from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 from devstack.servers.ports import LOOPBACK
+from tests.kube.pod_exec import SUBPROTOCOL, ExecRefused, ExecSession, accept_key, choose_container
 
 #: API groups whose kinds have the status subresource (ours; KubeDB's AppBinding has none).
 STATUS_GROUPS = frozenset({"stashq.io"})
@@ -80,6 +83,7 @@ DEFAULT_WATCH_S = 1800.0
 #: Seconds an idle keep-alive connection is kept open.
 IDLE_CONNECTION_S = 60.0
 
+_EXEC_PATH = re.compile(r"^/api/v1/namespaces/(?P<namespace>[^/]+)/pods/(?P<name>[^/]+)/exec$")
 _PATH = re.compile(
     r"^/(?:api/(?P<core>v1)|apis/(?P<group>[^/]+)/(?P<version>[^/]+))"
     r"(?:/namespaces/(?P<namespace>[^/]+))?/(?P<plural>[^/]+)"
@@ -186,11 +190,14 @@ class Cluster:
                 raise ApiError(404, "NotFound", f'{kind.label} "{name}" not found')
             return copy.deepcopy(obj)
 
-    def list(self, kind: Kind, namespace: str | None) -> Raw:
+    def list(self, kind: Kind, namespace: str | None,
+             labels: dict[str, str] | None = None) -> Raw:
         with self.changed:
             items = [copy.deepcopy(o) for (k, ns, _), o in sorted(
                 self.objects.items(), key=lambda item: item[0][1:])
-                if k == kind and namespace in (None, ns)]
+                if k == kind and namespace in (None, ns)
+                and (labels or {}).items() <= ((o.get("metadata") or {}).get("labels")
+                                               or {}).items()]
             return {"apiVersion": kind.version if not kind.group else
                     f"{kind.group}/{kind.version}", "kind": "List",
                     "metadata": {"resourceVersion": str(self.version)}, "items": items}
@@ -442,6 +449,9 @@ class _Handler(BaseHTTPRequestHandler):
         self.server.api.requests.append((method, url.path, query))
         try:
             self.server.api.check_faults(method, url.path)
+            if (exec_match := _EXEC_PATH.match(url.path)) is not None:
+                self._exec(exec_match, parse_qs(url.query))
+                return
             match = _PATH.match(url.path)
             if match is None:
                 raise ApiError(404, "NotFound", f"the server could not find {url.path}")
@@ -461,7 +471,7 @@ class _Handler(BaseHTTPRequestHandler):
             raise ApiError(404, "NotFound", "cluster-scoped kinds are not served here")
         if method == "GET":
             return 200, (cluster.get(kind, namespace, name) if name
-                         else cluster.list(kind, namespace))
+                         else cluster.list(kind, namespace, self._labels()))
         if method == "POST" and namespace and not name:
             return 201, cluster.create(kind, namespace, body)
         if method == "PUT" and name and not m["sub"]:
@@ -475,6 +485,38 @@ class _Handler(BaseHTTPRequestHandler):
         if method == "DELETE" and name:
             return 200, cluster.delete(kind, namespace, name, body)
         raise ApiError(405, "MethodNotAllowed", f"{method} is not supported on {self.path}")
+
+    def _labels(self) -> dict[str, str]:
+        """``?labelSelector=a=b,c=d`` (equality only) as a mapping."""
+        query = parse_qs(urlsplit(self.path).query)
+        selector = (query.get("labelSelector") or [""])[-1]
+        return dict(term.split("=", 1) for term in selector.split(",") if "=" in term)
+
+    def _exec(self, m: re.Match[str], query: dict[str, list[str]]) -> None:
+        """A pod exec (``tests/kube/pod_exec.py``): refused with a Status, or upgraded."""
+        api, name = self.server.api, m["name"]
+        container = (query.get("container") or [None])[-1]
+        command = query.get("command") or []
+        try:
+            pod = api.cluster.get(Kind("", "v1", "pods"), m["namespace"], name)
+            chosen = choose_container(pod, name, container)
+        except ExecRefused as e:
+            raise ApiError(e.code, e.reason, e.message) from None
+        api.execs.append((m["namespace"], name, str(chosen.get("name")), command))
+        self.close_connection = True
+        self.connection.settimeout(None)  # an exec may be silent for longer than idle
+        self.wfile.write(
+            b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+            b"Sec-WebSocket-Accept: %s\r\nSec-WebSocket-Protocol: %s\r\n\r\n"
+            % (accept_key(self.headers.get("Sec-WebSocket-Key", "")).encode(),
+               SUBPROTOCOL.encode()))
+        self.wfile.flush()
+
+        def write(data: bytes) -> None:
+            self.wfile.write(data)
+            self.wfile.flush()
+
+        ExecSession(self.connection, write, command, chosen).run()
 
     def _watch(self, m: re.Match[str], query: dict[str, str]) -> None:
         cluster = self.server.api.cluster
@@ -541,6 +583,8 @@ class FakeKubeAPI:
     def __init__(self) -> None:
         self.cluster = Cluster()
         self.requests: list[tuple[str, str, dict[str, str]]] = []
+        #: Each exec run: namespace, pod, container, command.
+        self.execs: list[tuple[str, str, str, list[str]]] = []
         self.open_watches = 0
         self._faults: list[Fault] = []
         self._lock = threading.Lock()

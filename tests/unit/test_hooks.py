@@ -11,6 +11,7 @@ from workflows.catalog import builtin_functions, builtin_tasks
 from workflows.errors import InvalidResource, NotFound
 from workflows.hooks import (
     ResolvedHook,
+    mask,
     post_hook_failure,
     resolve_hooks,
     runs_after,
@@ -178,3 +179,14 @@ def test_output_is_cut_to_its_end() -> None:
     assert truncate("short") == "short"
     cut = truncate("x" * 10 + "the error", limit=9)
     assert cut == "[10 characters cut]…the error"
+
+
+@pytest.mark.parametrize(("text", "secrets", "shown"), [
+    ("MYSQL_PWD=s3cr3t-pw\nok", ["s3cr3t-pw"], "MYSQL_PWD=******\nok"),
+    ("token abcd and abcdef", ["abcd", "abcdef"], "token ****** and ******"),  # longest first
+    ("root@db: fine", ["", "pw"], "root@db: fine"),  # empty or short: not masked
+    ("a s3cr3t-pw b s3cr3t-pw", ["s3cr3t-pw"], "a ****** b ******"),
+])
+def test_secrets_are_masked_in_a_hooks_output(text: str, secrets: list[str],
+                                              shown: str) -> None:
+    assert mask(text, secrets) == shown

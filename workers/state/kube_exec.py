@@ -10,10 +10,12 @@ command run on: say so in the hook's command with ``timeout``, as for any exec).
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Sequence
 
 from kubernetes import client
+from kubernetes.client.exceptions import ApiException
 from kubernetes.stream import stream
 
 from workflows.errors import HookFailed
@@ -36,6 +38,19 @@ def pick_pod(core: client.CoreV1Api, namespace: str, selector: PodSelector) -> s
     return ready[0]
 
 
+def refusal(e: ApiException) -> str:
+    """What the API server said when it refused the exec's upgrade: the stream client
+    wraps the handshake's failure (status and Status body) in an ApiException."""
+    cause = e.__context__
+    code = getattr(cause, "status_code", None) or e.status
+    body = getattr(cause, "resp_body", None)
+    try:
+        message = str(json.loads(body)["message"]) if body else str(e.reason)
+    except (ValueError, KeyError, TypeError):
+        message = str(e.reason)
+    return f"{code} {message}" if code else message
+
+
 def _ready(pod: client.V1Pod) -> bool:
     if pod.status is None or pod.status.phase != "Running":
         return False
@@ -48,9 +63,14 @@ def exec_in_pod(core: client.CoreV1Api, namespace: str, selector: PodSelector,
     """Exit code and output of ``command`` in the pod; ``HookFailed`` at the timeout."""
     pod = pick_pod(core, namespace, selector)
     extra = {"container": container} if container else {}
-    response = stream(core.connect_get_namespaced_pod_exec, pod, namespace,
-                      command=list(command), stderr=True, stdin=False, stdout=True, tty=False,
-                      _preload_content=False, **extra)
+    try:
+        response = stream(core.connect_get_namespaced_pod_exec, pod, namespace,
+                          command=list(command), stderr=True, stdin=False, stdout=True,
+                          tty=False, _preload_content=False, **extra)
+    except ApiException as e:
+        where = f'pod "{pod}"' + (f' container "{container}"' if container else "")
+        raise HookFailed(f'exec in {where} (namespace "{namespace}") refused: '
+                         f"{refusal(e)}") from None
     deadline, output = time.monotonic() + timeout_s, []
     try:
         while response.is_open():
@@ -58,7 +78,9 @@ def exec_in_pod(core: client.CoreV1Api, namespace: str, selector: PodSelector,
                 raise HookFailed(f'{command[0]} in pod "{pod}" timed out after {timeout_s:g} s; '
                                  "its stream was closed")
             response.update(timeout=READ_STEP_S)
-            output += [response.read_stdout(), response.read_stderr()]
+            # timeout=0: what update() buffered; the default (None) would wait for output
+            # without end, and a command that prints nothing would never time out.
+            output += [response.read_stdout(timeout=0), response.read_stderr(timeout=0)]
     finally:
         response.close()
     code = response.returncode
