@@ -34,7 +34,7 @@ from celery.exceptions import Ignore, Retry
 
 from workers.context import SessionRef, StepContext
 from workers.heartbeat import heartbeat
-from workers.history import prune_history
+from workers.history import prune_history, record_last_backup
 from workers.logs import session_context
 from workers.session_metrics import push_session_metrics
 from workers.state import open_store
@@ -209,6 +209,7 @@ def record_failure(ctx: StepContext, step: str, error: BaseException, *,
     try:
         status = ctx.store.patch_status(ctx.ref.cls, ctx.ref.name, ctx.ref.namespace,
                                         failed(reason, now=time.time(), step=step))
+        record_last_backup(ctx, status)
         prune_history(ctx)
         push_session_metrics(ctx, status)
     except Exception:  # the original error matters more; say we could not record it
