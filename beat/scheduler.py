@@ -49,7 +49,7 @@ from workers.logs import session_context
 from workers.state.base import RawObject, ResourceStore
 from workflows.errors import InvalidResource
 from workflows.manifests import load_json
-from workflows.phases import FINAL_PHASES, Phase, failed, pending, skipped
+from workflows.phases import FINAL_PHASES, Phase, failed, last_backup, pending, skipped
 from workflows.resources import BackupConfiguration, BackupSession
 from workflows.retention import finished_time, sessions_beyond_limit
 from workflows.schedule import (
@@ -336,6 +336,8 @@ class Scheduler:
         assert plan.entry.cron is not None and config is not None
         patch = progress(plan.entry.cron, due) | {"lastScheduleTime": iso_utc(due.slot),
                                                   "lastSession": plan.session.name}
+        if plan.phase == Phase.SKIPPED:  # the newest slot: nothing ends later
+            patch["lastBackup"] = last_backup(plan.session.name, plan.session.status)
         if due.missed:  # the status as it is now: another replica may have counted before
             current = self.store.get(BackupConfiguration, config.name, config.namespace)
             missed = current.status.get("missedSlots")

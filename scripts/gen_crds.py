@@ -71,11 +71,16 @@ KINDS: dict[str, tuple[type[Resource], str, list[str], list[dict[str, str]]]] = 
         {"name": "Size", "type": "integer", "jsonPath": ".status.totalSizeBytes"},
         {"name": "Last backup", "type": "date", "jsonPath": ".status.lastBackupTime"}]),
     "BackupConfiguration": (BackupConfiguration, "backupconfigurations", ["bc"], [
-        {"name": "Task", "type": "string", "jsonPath": ".spec.task.name"},
+        {"name": "Task", "type": "string", "jsonPath": ".spec.task.name", "priority": 1},
         {"name": "Schedule", "type": "string", "jsonPath": ".spec.schedule"},
         {"name": "Paused", "type": "boolean", "jsonPath": ".spec.paused"},
         PHASE,
-        {"name": "Last backup", "type": "date", "jsonPath": ".status.lastScheduleTime"}]),
+        {"name": "Last backup", "type": "date",
+         "jsonPath": ".status.lastBackup.completionTime"},
+        {"name": "Result", "type": "string", "jsonPath": ".status.lastBackup.phase"},
+        {"name": "Snapshot", "type": "string", "jsonPath": ".status.lastBackup.snapshot",
+         "priority": 1},
+        {"name": "Next", "type": "date", "jsonPath": ".status.nextScheduleTime"}]),
     "BackupSession": (BackupSession, "backupsessions", ["bs"], [
         {"name": "Invoker", "type": "string", "jsonPath": ".spec.invoker.name"},
         PHASE, DURATION]),

@@ -1,4 +1,6 @@
-"""History limits, applied where a session finishes: its last step, or its failure.
+"""What a finished session leaves in its history, applied where a session finishes (its
+last step, its failure, the sweeper): the history limit, and the configuration's
+``status.lastBackup``.
 
 Beat also deletes BackupSessions beyond each configuration's ``backupHistoryLimit``,
 but only while it runs; so the worker that ends a session prunes that session's
@@ -12,10 +14,12 @@ whoever waits for it must still read its phase.
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 from workers.context import StepContext
-from workflows.resources import BackupSession, RestoreSession
+from workflows.phases import is_newer_backup, last_backup
+from workflows.resources import BackupConfiguration, BackupSession, RestoreSession
 from workflows.retention import finished_time, sessions_beyond_limit
 
 log = logging.getLogger(__name__)
@@ -50,3 +54,31 @@ def history_of(ctx: StepContext) -> tuple[Sequence[BackupSession | RestoreSessio
     target = ctx.appbinding.name
     return ([s for s in ctx.store.list(RestoreSession, namespace)
              if s.spec.target.ref.name == target], ctx.settings.restore_history_limit)
+
+
+#: Times a configuration's ``lastBackup`` is read and written again when another session
+#: wrote it in between.
+LAST_BACKUP_ATTEMPTS = 3
+
+
+def record_last_backup(ctx: StepContext, status: Mapping[str, Any]) -> None:
+    """Show a backup session that ended with ``status`` in its configuration's status,
+    unless a later one is shown already. Best effort: a failure is logged."""
+    if ctx.ref.kind != "BackupSession":
+        return
+    try:
+        config = ctx.config
+        if config is None:
+            return
+        mine = last_backup(ctx.ref.name, status)
+        for _ in range(LAST_BACKUP_ATTEMPTS):
+            shown = ctx.store.get(BackupConfiguration, config.name, config.namespace).status \
+                .get("lastBackup")
+            if not is_newer_backup(mine, shown):
+                return
+            if ctx.store.patch_status_where(BackupConfiguration, config.name, config.namespace,
+                                            {"lastBackup": shown}, {"lastBackup": mine}):
+                return
+    except Exception as e:
+        log.warning("last backup of %s not shown on its configuration: %s: %s", ctx.ref,
+                    type(e).__name__, e)

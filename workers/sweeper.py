@@ -38,6 +38,7 @@ from typing import Any
 from workers.broker import queued_tokens
 from workers.context import SESSION_KINDS, SessionRef, StepContext
 from workers.heartbeat import worker_name
+from workers.history import record_last_backup
 from workers.logs import session_context
 from workers.queueing import queue_chain
 from workers.session_metrics import push_session_metrics
@@ -217,6 +218,7 @@ class StaleSweeper:
             log.info("%s changed while being failed; left to whoever changed it", ref)
             return
         ctx = StepContext(self.settings, self.store, ref)
+        record_last_backup(ctx, status)
         try:
             push_session_metrics(ctx, status)
         except Exception as e:  # the failure is recorded; the metric is a bonus

@@ -9,6 +9,7 @@ limit each see a different session. Pure: ``now`` comes in as unix seconds.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any
@@ -60,3 +61,25 @@ def failed(reason: str, *, now: float, step: str | None = None,
     one), when (as text and as unix seconds), and any ``extra`` fields."""
     return {"phase": Phase.FAILED.value, "reason": reason, "failedStep": step,
             "completionTime": iso_ms(now), "completionTimestamp": now, **extra}
+
+
+def last_backup(session: str, status: Mapping[str, Any]) -> dict[str, Any]:
+    """``status.lastBackup`` of a BackupConfiguration whose session ended with ``status``:
+    what ``kubectl get backupconfigurations`` shows (time, phase, snapshot, reason)."""
+    snapshot = status.get("snapshot")
+    return {"session": session, "phase": status.get("phase"),
+            "completionTime": status.get("completionTime"),
+            "completionTimestamp": status.get("completionTimestamp"),
+            "snapshot": snapshot.get("name") if isinstance(snapshot, Mapping) else None,
+            "reason": status.get("reason")}
+
+
+def is_newer_backup(candidate: Mapping[str, Any], current: object) -> bool:
+    """Does ``candidate`` (a ``last_backup``) end later than ``current`` (the one the
+    configuration shows, if any)? Sessions may finish out of order; the later stays."""
+    if not isinstance(current, Mapping):
+        return True
+    theirs, ours = current.get("completionTimestamp"), candidate.get("completionTimestamp")
+    if not isinstance(theirs, int | float) or not isinstance(ours, int | float):
+        return True
+    return ours >= theirs

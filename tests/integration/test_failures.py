@@ -16,7 +16,7 @@ import pytest
 from devstack.resources import standard_setup
 from devstack.stack import Stack, created
 from workers.state.redis import RedisStore
-from workflows.resources import BackupSession, Repository
+from workflows.resources import BackupConfiguration, BackupSession, Repository
 
 
 def snapshot_keys(stack: Stack, bucket: str) -> list[str]:
@@ -40,8 +40,14 @@ def test_wrong_password_fails_naming_the_appbinding(stack: Stack, namespace: str
     result = stack.cli("backup", "nightly", "--wait", namespace=namespace)
     assert result.returncode == 8
     assert 'AppBinding "db": access denied for user "root"' in result.stderr
-    status = backup_status(stack, namespace, created(result.stdout))
+    name = created(result.stdout)
+    status = backup_status(stack, namespace, name)
     assert status["phase"] == "Failed" and "access denied" in str(status["reason"])
+    shown = RedisStore.from_url(stack.redis_url).get(BackupConfiguration, "nightly",
+                                                     namespace).status["lastBackup"]
+    assert shown == {"session": name, "phase": "Failed", "reason": status["reason"],
+                     "completionTime": status["completionTime"],
+                     "completionTimestamp": status["completionTimestamp"]}  # no snapshot
     assert snapshot_keys(stack, bucket) == []
     assert "not-the-password" not in stack.worker.log() + result.stderr + str(status)
 

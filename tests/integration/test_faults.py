@@ -41,7 +41,7 @@ from workers.state.redis import RedisStore
 from workers.steps.session import DATA_QUEUE
 from workers.sweeper import StaleSweeper
 from workflows.phases import FINAL_PHASES
-from workflows.resources import BackupSession
+from workflows.resources import BackupConfiguration, BackupSession
 from workflows.settings import Settings
 
 T = TypeVar("T")
@@ -292,6 +292,24 @@ def test_stashq_beat_sweeps_for_stale_sessions_too(
     assert requeued["reason"].startswith("worker stopped reporting during stashq.precheck")
     queued = redis.Redis.from_url(d.redis_url).lrange("stashq.control", 0, -1)
     assert [json.loads(m)["headers"]["task"] for m in queued] == ["stashq.precheck"]
+
+
+def test_a_configuration_deleted_mid_backup_ends_its_session_failed_saying_so(
+        deploy: Deploy, namespace: str, database: str, bucket: str, tmp_path: Path) -> None:
+    """Without Kubernetes nothing collects the session: its next step finds the
+    configuration gone and ends it Failed, naming it (it is not left Running)."""
+    d = deploy()
+    fill(d.mariadb, database)
+    apply(d, namespace, tmp_path, bucket, database)
+    d.start_worker(STASHQ_PAUSE_AT="before_manifest:3")
+    name = trigger(d, namespace)
+    eventually(lambda: "test pause at before_manifest" in d.logs(), "the pause", d)
+    d.store().delete(BackupConfiguration, "nightly", namespace)
+    final = final_status(d, namespace, name)
+    assert final["phase"] == "Failed", final
+    assert final["reason"] == (f'BackupConfiguration "nightly" (named by BackupSession '
+                               f'"{name}" spec.invoker.name) not found in namespace '
+                               f'"{namespace}"')
 
 
 # --- S3 --------------------------------------------------------------------------------

@@ -287,31 +287,44 @@ def test_the_watch_loop_runs_as_many_requests_as_asked(store: KubeStore,
 # --- end to end: CLI → fake API → watcher → Redis → real worker (STASHQ_STORE=kubernetes) --
 
 
-def test_a_session_created_through_the_api_is_run_by_a_real_worker(
-        store: KubeStore, kube_api: FakeKubeAPI, kubeconfig: Path, redis_url: str,
-        mariadb_server: MariaDBServer, database: str, tmp_path: Path) -> None:
+def worker_env(store: KubeStore, kubeconfig: Path, redis_url: str,
+               mariadb_server: MariaDBServer, database: str, tmp_path: Path,
+               **extra: str) -> dict[str, str]:
+    """A sample database, its resources applied, and a worker's environment."""
+    with mariadb_server.connect() as conn:
+        conn.cursor().execute(f"DROP DATABASE `{database}`")
+        create_sample(conn, database, customers=20)
+    for doc in local_setup(mariadb_server, database, tmp_path / "repo", NS):
+        store.apply(parse_resource(doc))
+    return {"PATH": "/usr/local/bin:/usr/bin:/bin:/usr/local/sbin:/usr/sbin:/sbin",
+            "STASHQ_STORE": "kubernetes", "STASHQ_KUBECONFIG": str(kubeconfig),
+            "STASHQ_NAMESPACE": NS, "STASHQ_BROKER_URL": redis_url,
+            "STASHQ_DB_WAIT_S": "2", "TMPDIR": str(tmp_path), "HOME": str(tmp_path), **extra}
+
+
+def dispatcher(store: KubeStore, env: dict[str, str],
+               calls: list[str]) -> Callable[[SessionRef], str]:
+    """The real dispatch (to the worker's broker), recording each session it queues."""
     from beat.dispatch import dispatch
     from workers.app import create_app
     from workflows.settings import Settings
 
-    with mariadb_server.connect() as conn:
-        conn.cursor().execute(f"DROP DATABASE `{database}`")
-        create_sample(conn, database, customers=20)
-    env = {"PATH": "/usr/local/bin:/usr/bin:/bin:/usr/local/sbin:/usr/sbin:/sbin",
-           "STASHQ_STORE": "kubernetes", "STASHQ_KUBECONFIG": str(kubeconfig),
-           "STASHQ_NAMESPACE": NS, "STASHQ_BROKER_URL": redis_url,
-           "STASHQ_DB_WAIT_S": "2", "TMPDIR": str(tmp_path), "HOME": str(tmp_path)}
-    for doc in local_setup(mariadb_server, database, tmp_path / "repo", NS):
-        resource = parse_resource(doc)
-        store.apply(resource)
     settings = Settings.from_env(env)
     app = create_app(settings)
-    calls: list[str] = []
 
     def real_dispatch(ref: SessionRef) -> str:
         calls.append(str(ref))
         return dispatch(app, store, settings, ref)
 
+    return real_dispatch
+
+
+def test_a_session_created_through_the_api_is_run_by_a_real_worker(
+        store: KubeStore, kube_api: FakeKubeAPI, kubeconfig: Path, redis_url: str,
+        mariadb_server: MariaDBServer, database: str, tmp_path: Path) -> None:
+    env = worker_env(store, kubeconfig, redis_url, mariadb_server, database, tmp_path)
+    calls: list[str] = []
+    real_dispatch = dispatcher(store, env, calls)
     worker = Worker(env, tmp_path / "worker.log")
     worker.start()
     try:
@@ -320,6 +333,8 @@ def test_a_session_created_through_the_api_is_run_by_a_real_worker(
                                        capture_output=True, text=True, timeout=60)
             assert triggered.returncode == 0, triggered.stderr
             name = triggered.stdout.split("BackupSession/")[1].split()[0]
+            owners = store.get(BackupSession, name, NS).metadata.model_extra or {}
+            assert [o["name"] for o in owners["ownerReferences"]] == ["nightly"]
             eventually(lambda: status(store, name).get("phase") in ("Succeeded", "Failed"),
                        "the backup to finish", timeout_s=120)
             assert status(store, name)["phase"] == "Succeeded", status(store, name)
@@ -344,6 +359,35 @@ def test_a_session_created_through_the_api_is_run_by_a_real_worker(
         assert differences(conn, database, restored) == []
         conn.cursor().execute(f"DROP DATABASE `{restored}`")
     assert "Traceback" not in log
+
+
+def test_deleting_the_configuration_mid_backup_deletes_the_session_and_the_worker_stops(
+        store: KubeStore, kube_api: FakeKubeAPI, kubeconfig: Path, redis_url: str,
+        mariadb_server: MariaDBServer, database: str, tmp_path: Path) -> None:
+    from workflows.resources import BackupConfiguration
+
+    env = worker_env(store, kubeconfig, redis_url, mariadb_server, database, tmp_path,
+                     STASHQ_PAUSE_AT="before_manifest:3")
+    worker = Worker(env, tmp_path / "worker.log")
+    worker.start()
+    try:
+        with running(Watcher(store, dispatcher(store, env, []), settings=FAST), kube_api):
+            triggered = subprocess.run([STASHQ, "trigger", "nightly"], env=env,
+                                       capture_output=True, text=True, timeout=60)
+            assert triggered.returncode == 0, triggered.stderr
+            name = triggered.stdout.split("BackupSession/")[1].split()[0]
+            eventually(lambda: "test pause at before_manifest" in worker.log(),
+                       "the dump to reach its pause", timeout_s=120)
+            store.delete(BackupConfiguration, "nightly", NS)  # kubectl delete bc nightly
+            assert store.list(BackupSession, NS) == []  # collected with it
+            eventually(lambda: f"BackupSession/{NS}/{name} was deleted while it ran"
+                       in worker.log(), "the worker to stop the chain", timeout_s=60)
+            log = worker.log()
+    finally:
+        worker.stop()
+    assert "Traceback" not in log
+    assert "chain stopped" in log and "step stashq.update_status done" not in log
+    assert store.list(BackupSession, NS) == []  # nothing wrote the session back
 
 
 def told_by_worker(api: FakeKubeAPI, backup: str, restore: str) -> None:

@@ -31,6 +31,9 @@ from workflows.parsing import parse_resource
 ROOT = Path(__file__).resolve().parents[2]
 CRD_DIR = ROOT / "charts" / "stashq" / "crds"
 KUBERNETES_VERSION = "1.37.0"
+#: The oldest Kubernetes the chart supports (Chart.yaml kubeVersion) and the newest
+#: kubernetes-validate knows: CRDs and the Events we write are checked against both.
+KUBERNETES_VERSIONS = ("1.29.0", KUBERNETES_VERSION)
 EXAMPLES = sorted((ROOT / "examples").rglob("*.yaml"))
 CATALOG = sorted((ROOT / "workflows" / "catalog").glob("*.yaml"))
 #: Keywords a structural schema may not hold under allOf/anyOf/oneOf/not.
@@ -128,9 +131,10 @@ def test_the_committed_crds_are_what_the_models_generate() -> None:
         assert path.read_text() == text, f"{path.name} is out of date: run scripts/gen_crds.py"
 
 
+@pytest.mark.parametrize("version", KUBERNETES_VERSIONS)
 @pytest.mark.parametrize("crd", crds(), ids=lambda c: c["metadata"]["name"])
-def test_each_crd_is_valid_and_structural(crd: dict[str, Any]) -> None:
-    kubernetes_validate.validate(crd, KUBERNETES_VERSION, strict=True)
+def test_each_crd_is_valid_and_structural(crd: dict[str, Any], version: str) -> None:
+    kubernetes_validate.validate(crd, version, strict=True)
     for version in crd["spec"]["versions"]:
         schema = version["schema"]["openAPIV3Schema"]
         assert structural_problems(schema, "openAPIV3Schema") == []
@@ -148,12 +152,52 @@ def test_printer_columns_show_phase_schedule_and_last_backup() -> None:
                                             c["spec"]["versions"][0]["additionalPrinterColumns"]]
                for c in crds()}
     assert columns["BackupConfiguration"] == ["Task", "Schedule", "Paused", "Phase",
-                                              "Last backup", "Age"]
+                                              "Last backup", "Result", "Snapshot", "Next",
+                                              "Age"]
     assert columns["BackupSession"] == ["Invoker", "Phase", "Duration", "Age"]
     assert columns["RestoreSession"] == ["Repository", "Phase", "Duration", "Age"]
     assert columns["Repository"] == ["Snapshots", "Size", "Last backup", "Age"]
     short = {c["spec"]["names"]["kind"]: c["spec"]["names"].get("shortNames") for c in crds()}
     assert short["BackupConfiguration"] == ["bc"] and short["BackupSession"] == ["bs"]
+
+
+def printer_columns(kind: str) -> list[dict[str, Any]]:
+    [crd] = [c for c in crds() if c["spec"]["names"]["kind"] == kind]
+    columns: list[dict[str, Any]] = crd["spec"]["versions"][0]["additionalPrinterColumns"]
+    return columns
+
+
+def test_the_configuration_columns_read_what_its_status_holds_after_a_backup() -> None:
+    from workflows.phases import last_backup, succeeded
+
+    session = succeeded(now=1_767_225_600.0, seconds=2.0) | {"snapshot": {"name": "n-1"}}
+    status = {"phase": "Ready", "nextScheduleTime": "2026-01-02T03:00:00Z",
+              "lastBackup": last_backup("n-1", session)}
+    shown = {c["name"]: json_path(status, c["jsonPath"]) for c in
+             printer_columns("BackupConfiguration") if c["jsonPath"].startswith(".status.")}
+    assert shown == {"Phase": "Ready", "Last backup": "2026-01-01T00:00:00.000Z",
+                     "Result": "Succeeded", "Snapshot": "n-1", "Next": "2026-01-02T03:00:00Z"}
+
+
+def json_path(status: dict[str, Any], path: str) -> Any:
+    """``.status.a.b`` of an object whose status is ``status``, as kubectl reads it."""
+    value: Any = {"status": status}
+    for key in path.lstrip(".").split("."):
+        value = value.get(key) if isinstance(value, dict) else None
+    return value
+
+
+@pytest.mark.parametrize("version", KUBERNETES_VERSIONS)
+def test_the_events_we_write_are_valid_core_v1_events(version: str) -> None:
+    from workflows.events import event_body, transition_events
+    from workflows.phases import failed
+
+    involved = {"apiVersion": "stashq.io/v1alpha1", "kind": "BackupSession",
+                "metadata": {"name": "n-1", "namespace": "demo", "uid": "u",
+                             "resourceVersion": "1"}}
+    [fields] = transition_events("BackupSession", failed("gone", now=1.0), {})
+    kubernetes_validate.validate(event_body(involved, fields, now=1.0, instance="w"), version,
+                                 strict=True)
 
 
 def test_the_structural_check_can_tell() -> None:

@@ -15,6 +15,8 @@ Around that, the frame
   (Pending → Running, conditioned on the status it read), a copy of a message that was
   queued again finds itself superseded and stops (``workflows/claims.py``);
 - keeps ``status.heartbeatAt`` fresh while the step runs (``workers/heartbeat.py``);
+- stops quietly when the session itself was deleted while a step ran (on Kubernetes,
+  deleting a configuration deletes its sessions): there is no status left to write;
 - retries a step that failed with a ``Transient`` error (S3 unreachable, a busy lock)
   with exponential backoff (``workflows/backoff.py``), recording ``status.retry``, and
   fails the session only when the retries are used up.
@@ -32,14 +34,14 @@ from celery.exceptions import Ignore, Retry
 
 from workers.context import SessionRef, StepContext
 from workers.heartbeat import heartbeat
-from workers.history import prune_history
+from workers.history import prune_history, record_last_backup
 from workers.logs import session_context
 from workers.session_metrics import push_session_metrics
 from workers.state import open_store
 from workers.state.base import ResourceStore
 from workflows.backoff import retry_delay_s
 from workflows.claims import claim_decision, claim_patch
-from workflows.errors import StashQError, Transient
+from workflows.errors import NotFound, StashQError, Transient
 from workflows.hooks import POST_HOOK_STEP, POST_OF
 from workflows.params import parse_params
 from workflows.phases import FINAL_PHASES, failed, iso_ms
@@ -105,6 +107,10 @@ def run_step(task: Any, ctx: StepContext, name: str, fn: StepFunction,
         log.info("step %s: nothing left to do, chain stopped", name)
         raise
     except Exception as e:
+        if isinstance(e, NotFound) and session_gone(ctx):
+            log.warning("step %s: %s was deleted while it ran (with its BackupConfiguration, "
+                        "or by hand); nothing to record, chain stopped", name, ctx.ref)
+            raise Ignore() from None
         retries = int(task.request.retries or 0)
         if isinstance(e, Transient) and retries < ctx.settings.retry_limit:
             retry_later(task, ctx, name, e, retries)
@@ -115,6 +121,18 @@ def run_step(task: Any, ctx: StepContext, name: str, fn: StepFunction,
             send_post_hooks(task.app, ctx)
         raise
     log.info("step %s done", name)
+
+
+def session_gone(ctx: StepContext) -> bool:
+    """Is the session itself deleted (not only something it names)? Kubernetes deletes a
+    configuration's sessions with it; their steps have no status left to write."""
+    try:
+        ctx.store.get(ctx.ref.cls, ctx.ref.name, ctx.ref.namespace)
+    except NotFound:
+        return True
+    except Exception:  # cannot tell: record the failure as usual
+        return False
+    return False
 
 
 def claim(ctx: StepContext, step: str, token: str) -> object:
@@ -191,6 +209,7 @@ def record_failure(ctx: StepContext, step: str, error: BaseException, *,
     try:
         status = ctx.store.patch_status(ctx.ref.cls, ctx.ref.name, ctx.ref.namespace,
                                         failed(reason, now=time.time(), step=step))
+        record_last_backup(ctx, status)
         prune_history(ctx)
         push_session_metrics(ctx, status)
     except Exception:  # the original error matters more; say we could not record it

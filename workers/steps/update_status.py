@@ -12,7 +12,7 @@ from collections.abc import Mapping
 from datetime import datetime
 
 from workers.context import StepContext
-from workers.history import prune_history
+from workers.history import prune_history, record_last_backup
 from workers.steps.session import session_step, set_status
 from workflows.errors import StashQError
 from workflows.params import NoParams
@@ -55,7 +55,8 @@ def update_status(ctx: StepContext, params: NoParams) -> None:
                            ctx.repo.stats())
     now = time.time()
     seconds = session_seconds(status, now)
-    set_status(ctx, succeeded(now=now, seconds=seconds,
-                              targets=stash_targets(ctx, status, seconds) if ctx.is_backup
-                              else None))
+    final = set_status(ctx, succeeded(now=now, seconds=seconds,
+                                      targets=stash_targets(ctx, status, seconds) if ctx.is_backup
+                                      else None))
+    record_last_backup(ctx, final)
     prune_history(ctx)
