@@ -339,6 +339,10 @@ def test_a_session_created_through_the_api_is_run_by_a_real_worker(
                        "the backup to finish", timeout_s=120)
             assert status(store, name)["phase"] == "Succeeded", status(store, name)
             assert status(store, name)["snapshot"]["name"] == name
+            # written after the session's own phase, by the same step
+            eventually(lambda: last_shown(store) is not None, "lastBackup", timeout_s=30)
+            assert last_shown(store)["session"] == name, last_shown(store)
+            assert last_shown(store)["phase"] == "Succeeded"
 
             restored = f"{database}_restored"
             kube_api.create({"apiVersion": "stashq.io/v1alpha1", "kind": "RestoreSession",
@@ -388,6 +392,12 @@ def test_deleting_the_configuration_mid_backup_deletes_the_session_and_the_worke
     assert "Traceback" not in log
     assert "chain stopped" in log and "step stashq.update_status done" not in log
     assert store.list(BackupSession, NS) == []  # nothing wrote the session back
+
+
+def last_shown(store: KubeStore) -> Any:
+    """The configuration's ``status.lastBackup`` (``kubectl get bc`` shows it)."""
+    from workflows.resources import BackupConfiguration
+    return store.get(BackupConfiguration, "nightly", NS).status.get("lastBackup")
 
 
 def told_by_worker(api: FakeKubeAPI, backup: str, restore: str) -> None:
