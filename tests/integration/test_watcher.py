@@ -394,6 +394,54 @@ def test_deleting_the_configuration_mid_backup_deletes_the_session_and_the_worke
     assert store.list(BackupSession, NS) == []  # nothing wrote the session back
 
 
+def test_exec_hooks_of_a_backup_run_in_the_pod_through_the_api_from_a_real_worker(
+        store: KubeStore, kube_api: FakeKubeAPI, kubeconfig: Path, redis_url: str,
+        mariadb_server: MariaDBServer, database: str, tmp_path: Path) -> None:
+    from workflows.resources import BackupConfiguration
+
+    env = worker_env(store, kubeconfig, redis_url, mariadb_server, database, tmp_path)
+    kube_api.create({"apiVersion": "v1", "kind": "Pod",
+                     "metadata": {"name": "db-0", "namespace": NS, "labels": {"app": "db"}},
+                     "spec": {"containers": [
+                         {"name": "mariadb", "env": [{"name": "IN", "value": "mariadb"}]},
+                         {"name": "exporter", "env": []}]},
+                     "status": {"phase": "Running",
+                                "conditions": [{"type": "Ready", "status": "True"}]}})
+    freeze = ["/bin/sh", "-c", 'echo "froze writes in $IN"']
+    thaw = ["/bin/sh", "-c", 'echo "thawed in $IN"']
+    config = store.get(BackupConfiguration, "nightly", NS)
+    where = {"pod": {"matchLabels": {"app": "db"}}, "containerName": "mariadb"}
+    hooks = {"preBackup": [{"name": "freeze", "exec": {"command": freeze}, **where}],
+             "postBackup": [{"name": "thaw", "exec": {"command": thaw}, **where,
+                             "executionPolicy": "Always"}]}
+    raw = config.model_dump(mode="json", by_alias=True, exclude_none=True)
+    raw["spec"]["hooks"] = hooks
+    store.apply(parse_resource(raw))
+    worker = Worker(env, tmp_path / "worker.log")
+    worker.start()
+    try:
+        with running(Watcher(store, dispatcher(store, env, []), settings=FAST), kube_api):
+            triggered = subprocess.run([STASHQ, "trigger", "nightly"], env=env,
+                                       capture_output=True, text=True, timeout=60)
+            assert triggered.returncode == 0, triggered.stderr
+            name = triggered.stdout.split("BackupSession/")[1].split()[0]
+            eventually(lambda: status(store, name).get("phase") in ("Succeeded", "Failed"),
+                       "the backup to finish", timeout_s=120)
+            eventually(lambda: bool((status(store, name).get("hooks") or {})
+                                    .get("postBackup")), "the post hook", timeout_s=30)
+        log = worker.log()
+    finally:
+        worker.stop()
+    done = status(store, name)
+    assert done["phase"] == "Succeeded", done
+    assert kube_api.execs == [(NS, "db-0", "mariadb", freeze), (NS, "db-0", "mariadb", thaw)]
+    ran = {phase: [(h["name"], h["phase"], h["output"].strip()) for h in done["hooks"][phase]]
+           for phase in ("preBackup", "postBackup")}
+    assert ran == {"preBackup": [("freeze", "Succeeded", "froze writes in mariadb")],
+                   "postBackup": [("thaw", "Succeeded", "thawed in mariadb")]}
+    assert "Traceback" not in log
+
+
 def last_shown(store: KubeStore) -> Any:
     """The configuration's ``status.lastBackup`` (``kubectl get bc`` shows it)."""
     from workflows.resources import BackupConfiguration
