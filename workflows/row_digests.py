@@ -74,16 +74,20 @@ class RowDigester:
         if end < 0:
             self._open.append(chunk)
             return
-        data = b"".join([*self._open, chunk[:end + 1]]) if self._open else chunk[:end + 1]
+        pos = 0
+        if self._open:  # the line left open ends at this chunk's first newline
+            first = chunk.find(b"\n") + 1
+            self._block(b"".join([*self._open, chunk[:first]]), 0, None)
+            pos = first
         self._open = [chunk[end + 1:]]
-        self._block(data)
+        self._block(chunk, pos, end + 1)  # in place: the chunk is not copied
 
     def finish(self) -> dict[str, TableCount]:
         """The counts, once the last chunk is fed (a last line without newline too)."""
         last = b"".join(self._open)
         self._open = []
         if last:
-            self._block(last + b"\n")
+            self._block(last + b"\n", 0, None)
         return self.tables
 
     def tap(self, chunks: Iterable[bytes]) -> Iterator[bytes]:
@@ -93,21 +97,22 @@ class RowDigester:
             yield chunk
         self.finish()
 
-    def _block(self, data: bytes) -> None:
-        """Whole lines (``data`` ends with a newline)."""
-        pos = 0
-        while pos < len(data):
+    def _block(self, data: bytes, pos: int, stop: int | None) -> None:
+        """The whole lines of ``data[pos:stop]`` (it ends with a newline; None: at the
+        end of ``data``)."""
+        stop = len(data) if stop is None else stop
+        while pos < stop:
             if self._table is not None:  # rows, one per line, until ");"
-                end = data.find(b");\n", pos)
-                self._rows(self._table, data, pos, len(data) if end < 0 else end + 1, MULTI)
+                end = data.find(b");\n", pos, stop)
+                self._rows(self._table, data, pos, stop if end < 0 else end + 1, MULTI)
                 if end < 0:
                     return
                 self._table, pos = None, end + 3
                 continue
-            start = _next_line(data, pos)
+            start = _next_line(data, pos, stop)
             if start < 0:
                 return
-            pos = data.index(b"\n", start) + 1
+            pos = data.index(b"\n", start, stop) + 1
             self._line(data[start:pos - 1])
 
     def _line(self, line: bytes) -> None:
@@ -135,12 +140,18 @@ class RowDigester:
         self.tables.setdefault(table, TableCount()).add(len(rows), sum(map(zlib.crc32, rows)))
 
 
-def _next_line(data: bytes, pos: int) -> int:
-    """Where the next line that may matter starts (-1: none in ``data``)."""
-    if data.startswith(INTERESTING, pos):
+def _next_line(data: bytes, pos: int, stop: int) -> int:
+    """Where the next line that may matter starts in ``data[pos:stop]`` (-1: none).
+    Rows are INSERTs: the others are looked for only before the next INSERT, so that
+    the block is scanned about once."""
+    if data.startswith(INTERESTING, pos, stop):
         return pos
-    found = [i + 1 for mark in STARTS if (i := data.find(mark, pos)) >= 0]
-    return min(found) if found else -1
+    insert = data.find(STARTS[0], pos, stop)
+    bound = stop if insert < 0 else insert
+    found = [i for mark in STARTS[1:] if (i := data.find(mark, pos, bound)) >= 0]
+    if insert >= 0:
+        found.append(insert)
+    return min(found) + 1 if found else -1
 
 
 def _name(quoted: bytes) -> str:
