@@ -1,7 +1,8 @@
 """The chart's dashboard and alerts read what StashQ really pushes.
 
-A real worker backs a database up through Redis to S3, restores it, and pushes to a
-real Pushgateway; its sweep (every half second here) pushes the installation's numbers.
+A real worker backs a database up through Redis to S3, restores it, archives the
+server's binlog, runs a restore drill, and pushes to a real Pushgateway; its sweep
+(every half second here) pushes the installation's numbers.
 Then every metric name a dashboard panel or an alert reads must be among the names the
 Pushgateway exposes, so renaming a metric in ``workers/metrics.py`` (or mistyping one in
 the chart) fails here; and the pushed names pass ``promtool check metrics``.
@@ -14,11 +15,17 @@ import subprocess
 import time
 from pathlib import Path
 
+import yaml
+
 from devstack.resources import standard_setup
-from devstack.servers import Pushgateway
-from devstack.stack import Deploy
+from devstack.servers import MariaDBServer, Pushgateway
+from devstack.stack import Deploy, Deployment
 from tests.chart.helm import Helm
 from tests.support.promql import chart_metric_names
+from workers.app import create_app
+from workers.steps.restore_drill import DRILL_TASK
+from workflows.resources import RestoreDrill
+from workflows.settings import Settings
 
 #: Seconds the sweep after the backup gets to push (it runs every 0.5 s here).
 SWEEP_WAIT_S = 30.0
@@ -53,22 +60,49 @@ def swept_after(pushgateway: Pushgateway, namespace: str) -> str:
         time.sleep(0.5)
 
 
+def drilled(deployment: Deployment, namespace: str, tmp_path: Path) -> dict[str, object]:
+    """Apply RestoreDrill "weekly" of "nightly" and send it as beat does at a slot; its
+    status once the worker recorded it."""
+    path = tmp_path / "drill.yaml"
+    path.write_text(yaml.safe_dump({
+        "apiVersion": "stashq.io/v1alpha1", "kind": "RestoreDrill",
+        "metadata": {"name": "weekly"},
+        "spec": {"schedule": "0 4 * * 0", "repository": {"name": "repo"},
+                 "configurations": ["nightly"],
+                 "scratch": {"ref": {"name": "db"}, "databasePrefix": "drill_"}}}))
+    deployment.cli("apply", "-f", str(path), namespace=namespace, check=True)
+    create_app(Settings.from_env(deployment.env)).signature(
+        DRILL_TASK, args=(namespace, "weekly")).apply_async()
+    store, deadline = deployment.store(), time.monotonic() + 120
+    while True:
+        status = store.get(RestoreDrill, "weekly", namespace).status
+        if status.get("lastDrillTime") and not status.get("running"):
+            return status
+        assert time.monotonic() < deadline, deployment.logs()[-3000:]
+        time.sleep(0.3)
+
+
 def test_every_metric_the_chart_reads_is_one_a_real_worker_pushes(
         deploy: Deploy, pushgateway: Pushgateway, helm: Helm, promtool: str, namespace: str,
-        database: str, bucket: str, tmp_path: Path) -> None:
-    deployment = deploy()
+        binlog_mariadb: MariaDBServer, source_db: str, bucket: str, tmp_path: Path) -> None:
+    deployment = deploy(mariadb=binlog_mariadb)
     deployment.start_worker()
     resources = standard_setup(tmp_path / "setup.yaml", deployment.s3, deployment.mariadb,
-                               bucket, database)
+                               bucket, source_db)
+    resources.write_text(resources.read_text() + "  binlogArchive:\n    intervalSeconds: 60\n")
     deployment.cli("apply", "-f", str(resources), namespace=namespace, check=True)
     backup = deployment.cli("backup", "nightly", "--wait", namespace=namespace, check=True)
     assert "Succeeded" in backup.stdout, backup.stdout
-    restored = f"{database}_restored"
+    restored = f"{source_db}_restored"
     restore = deployment.cli("restore", "--repository", "repo", "--target", "db", "--database",
                              restored, "--wait", namespace=namespace, check=True)
     assert "Succeeded" in restore.stdout, restore.stdout
     with deployment.mariadb.connect() as conn:
         conn.cursor().execute(f"DROP DATABASE `{restored}`")
+        conn.cursor().execute(f"INSERT INTO `{source_db}`.t VALUES (2, UNIX_TIMESTAMP())")
+    archived = deployment.cli("archive", "nightly", namespace=namespace, check=True)
+    assert "recoverable from" in archived.stdout, archived.stdout
+    assert drilled(deployment, namespace, tmp_path)["phase"] == "Passed"
 
     text = swept_after(pushgateway, namespace)
     used = chart_metric_names(helm)
