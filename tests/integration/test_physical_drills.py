@@ -143,3 +143,21 @@ def test_a_physical_snapshot_with_a_damaged_table_fails_naming_it_and_the_assert
         "corrupted. Please drop the table and recreate.; Corrupt",
         'failed: assertion "no such customer": expected "1", got "0"'], result.stdout
     assert leftovers(stack) == []
+
+
+def test_a_physical_drill_that_hangs_is_stopped_and_its_server_removed(
+        stack: Stack, namespace: str, database: str, bucket: str, tmp_path: Path) -> None:
+    snapshot = physical_backup(stack, namespace, database, bucket, tmp_path, customers=10)
+    path = tmp_path / "drill.yaml"
+    path.write_text(physical_drill_yaml(database, timeout_s=8, assertions=[
+        {"name": "slow", "query": "SELECT SLEEP(600)", "expected": "0"}]))
+    stack.cli("apply", "-f", str(path), namespace=namespace, check=True)
+    started = time.monotonic()
+    status = run_drill(stack, namespace)
+    assert time.monotonic() - started < 60
+    assert status["phase"] == "Failed" and status.get("running") is None
+    last = status["configurations"]["nightly"]["last"]  # type: ignore[index]
+    assert last["snapshot"] == snapshot
+    assert last["failures"] == ['RestoreDrill "weekly" timed out after 8 s and was stopped']
+    assert 8 <= last["durationSeconds"] < 30
+    assert leftovers(stack) == []
