@@ -1,15 +1,19 @@
 """The pieces of a physical drill that are decisions over values: whether CHECK TABLE's
 rows say a table is broken, which layout options of a snapshot's ``backup-my.cnf`` reach
-the throw-away server (and which never do), and the notes a drill's status carries."""
+the throw-away server (and which never do), the notes a drill's status carries, and a
+prepare that hangs stopped at the drill's timeout."""
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 import pytest
 
 from workers.drill_checks import _plain, check_problem
 from workers.drill_server import layout_options, server_args
+from workers.engines.physical import prepare
+from workers.watchdog import TimedOut, Watchdog
 from workflows.drills import DrillReport
 
 T = "shop.orders"
@@ -64,3 +68,14 @@ def test_notes_are_in_the_status_only_when_there_are_some() -> None:
     report.notes.append("rows counted, not compared")
     assert report.record(now_iso="t")["notes"] == ["rows counted, not compared"]
     assert report.record(now_iso="t")["result"] == "Passed"
+
+
+def test_a_prepare_that_hangs_is_killed_at_the_drills_timeout(tmp_path: Path) -> None:
+    tool = tmp_path / "mariadb-backup"  # stands in for a prepare stuck on a huge redo log
+    tool.write_text("#!/bin/sh\nexec sleep 600\n")
+    tool.chmod(0o755)
+    started = time.monotonic()
+    with Watchdog(1, "RestoreDrill \"weekly\"") as dog, pytest.raises(TimedOut) as raised:
+        prepare(str(tool), tmp_path, [], dog.watching)
+    assert time.monotonic() - started < 10
+    assert str(raised.value) == 'RestoreDrill "weekly" timed out after 1 s and was stopped'
