@@ -3,8 +3,10 @@
 The same drill a RestoreDrill runs on its schedule (``workers/drill_runs.py``): restore
 the snapshot into scratch databases on ``--target``, check every table's rows against
 what the backup counted while dumping, run the assertions (``--drill`` lends its
-own), drop the scratch databases. Needs the database clients on this host, as a
-worker does. Exits 7 if the drill failed.
+own), drop the scratch databases. A physical snapshot is prepared and started as a
+throw-away server on this host instead (``workers/physical_drills.py``; ``--target``
+is then not written to). Needs the database clients (and for a physical snapshot the
+backup tool and the server) on this host, as a worker does. Exits 7 if the drill failed.
 """
 
 from __future__ import annotations
