@@ -17,7 +17,7 @@ from workflows.catalog import builtin_functions, builtin_tasks
 from workflows.drills import scratch_conflict
 from workflows.errors import InvalidResource, NotFound, StashQError
 from workflows.manifests import load_manifests
-from workflows.params import DumpParams
+from workflows.params import DumpParams, PhysicalBackupParams
 from workflows.parsing import parse_resource
 from workflows.phases import pending
 from workflows.plan import plan_for
@@ -191,8 +191,10 @@ def check_drill(refs: References, source: str, drill: RestoreDrill) -> None:
         binding = refs.find(AppBinding, target.name, target.namespace or ns)
         if binding is None:
             continue  # the configuration's own check reports it
-        reason = scratch_conflict(scratch, spec.scratch.database_prefix, binding,
-                                  backed_up_databases(refs, config, binding))
+        databases = backed_up_databases(refs, config, binding)
+        if databases is None:
+            continue
+        reason = scratch_conflict(scratch, spec.scratch.database_prefix, binding, databases)
         if reason is not None:
             raise InvalidResource(f'refused: BackupConfiguration "{name}": {reason}',
                                   source=source, kind=drill.kind, name=drill.name,
@@ -200,14 +202,17 @@ def check_drill(refs: References, source: str, drill: RestoreDrill) -> None:
 
 
 def backed_up_databases(refs: References, config: BackupConfiguration,
-                        binding: AppBinding) -> tuple[str, ...]:
-    """The databases the configuration's dump step names (empty: all of them)."""
+                        binding: AppBinding) -> tuple[str, ...] | None:
+    """The databases the configuration's dump step names (empty: all of them; None: a
+    physical backup, drilled on a throw-away server, never in the scratch target)."""
     try:
         plan = plan_for(config.spec.task, kind="backup", engine=binding.engine,
                         tasks=refs.known(Task, builtin_tasks(), config.namespace),
                         functions=refs.known(Function, builtin_functions(), config.namespace))
     except (InvalidResource, NotFound):
         return ()  # reported by the configuration's own check; judged as "every database"
+    if any(step.step == PhysicalBackupParams.STEP for step in plan.steps):
+        return None
     params = plan.typed_params("stashq.dump_upload")
     return params.databases if isinstance(params, DumpParams) else ()
 

@@ -3,8 +3,10 @@
 The same drill a RestoreDrill runs on its schedule (``workers/drill_runs.py``): restore
 the snapshot into scratch databases on ``--target``, check every table's rows against
 what the backup counted while dumping, run the assertions (``--drill`` lends its
-own), drop the scratch databases. Needs the database clients on this host, as a
-worker does. Exits 7 if the drill failed.
+own), drop the scratch databases. A physical snapshot is prepared and started as a
+throw-away server on this host instead (``workers/physical_drills.py``; ``--target``
+is then not written to). Needs the database clients (and for a physical snapshot the
+backup tool and the server) on this host, as a worker does. Exits 7 if the drill failed.
 """
 
 from __future__ import annotations
@@ -53,13 +55,17 @@ def verify(snapshot: str, target: str | None, repository: str | None, drill_name
     chosen = repo.resolve_snapshot(snapshot)
     scratch = scratch_of(env.store, target, env.namespace, prefix)
     source = source_of(chosen)
+    where = ("a throw-away server on this host" if chosen.kind == "physical" else
+             f"{', '.join(prefix + d for d in chosen.databases)} on AppBinding {target}")
     click.echo(f"snapshot {chosen.id} of {source.configuration or source.target}: restoring "
-               f"into {', '.join(prefix + d for d in chosen.databases)} on AppBinding {target}")
+               f"into {where}")
     report = drill_one(env.store, repo, chosen, scratch, drill.spec.assertions if drill else (),
                        source.configuration or source.target, env.namespace)
     click.echo(f"{report.tables} table(s), {report.rows} row(s) checked in "
                f"{report.seconds:.1f} s: {'passed' if report.passed else 'FAILED'}")
     for failure in report.failures:
         click.echo(f"failed: {failure}")
+    for note in report.notes:
+        click.echo(f"note: {note}")
     if not report.passed:
         raise IntegrityError(f'snapshot "{chosen.id}" failed its drill')

@@ -43,16 +43,16 @@ def connect(conn: ConnectionInfo, *, what: str, wait_s: float = 0) -> Iterator[p
             # bytes: pymysql would encode a str password as latin-1, the clients use UTF-8
             connection = pymysql.connect(host=conn.host, port=conn.port, user=conn.user,
                                          password=conn.password.encode(), connect_timeout=10,
-                                         charset="utf8mb4")
+                                         charset="utf8mb4", unix_socket=conn.socket)
             break
         except pymysql.err.OperationalError as e:
             code = e.args[0] if e.args else 0
             if code == ACCESS_DENIED:
                 raise PrecheckFailed(f"{what}: access denied for user \"{conn.user}\" at "
-                                     f"{conn.host}:{conn.port} (check the password in its "
+                                     f"{conn.address} (check the password in its "
                                      "Secret)") from None
             if time.monotonic() >= deadline:
-                raise PrecheckFailed(f"{what}: database at {conn.host}:{conn.port} is not "
+                raise PrecheckFailed(f"{what}: database at {conn.address} is not "
                                      f"reachable: {e.args[-1]}") from None
             time.sleep(RETRY_INTERVAL_S)
     try:

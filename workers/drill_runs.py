@@ -62,9 +62,11 @@ def refuse_own_source(store: ResourceStore, scratch: Scratch, snapshot: Snapshot
 def drill_one(store: ResourceStore, repo: RepositoryObject, snapshot: Snapshot,
               scratch: Scratch, assertions: Sequence[Assertion], configuration: str,
               namespace: str, dog: Watchdog | None = None) -> DrillReport:
-    """The report of one snapshot's drill; a refused scratch target is its failure."""
+    """The report of one snapshot's drill; a refused scratch target is its failure. (A
+    physical snapshot is drilled on a throw-away server: the scratch target is not used.)"""
     try:
-        refuse_own_source(store, scratch, snapshot, namespace)
+        if snapshot.kind != "physical":
+            refuse_own_source(store, scratch, snapshot, namespace)
     except PrecheckFailed as e:
         return DrillReport(snapshot.id, configuration, failures=[e.reason])
     return drill_snapshot(repo, snapshot, scratch, assertions, configuration, dog)

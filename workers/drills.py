@@ -1,5 +1,6 @@
 """Running a restore drill on one snapshot: restore into scratch databases, count the
 restored rows the way the backup counted them, run the assertions, drop the scratch.
+(A physical snapshot goes to a throw-away server instead: ``workers/physical_drills.py``.)
 
 The restored rows are counted by dumping the scratch databases again with the same
 client options (``CONSISTENT_DUMP_OPTIONS``) and passing that dump through the same
@@ -17,23 +18,21 @@ import time
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
 
 from workers import database
+from workers.drill_checks import Server, run_assertions, run_sql
 from workers.engines import ConnectionInfo, EngineAdapter, engine_for
 from workers.engines.base import defaults_file
+from workers.physical_drills import drill_physical
 from workers.process import ClientProcess
 from workers.repository import Repository
 from workers.watchdog import Watchdog
-from workflows.drills import DrillReport, assertion_problem, rename_databases
+from workflows.drills import DrillReport, rename_databases
 from workflows.errors import StashQError
 from workflows.resources import AppBinding
 from workflows.resources.drill import Assertion, scratch_name
 from workflows.row_digests import RowDigester, combine, compare_tables, digest_text
 from workflows.snapshots import Snapshot
-
-if TYPE_CHECKING:
-    import pymysql
 
 log = logging.getLogger(__name__)
 
@@ -57,6 +56,10 @@ class Scratch:
     def what(self) -> str:
         return f'AppBinding "{self.binding.name}"'
 
+    @property
+    def server(self) -> Server:
+        return Server(self.connection, self.what)
+
 
 def drill_snapshot(repo: Repository, snapshot: Snapshot, scratch: Scratch,
                    assertions: Sequence[Assertion], configuration: str,
@@ -69,13 +72,10 @@ def drill_snapshot(repo: Repository, snapshot: Snapshot, scratch: Scratch,
     report = DrillReport(snapshot.id, configuration, tuple(names.values()))
     try:
         dog.check()
-        if snapshot.kind != "logical" or not names:
-            raise StashQError(f"a {snapshot.kind} snapshot without named databases cannot be "
-                              "drilled yet (only logical snapshots are)")
-        with scratch_databases(scratch, list(names.values()), dog):
-            restore_into(repo, snapshot, scratch, names, dog)
-            check_rows(snapshot, scratch, names, report, dog)
-            report.failures += run_assertions(scratch, list(names.values()), assertions, dog)
+        if snapshot.kind == "physical":
+            drill_physical(repo, snapshot, assertions, report, dog)
+        else:
+            drill_logical(repo, snapshot, scratch, names, assertions, report, dog)
     except StashQError as e:
         report.failures.append(e.reason)
     except Exception as e:  # a bug: reported as a failure of the drill, with a traceback
@@ -88,39 +88,34 @@ def drill_snapshot(repo: Repository, snapshot: Snapshot, scratch: Scratch,
     return report
 
 
+def drill_logical(repo: Repository, snapshot: Snapshot, scratch: Scratch,
+                  names: dict[str, str], assertions: Sequence[Assertion],
+                  report: DrillReport, dog: Watchdog) -> None:
+    if not names:
+        raise StashQError("a logical snapshot without named databases cannot be drilled "
+                          "yet (its databases are known only by restoring it)")
+    with scratch_databases(scratch, list(names.values()), dog):
+        restore_into(repo, snapshot, scratch, names, dog)
+        check_rows(snapshot, scratch, names, report, dog)
+        report.failures += run_assertions(scratch.server, next(iter(names.values())),
+                                          assertions, dog)
+
+
 @contextmanager
 def scratch_databases(scratch: Scratch, names: list[str], dog: Watchdog) -> Iterator[None]:
     """The scratch databases, new and empty for the ``with`` block, dropped after it
     (also after a timeout: the drop is not watched)."""
-    _sql(scratch, [f"DROP DATABASE IF EXISTS {database.quote_identifier(n)}" for n in names]
-         + [f"CREATE DATABASE {database.quote_identifier(n)}" for n in names], dog)
+    run_sql(scratch.server,
+            [f"DROP DATABASE IF EXISTS {database.quote_identifier(n)}" for n in names]
+            + [f"CREATE DATABASE {database.quote_identifier(n)}" for n in names], dog)
     try:
         yield
     finally:
         try:
-            _sql(scratch, [f"DROP DATABASE IF EXISTS {database.quote_identifier(n)}"
-                           for n in names])
+            run_sql(scratch.server, [f"DROP DATABASE IF EXISTS {database.quote_identifier(n)}"
+                                     for n in names])
         except Exception as e:  # the verdict stands; the next drill drops them first
             log.warning("scratch databases %s not dropped: %s", ", ".join(names), e)
-
-
-def _sql(scratch: Scratch, statements: Sequence[str], dog: Watchdog | None = None) -> None:
-    with database.connect(scratch.connection, what=scratch.what) as conn, \
-            conn.cursor() as cursor, _watched(dog, scratch, conn):
-        for statement in statements:
-            cursor.execute(statement)
-
-
-@contextmanager
-def _watched(dog: Watchdog | None, scratch: Scratch,
-             conn: pymysql.Connection) -> Iterator[None]:
-    """The block's queries on ``conn`` killed (from a second connection) at the timeout."""
-    if dog is None:
-        yield
-        return
-    thread_id = conn.thread_id()
-    with dog.watching(lambda: _sql(scratch, [f"KILL {int(thread_id)}"])):
-        yield
 
 
 def restore_into(repo: Repository, snapshot: Snapshot, scratch: Scratch,
@@ -171,28 +166,3 @@ def check_rows(snapshot: Snapshot, scratch: Scratch, names: dict[str, str],
     report.tables, report.rows = len(restored), sum(rows for rows, _ in restored.values())
     if snapshot.rows_counted:
         report.failures += compare_tables(recorded, restored)
-
-
-def run_assertions(scratch: Scratch, names: list[str], assertions: Sequence[Assertion],
-                   dog: Watchdog) -> list[str]:
-    """The assertions' failures; each runs with the first scratch database selected."""
-    import pymysql
-
-    problems: list[str] = []
-    if not assertions:
-        return problems
-    with database.connect(scratch.connection, what=scratch.what) as conn, \
-            conn.cursor() as cursor, _watched(dog, scratch, conn):
-        cursor.execute(f"USE {database.quote_identifier(names[0])}")
-        for assertion in assertions:
-            try:
-                cursor.execute(assertion.query)
-                rows = cursor.fetchall()
-            except pymysql.MySQLError as e:
-                dog.check()  # killed at the timeout: that is the failure
-                problems.append(f'assertion "{assertion.name or assertion.query[:60]}" '
-                                f"failed: {e.args[-1] if e.args else e}")
-                continue
-            if (problem := assertion_problem(assertion, rows)) is not None:
-                problems.append(problem)
-    return problems

@@ -13,11 +13,21 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 
 from workflows.errors import StashQError
 
 log = logging.getLogger(__name__)
+
+#: ``with watch(stop):`` runs the block with ``stop`` called at a timeout
+#: (``Watchdog.watching``, or ``unwatched`` for work without a time limit).
+Watch = Callable[[Callable[[], None]], AbstractContextManager[None]]
+
+
+@contextmanager
+def unwatched(stop: Callable[[], None]) -> Iterator[None]:
+    """No time limit: ``stop`` is never called."""
+    yield
 
 
 class TimedOut(StashQError):

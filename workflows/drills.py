@@ -92,6 +92,8 @@ class DrillReport:
     rows: int = 0
     failures: list[str] = field(default_factory=list)
     seconds: float = 0.0
+    #: What the drill could not check, said rather than passed over (not failures).
+    notes: list[str] = field(default_factory=list)
 
     @property
     def passed(self) -> bool:
@@ -99,11 +101,12 @@ class DrillReport:
 
     def record(self, *, now_iso: str) -> dict[str, Any]:
         """The report as the drill's status holds it."""
-        return {"snapshot": self.snapshot, "configuration": self.configuration,
-                "result": PASSED if self.passed else FAILED,
-                "durationSeconds": round(self.seconds, 3), "tables": self.tables,
-                "rows": self.rows, "failures": self.failures[:STATUS_FAILURES],
-                "finishedAt": now_iso}
+        record = {"snapshot": self.snapshot, "configuration": self.configuration,
+                  "result": PASSED if self.passed else FAILED,
+                  "durationSeconds": round(self.seconds, 3), "tables": self.tables,
+                  "rows": self.rows, "failures": self.failures[:STATUS_FAILURES],
+                  "finishedAt": now_iso}
+        return record | ({"notes": self.notes} if self.notes else {})
 
 
 def drill_status(reports: Sequence[DrillReport], previous: Mapping[str, Any], *,

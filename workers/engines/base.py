@@ -24,9 +24,15 @@ class ConnectionInfo:
     user: str
     password: str = field(repr=False)
     ca_bundle: str | None = field(default=None, repr=False)
+    #: A unix socket path instead of host and port (a drill's throw-away server).
+    socket: str | None = None
+
+    @property
+    def address(self) -> str:
+        return self.socket or f"{self.host}:{self.port}"
 
     def __str__(self) -> str:
-        return f"{self.user}@{self.host}:{self.port}"
+        return f"{self.user}@{self.address}"
 
 
 @dataclass(frozen=True)
@@ -69,8 +75,9 @@ def _quote(value: str) -> str:
 
 
 def render_defaults(conn: ConnectionInfo, ca_path: Path | None) -> str:
-    lines = ["[client]", f"user={_quote(conn.user)}", f"password={_quote(conn.password)}",
-             f"host={_quote(conn.host)}", f"port={conn.port}", "protocol=TCP"]
+    lines = ["[client]", f"user={_quote(conn.user)}", f"password={_quote(conn.password)}"]
+    lines += ([f"socket={_quote(conn.socket)}", "protocol=SOCKET"] if conn.socket else
+              [f"host={_quote(conn.host)}", f"port={conn.port}", "protocol=TCP"])
     if ca_path is not None:
         lines += [f"ssl-ca={_quote(str(ca_path))}", "ssl-verify-server-cert"]
     return "\n".join(lines) + "\n"

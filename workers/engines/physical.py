@@ -17,11 +17,12 @@ import os
 import re
 import shutil
 import subprocess
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 from workers.process import EXIT_TIMEOUT_S, ClientProcess
+from workers.watchdog import Watch, unwatched
 from workflows.errors import DumpFailed, PrecheckFailed
 from workflows.resources import Engine
 
@@ -34,6 +35,8 @@ PROBLEM_LINE = re.compile(r"error|failed|cannot|can't|denied|fatal|unknown optio
                           re.IGNORECASE)
 #: ``--prepare`` prints the Galera position the prepared data stands at.
 WSREP_POSITION = re.compile(r"Recovered WSREP position: ([0-9a-f-]{36}):(-?\d+)")
+#: The stream of a physical snapshot that holds the data directory, as the tool streamed it.
+DATA_STREAM = "datadir.xbstream.zst"
 #: Where daemons and some tools live, often missing from a worker's PATH.
 SBIN_DIRS = ("/usr/local/sbin", "/usr/sbin", "/sbin")
 
@@ -99,18 +102,33 @@ def backup_args(tool: str, defaults_file: Path, work_dir: Path, extra: Sequence[
             f"--target-dir={work_dir}", *extra]
 
 
-def prepare(tool: str, data_dir: Path, extra: Sequence[str]) -> tuple[str, int] | None:
+def unpack(tool: str, chunks: Iterable[bytes], directory: Path,
+           watch: Watch = unwatched) -> None:
+    """``chunks`` of an xbstream unpacked into ``directory`` by ``tool`` (``mbstream -x``)."""
+    client = ClientProcess([tool, "-x", "-C", str(directory)], stdin_pipe=True)
+    try:  # a corrupt stream raises inside feed, before mbstream's input is closed
+        with watch(client.stop):
+            client.feed(chunks)
+    finally:
+        client.stop()
+
+
+def prepare(tool: str, data_dir: Path, extra: Sequence[str],
+            watch: Watch = unwatched) -> tuple[str, int] | None:
     """Make an unpacked backup startable (apply its redo log); return its WSREP position.
 
-    Raises ``DumpFailed`` with the tool's own words if it fails.
+    Raises ``DumpFailed`` with the tool's own words if it fails; ``watch`` may kill it.
     """
     argv = [tool, "--no-defaults", "--prepare", f"--target-dir={data_dir}", *extra]
-    done = subprocess.run(argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-                          stderr=subprocess.PIPE, check=False)
-    lines = done.stderr.decode("utf-8", "replace").splitlines()
-    if done.returncode != 0 or not any(COMPLETION_LINE in line for line in lines[-3:]):
-        raise DumpFailed(f"{os.path.basename(tool)} --prepare of {data_dir} "
-                         f"{_how(done.returncode)}: {problem(lines)}")
+    tool_process = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                                    stderr=subprocess.PIPE)
+    with watch(tool_process.kill):
+        _, stderr = tool_process.communicate()
+        lines = stderr.decode("utf-8", "replace").splitlines()
+        code = tool_process.returncode
+        if code != 0 or not any(COMPLETION_LINE in line for line in lines[-3:]):
+            raise DumpFailed(f"{os.path.basename(tool)} --prepare of {data_dir} "
+                             f"{_how(code)}: {problem(lines)}")
     match = next((m for line in lines if (m := WSREP_POSITION.search(line))), None)
     return (match[1], int(match[2])) if match else None
 

@@ -25,7 +25,7 @@ from pathlib import Path
 from workers.context import StepContext
 from workers.engines import galera
 from workers.engines.base import defaults_file
-from workers.engines.physical import ToolProcess, backup_args, physical_tools
+from workers.engines.physical import DATA_STREAM, ToolProcess, backup_args, physical_tools
 from workers.locks import backup_lock
 from workers.steps.dump_upload import report_progress, snapshot_once, snapshot_stats
 from workers.steps.physical_precheck import GALERA_METHOD
@@ -49,8 +49,6 @@ log = logging.getLogger(__name__)
 
 #: The donor's Galera state at the start of the SST (xtrabackup_galera_info, ...).
 INFO_STREAM = "galera-info.xbstream.zst"
-#: The data directory, as mariadb-backup streamed it.
-DATA_STREAM = "datadir.xbstream.zst"
 
 
 def store_stream(ctx: StepContext, name: str, raw: Iterable[bytes], level: int,

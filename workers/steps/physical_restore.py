@@ -26,11 +26,9 @@ from pathlib import Path
 from typing import Any
 
 from workers.context import StepContext
-from workers.engines import galera
-from workers.engines.physical import physical_tools, prepare
-from workers.process import ClientProcess
+from workers.engines import galera, physical
+from workers.engines.physical import DATA_STREAM, physical_tools, prepare
 from workers.steps.dump_upload import report_progress
-from workers.steps.physical_backup import DATA_STREAM
 from workers.steps.physical_precheck import GALERA_METHOD
 from workers.steps.session import DATA_QUEUE, session_step, set_status
 from workflows.errors import IntegrityError, PrecheckFailed, StashQError
@@ -83,12 +81,9 @@ def unpack(ctx: StepContext, snapshot: Snapshot, directory: Path) -> None:
     if stream is None:
         raise IntegrityError(f'snapshot "{snapshot.id}" has no {DATA_STREAM} stream')
     tool = physical_tools(ctx.appbinding.engine).stream()
-    client = ClientProcess([tool, "-x", "-C", str(directory)], stdin_pipe=True)
-    try:  # a corrupt stream raises inside feed, before mbstream's input is closed
-        client.feed(ctx.repo.read_stream(snapshot, stream,
-                                         report_progress(ctx, time.monotonic())))
-    finally:
-        client.stop()
+    physical.unpack(tool, ctx.repo.read_stream(snapshot, stream,
+                                               report_progress(ctx, time.monotonic())),
+                    directory)
 
 
 def finish_galera(directory: Path, position: tuple[str, int] | None, replica: int,

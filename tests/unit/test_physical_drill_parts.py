@@ -1,0 +1,81 @@
+"""The pieces of a physical drill that are decisions over values: whether CHECK TABLE's
+rows say a table is broken, which layout options of a snapshot's ``backup-my.cnf`` reach
+the throw-away server (and which never do), the notes a drill's status carries, and a
+prepare that hangs stopped at the drill's timeout."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import pytest
+
+from workers.drill_checks import _plain, check_problem
+from workers.drill_server import layout_options, server_args
+from workers.engines.physical import prepare
+from workers.watchdog import TimedOut, Watchdog
+from workflows.drills import DrillReport
+
+T = "shop.orders"
+
+
+@pytest.mark.parametrize(("rows", "problem"), [
+    ([(T, "check", "status", "OK")], None),
+    ([(T, "check", "status", "Table is already up to date")], None),
+    ([(T, "check", "note", "The storage engine for the table doesn't support check")], None),
+    ([(T, "check", "warning", "Size of datafile is: 7"), (T, "check", "status", "OK")], None),
+    ([(T, "check", "Error", "Table `shop`.`orders` is corrupted"), (T, "check", "error",
+                                                                   "Corrupt")],
+     "CHECK TABLE: Table `shop`.`orders` is corrupted; Corrupt"),
+    ([(T, "check", "status", "Operation failed")], "CHECK TABLE: Operation failed"),
+])
+def test_check_table_rows_say_whether_the_table_is_broken(
+        rows: list[tuple[str, str, str, str]], problem: str | None) -> None:
+    assert check_problem(rows) == problem
+
+
+def test_a_quoted_table_is_named_as_the_logical_drill_names_it() -> None:
+    assert _plain("`shop`.`orders`") == "shop.orders"
+    assert _plain("`we``ird`.`t`") == "we`ird.t"
+
+
+def test_only_plain_layout_options_of_backup_my_cnf_reach_the_server(tmp_path: Path) -> None:
+    (tmp_path / "backup-my.cnf").write_text(
+        "# generated\n[mysqld]\ninnodb_checksum_algorithm=crc32\n"
+        "innodb_data_file_path=ibdata1:12M:autoextend\ninnodb_page_size=16384\n"
+        "innodb_undo_directory=./\ninnodb_log_file_size=100663296\n"
+        "innodb_undo_tablespaces=0 --plugin-load=x\nplugin_load=evil.so\n"
+        "innodb-undo-tablespaces = 2\n")
+    assert layout_options(tmp_path) == [
+        "--innodb-checksum-algorithm=crc32",
+        "--innodb-data-file-path=ibdata1:12M:autoextend", "--innodb-page-size=16384",
+        "--innodb-undo-tablespaces=2"]
+    assert layout_options(tmp_path / "none") == []
+
+
+def test_the_throwaway_server_is_private_and_reads_no_host_config(tmp_path: Path) -> None:
+    argv = server_args("/usr/sbin/mariadbd", tmp_path / "data", tmp_path)
+    assert argv[1] == "--no-defaults"  # must come first
+    assert {"--skip-networking", "--skip-grant-tables", "--skip-log-bin",
+            "--skip-slave-start", "--event-scheduler=DISABLED"} <= set(argv)
+    assert f"--socket={tmp_path / 'mariadbd.sock'}" in argv
+    assert not any(a.startswith(("--port", "--bind-address")) for a in argv)
+
+
+def test_notes_are_in_the_status_only_when_there_are_some() -> None:
+    report = DrillReport("s1", "nightly", tables=3, rows=80)
+    assert "notes" not in report.record(now_iso="t")
+    report.notes.append("rows counted, not compared")
+    assert report.record(now_iso="t")["notes"] == ["rows counted, not compared"]
+    assert report.record(now_iso="t")["result"] == "Passed"
+
+
+def test_a_prepare_that_hangs_is_killed_at_the_drills_timeout(tmp_path: Path) -> None:
+    tool = tmp_path / "mariadb-backup"  # stands in for a prepare stuck on a huge redo log
+    tool.write_text("#!/bin/sh\nexec sleep 600\n")
+    tool.chmod(0o755)
+    started = time.monotonic()
+    with Watchdog(1, "RestoreDrill \"weekly\"") as dog, pytest.raises(TimedOut) as raised:
+        prepare(str(tool), tmp_path, [], dog.watching)
+    assert time.monotonic() - started < 10
+    assert str(raised.value) == 'RestoreDrill "weekly" timed out after 1 s and was stopped'
