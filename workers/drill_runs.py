@@ -5,6 +5,13 @@ schedule) and, for one snapshot, by ``stashq verify``. Before a snapshot is rest
 scratch target is checked against the snapshot's own source (``scratch_conflict``): a
 drill never writes to the database it checks, whatever was applied since ``apply``
 checked the same.
+
+Runs of one drill never overlap: a run claims ``status.running`` (its start) and
+``status.runningTask`` (its Celery task id) with a compare-and-set, and a run that finds
+another one's claim is skipped (the next slot drills). Two runs would drop each other's
+scratch databases. A claim outlives its run only if the worker died: the same message
+redelivered takes it over, and any run does once it is older than the drill's
+``timeoutSeconds`` plus ``CLAIM_GRACE_S``.
 """
 
 from __future__ import annotations
@@ -12,6 +19,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Sequence
+from datetime import datetime
 
 from workers.context import connection_of, secret_of
 from workers.drills import Scratch, drill_snapshot
@@ -28,6 +36,11 @@ from workflows.settings import Settings
 from workflows.snapshots import Snapshot
 
 log = logging.getLogger(__name__)
+
+#: Seconds past a drill's ``timeoutSeconds`` after which its claim is taken as a dead
+#: worker's: the timeout stops the drill's clients and queries, and what follows (the
+#: scratch databases dropped, a throw-away server stopped) takes less.
+CLAIM_GRACE_S = 600.0
 
 
 def open_repo(store: ResourceStore, settings: Settings, name: str,
@@ -73,12 +86,14 @@ def drill_one(store: ResourceStore, repo: RepositoryObject, snapshot: Snapshot,
 
 
 def run_restore_drill(settings: Settings, store: ResourceStore, namespace: str,
-                      name: str) -> list[DrillReport]:
+                      name: str, task_id: str | None = None) -> list[DrillReport]:
     """Drill the snapshots the RestoreDrill's spec and status select; record the verdict.
-    Whatever happens, ``status.running`` is cleared: a drill that could not run at all
-    ends Failed with the reason (a generic one for a bug; the log has the traceback)."""
+    Nothing (no report) if another run of the drill holds it (``claim``). Whatever
+    happens, ``status.running`` is cleared: a drill that could not run at all ends
+    Failed with the reason (a generic one for a bug; the log has the traceback)."""
     drill = store.get(RestoreDrill, name, namespace)
-    store.patch_status(RestoreDrill, name, namespace, {"running": iso_ms(time.time())})
+    if not claim(store, drill, task_id):
+        return []
     try:
         reports = drill_all(settings, store, drill)
     except StashQError as e:
@@ -92,9 +107,44 @@ def run_restore_drill(settings: Settings, store: ResourceStore, namespace: str,
         raise
     now = time.time()
     patch = drill_status(reports, drill.status, now=now, now_iso=iso_ms(now))
-    store.patch_status(RestoreDrill, name, namespace, patch | {"running": None})
+    store.patch_status(RestoreDrill, name, namespace, patch | NOT_RUNNING)
     push_drill_metrics(settings, namespace, name, reports)
     return reports
+
+
+NOT_RUNNING = {"running": None, "runningTask": None}
+
+
+def claim(store: ResourceStore, drill: RestoreDrill, task_id: str | None) -> bool:
+    """Mark the drill running for this run (``task_id``: its message's, None by hand);
+    False, logged, if a live run of it holds it or took it first."""
+    status, now = drill.status, time.time()
+    held, holder = status.get("running"), status.get("runningTask")
+    if held is not None and not (task_id is not None and holder == task_id):
+        age = now - _unix(held)
+        limit = drill.spec.timeout_seconds + CLAIM_GRACE_S
+        if age <= limit:
+            log.warning("RestoreDrill %s/%s is running since %s (task %s); this run is "
+                        "skipped", drill.namespace, drill.name, held, holder)
+            return False
+        log.warning("RestoreDrill %s/%s: the run of %s (task %s) is %.0f s old, past its "
+                    "timeout: taken as dead, this run takes over", drill.namespace,
+                    drill.name, held, holder, age)
+    taken = store.patch_status_where(RestoreDrill, drill.name, drill.namespace,
+                                     {"running": held, "runningTask": holder},
+                                     {"running": iso_ms(now), "runningTask": task_id})
+    if taken is None:
+        log.warning("RestoreDrill %s/%s: another run started first; this one is skipped",
+                    drill.namespace, drill.name)
+    return taken is not None
+
+
+def _unix(text: object) -> float:
+    """An ``iso_ms`` time → Unix seconds (0 for anything else: a claim that old is stale)."""
+    try:
+        return datetime.fromisoformat(str(text).replace("Z", "+00:00")).timestamp()
+    except ValueError:
+        return 0.0
 
 
 def drill_all(settings: Settings, store: ResourceStore, drill: RestoreDrill) -> list[DrillReport]:
@@ -120,7 +170,7 @@ def drill_all(settings: Settings, store: ResourceStore, drill: RestoreDrill) -> 
 def record_not_run(store: ResourceStore, drill: RestoreDrill, reason: str) -> None:
     """The status of a drill that could not run: Failed, the reason, not running."""
     store.patch_status(RestoreDrill, drill.name, drill.namespace, {
-        "phase": "Failed", "reason": reason, "running": None,
+        "phase": "Failed", "reason": reason, **NOT_RUNNING,
         "lastDrillTime": iso_ms(time.time())})
 
 

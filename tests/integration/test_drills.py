@@ -12,6 +12,7 @@ import urllib.request
 from datetime import UTC, datetime
 from pathlib import Path
 
+import pytest
 import yaml
 
 from benchmarks.common import client_options
@@ -227,3 +228,39 @@ def test_a_drill_that_breaks_unexpectedly_is_failed_and_no_longer_running(
     assert status["phase"] == "Failed" and status.get("running") is None
     assert status["reason"] == "unexpected AttributeError; the worker log has the details"
     assert "Traceback" in stack.worker.log()
+
+
+def test_runs_of_one_drill_never_overlap_and_a_dead_runs_claim_is_taken_over(
+        stack: Stack, namespace: str, database: str, bucket: str, tmp_path: Path,
+        caplog: pytest.LogCaptureFixture) -> None:
+    from workers.drill_runs import run_restore_drill
+
+    backed_up(stack, namespace, database, bucket, tmp_path, customers=50)
+    path = tmp_path / "drill.yaml"
+    path.write_text(drill_yaml(database))
+    stack.cli("apply", "-f", str(path), namespace=namespace, check=True)
+    store, settings = RedisStore.from_url(stack.redis_url), Settings.from_env(stack.env)
+
+    def held_by(task: str, since: str) -> None:
+        store.patch_status(RestoreDrill, "weekly", namespace,
+                           {"running": since, "runningTask": task})
+
+    live = datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    held_by("first", live)  # a run on another worker, under way
+    assert run_restore_drill(settings, store, namespace, "weekly", task_id="second") == []
+    status = store.get(RestoreDrill, "weekly", namespace).status
+    assert (status["running"], status["runningTask"]) == (live, "first")
+    assert "lastDrillTime" not in status and scratch_databases(stack, "drill_") == []
+    assert "is running since" in caplog.text and "this run is skipped" in caplog.text
+
+    # the same message again: its worker died and the broker redelivered it
+    reports = run_restore_drill(settings, store, namespace, "weekly", task_id="first")
+    assert [r.passed for r in reports] == [True]
+    status = store.get(RestoreDrill, "weekly", namespace).status
+    assert status["phase"] == "Passed" and not status.get("running")
+    assert not status.get("runningTask")
+
+    held_by("dead", "2020-01-01T00:00:00.000Z")  # far past the drill's timeoutSeconds
+    reports = run_restore_drill(settings, store, namespace, "weekly", task_id="third")
+    assert [r.passed for r in reports] == [True]
+    assert "taken as dead" in caplog.text

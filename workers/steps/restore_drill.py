@@ -30,4 +30,4 @@ def restore_drill(self: Any, namespace: str, name: str) -> None:
     settings, store = self.app.stashq_settings, app_store(self.app)
     # A StashQError is logged and recorded by the run; not retried (the next slot is).
     with session_context(f"RestoreDrill/{name}"), contextlib.suppress(StashQError):
-        run_restore_drill(settings, store, namespace, name)
+        run_restore_drill(settings, store, namespace, name, task_id=self.request.id)
