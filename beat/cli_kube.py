@@ -77,16 +77,15 @@ def watch(namespace: str | None) -> None:
     from beat.dispatch import dispatch
     from beat.watcher import Watcher
     from workers import logs
-    from workers.state.kube import KubeStore
 
     env = Env(namespace)
-    if not isinstance(env.store, KubeStore):
+    store = env.store.session_watch()
+    if store is None:
         raise StashQError("the watcher needs the Kubernetes store: set STASHQ_STORE=kubernetes "
                           "(without Kubernetes, the CLI and beat queue sessions themselves)")
     logging.getLogger().setLevel(logging.INFO)
     logs.install()
-    env.store.ping()
-    store = env.store
+    store.ping()
     watcher = Watcher(store, lambda ref: dispatch(env.app, store, env.settings, ref),
                       namespace=namespace)
     signal.signal(signal.SIGTERM, lambda *_: watcher.stop())

@@ -31,12 +31,22 @@ from typing import Any, Concatenate, ParamSpec, TypeVar
 
 import redis
 
-from workers.locks import LockHold
-from workers.state.base import STORE_SOURCE, LeaseAnswer, RawObject, status_matches
-from workflows.errors import NotFound, StorageError, TransientStorageError
+from workers.state.base import (
+    STORE_SOURCE,
+    Feed,
+    LeaseAnswer,
+    LockHold,
+    RawObject,
+    Ref,
+    Refs,
+    status_matches,
+)
+from workers.state.feeds import ChangeLogFeed
+from workflows.errors import HookFailed, NotFound, StorageError, TransientStorageError
 from workflows.manifests import load_json
 from workflows.parsing import parse_as
 from workflows.resources import Resource
+from workflows.resources.hooks import PodSelector
 
 R = TypeVar("R", bound=Resource)
 KEY_PREFIX = "stashq"
@@ -91,8 +101,6 @@ return 1
 
 
 RawObjects = list[RawObject]
-Ref = tuple[str, str]  #: (namespace, name)
-Refs = list[Ref]
 MaybeRawObjects = list[RawObject | None]
 Created = list[bool]
 LockHolds = list[LockHold]
@@ -310,6 +318,10 @@ class RedisStore:
             pipe.execute()
         return created
 
+    def feed(self, cls: type[Resource], namespace: str | None) -> Feed:
+        """The change log, read from a cursor (``workers/state/feeds.py``)."""
+        return ChangeLogFeed(self, namespace, cls)
+
     @_reachable
     def generation(self, cls: type[Resource]) -> int:
         """A number that changes whenever an object of the kind is applied, created or
@@ -338,8 +350,8 @@ class RedisStore:
 
     @_reachable
     def lease_holds(self, locks: Sequence[str]) -> LockHolds:
-        """See ``workers.locks.LeaseTables``; timed by the Redis server's clock, as the
-        leases are."""
+        """See ``Leases.lease_holds``; timed by the Redis server's clock, as the leases
+        are."""
         with self._redis.pipeline(transaction=False) as pipe:
             pipe.time()
             for lock in locks:
@@ -347,6 +359,16 @@ class RedisStore:
             (seconds, micros), *tables = pipe.execute()
         now_ms = seconds * 1000 + micros // 1000
         return [_hold([_holder(raw) for raw in table], now_ms) for table in tables]
+
+    def exec_in_pod(self, namespace: str, pod: PodSelector, container: str | None,
+                    command: Sequence[str], timeout_s: float) -> tuple[int, str]:
+        """Refused: without Kubernetes there is no pod to run in."""
+        raise HookFailed("exec in a pod needs the Kubernetes store (STASHQ_STORE=kubernetes); "
+                         "without it, leave out pod to run on the worker")
+
+    def session_watch(self) -> None:
+        """None: the CLI and beat queue each session they create; nothing to watch."""
+        return None
 
     def ping(self) -> None:
         try:
