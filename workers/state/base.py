@@ -187,8 +187,11 @@ class ResourceStore(Leases, BulkAccess, PodExec, Protocol):
         """Merge ``patch`` only if each ``expect`` field of the status still has that
         value (None: absent), atomically; the new status, or None if one differed."""
 
-    def delete(self, cls: type[Resource], name: str, namespace: str) -> None:
-        """Remove the resource and its status; a missing one is not an error."""
+    def delete(self, cls: type[Resource], name: str, namespace: str, *,
+               orphan: bool = False) -> None:
+        """Remove the resource and its status, and the objects it owns (a
+        BackupConfiguration's BackupSessions) unless ``orphan``: those then stay, owned
+        by nothing. A missing one is not an error."""
 
     def session_watch(self) -> WatchStore | None:
         """This store as ``stashq watch`` follows it; None where no watcher is needed

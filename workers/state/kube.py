@@ -297,15 +297,20 @@ class KubeStore:
         raise TransientStorageError(f'status of {cls.KIND} "{name}" kept changing; gave up '
                                     f"after {CONFLICT_ATTEMPTS} tries")
 
-    def delete(self, cls: type[Resource], name: str, namespace: str) -> None:
+    def delete(self, cls: type[Resource], name: str, namespace: str, *,
+               orphan: bool = False) -> None:
+        """Delete with ``propagationPolicy`` Background (the garbage collector deletes
+        what the object owns) or Orphan (it strips their ownerReferences instead)."""
         r = api_resource(cls.KIND)
+        options = client.V1DeleteOptions(propagation_policy="Orphan" if orphan else "Background")
         try:
             with api_errors(cls.KIND, name, namespace):
                 if r is SECRETS:
-                    self._core.delete_namespaced_secret(name, namespace, _preload_content=False)
+                    self._core.delete_namespaced_secret(name, namespace, body=options,
+                                                        _preload_content=False)
                 else:
-                    self._custom.delete_namespaced_custom_object(r.group, r.version, namespace,
-                                                                 r.plural, name)
+                    self._custom.delete_namespaced_custom_object(
+                        r.group, r.version, namespace, r.plural, name, body=options)
         except NotFound:
             pass
 

@@ -17,7 +17,12 @@ naming the server, so a step retries instead of failing its session; redis-py
 reconnects by itself on the next call.
 
 ``create`` uses ``SET NX`` so that two schedulers, or a retry, create a session once.
-``patch_status`` is a WATCH/MULTI transaction: concurrent patches never lose fields.
+``patch_status`` is a WATCH/MULTI transaction: concurrent patches never lose fields;
+the status of a deleted object is not written back (``NotFound``, as the API's 404).
+``delete`` of a BackupConfiguration deletes the BackupSessions it invoked in the same
+transaction (``DEPENDANTS``; ``orphan=True`` keeps them), as Kubernetes' garbage
+collector follows ownerReferences. A session created in the very instant of that
+delete can outlive it; its worker then fails it, naming the missing configuration.
 Secrets are stored like any resource (as etcd stores them on Kubernetes): protect the
 Redis instance accordingly.
 """
@@ -45,7 +50,7 @@ from workers.state.feeds import ChangeLogFeed
 from workflows.errors import HookFailed, NotFound, StorageError, TransientStorageError
 from workflows.manifests import load_json
 from workflows.parsing import parse_as
-from workflows.resources import Resource
+from workflows.resources import BackupSession, Resource
 from workflows.resources.hooks import PodSelector
 
 R = TypeVar("R", bound=Resource)
@@ -101,6 +106,10 @@ return 1
 
 
 RawObjects = list[RawObject]
+KindNames = list[tuple[str, str]]  #: (kind, name)
+#: What deleting an object of a kind deletes with it (unless orphaned): the kinds whose
+#: ``spec.invoker`` names it, as beat's sessions carry ownerReferences on Kubernetes.
+DEPENDANTS: dict[str, tuple[type[Resource], ...]] = {"BackupConfiguration": (BackupSession,)}
 MaybeRawObjects = list[RawObject | None]
 Created = list[bool]
 LockHolds = list[LockHold]
@@ -194,9 +203,10 @@ class RedisStore:
     @_reachable
     def patch_status(self, cls: type[Resource], name: str, namespace: str,
                      patch: dict[str, Any]) -> dict[str, Any]:
-        key = _key("status", cls.KIND, namespace, name)
+        key, res = _key("status", cls.KIND, namespace, name), _key("res", cls.KIND, namespace, name)
 
         def apply_patch(pipe: Any) -> None:
+            _must_exist(pipe, res, cls.KIND, name, namespace)
             current = pipe.get(key)
             status = merge_patch(json.loads(current) if current else {}, patch)
             pipe.multi()
@@ -204,16 +214,17 @@ class RedisStore:
             result.append(status)
 
         result: list[dict[str, Any]] = []
-        self._redis.transaction(apply_patch, key)
+        self._redis.transaction(apply_patch, key, res)
         return result[-1]
 
     @_reachable
     def patch_status_where(self, cls: type[Resource], name: str, namespace: str,
                            expect: Mapping[str, Any],
                            patch: dict[str, Any]) -> dict[str, Any] | None:
-        key = _key("status", cls.KIND, namespace, name)
+        key, res = _key("status", cls.KIND, namespace, name), _key("res", cls.KIND, namespace, name)
 
         def apply_patch(pipe: Any) -> None:
+            _must_exist(pipe, res, cls.KIND, name, namespace)
             current = pipe.get(key)
             status = json.loads(current) if current else {}
             if not status_matches(status, expect):
@@ -225,17 +236,32 @@ class RedisStore:
             result.append(status)
 
         result: list[dict[str, Any] | None] = []
-        self._redis.transaction(apply_patch, key)
+        self._redis.transaction(apply_patch, key, res)
         return result[-1]
 
     @_reachable
-    def delete(self, cls: type[Resource], name: str, namespace: str) -> None:
+    def delete(self, cls: type[Resource], name: str, namespace: str, *,
+               orphan: bool = False) -> None:
+        """Remove the object and, unless ``orphan``, the objects it owns (a
+        BackupConfiguration's BackupSessions, found by their ``spec.invoker``), in one
+        transaction: what Kubernetes' garbage collector does for owner references."""
+        doomed: KindNames = [(cls.KIND, name)]
+        if not orphan:
+            doomed += self._dependants(cls.KIND, name, namespace)
         with self._redis.pipeline() as pipe:
-            pipe.delete(_key("res", cls.KIND, namespace, name),
-                        _key("status", cls.KIND, namespace, name))
-            pipe.srem(_index(cls.KIND), f"{namespace}/{name}")
-            _changed(pipe, cls.KIND, [f"{namespace}/{name}"])
+            for kind, n in doomed:
+                pipe.delete(_key("res", kind, namespace, n), _key("status", kind, namespace, n))
+                pipe.srem(_index(kind), f"{namespace}/{n}")
+                _changed(pipe, kind, [f"{namespace}/{n}"])
             pipe.execute()
+
+    def _dependants(self, kind: str, name: str, namespace: str) -> KindNames:
+        """(kind, name) of each object of ``namespace`` that the object owns."""
+        owned: KindNames = []
+        for dependant in DEPENDANTS.get(kind, ()):
+            owned += [(dependant.KIND, obj.name) for obj in self.list_raw(dependant, namespace)
+                      if _invoked_by(obj.body, kind, name)]
+        return owned
 
     @_reachable
     def list_raw(self, cls: type[Resource], namespace: str | None = None) -> RawObjects:
@@ -375,6 +401,23 @@ class RedisStore:
             self._redis.ping()
         except redis.RedisError as e:
             raise StorageError(f"state store (Redis) is unreachable: {e}") from e
+
+
+def _must_exist(pipe: Any, key: str, kind: str, name: str, namespace: str) -> None:
+    """``NotFound`` unless ``key`` (watched) exists: a deleted object's status is not
+    written back, as the API server answers 404 (a running step learns it was deleted)."""
+    if not pipe.exists(key):
+        raise NotFound(f'{kind} "{name}" not found in namespace "{namespace}"')
+
+
+def _invoked_by(body: bytes, kind: str, name: str) -> bool:
+    """Does the stored object name ``kind``/``name`` as its ``spec.invoker``?"""
+    try:
+        invoker = json.loads(body).get("spec", {}).get("invoker") or {}
+    except (ValueError, AttributeError):
+        return False  # not ours to judge: the parser reports it where it is read
+    return isinstance(invoker, dict) and invoker.get("name") == name \
+        and invoker.get("kind", kind) == kind
 
 
 def _key(space: str, kind: str, namespace: str, name: str) -> str:
