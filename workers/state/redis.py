@@ -32,7 +32,7 @@ from __future__ import annotations
 import functools
 import json
 from collections.abc import Callable, Mapping, Sequence
-from typing import Any, Concatenate, ParamSpec, TypeVar
+from typing import Any, Concatenate, ParamSpec, TypeVar, cast
 
 import redis
 
@@ -91,6 +91,11 @@ me.expiresAtMs = now + tonumber(ARGV[4])
 redis.call('HSET', KEYS[1], ARGV[1], cjson.encode(me))
 redis.call('PEXPIRE', KEYS[1], tonumber(ARGV[5]))
 return {1, conflicts, expired}
+"""
+#: A status and whether its object exists, in one round trip (inside a WATCH).
+#: KEYS: status, resource. A missing status is false in Lua, None here.
+_STATUS_IF_EXISTS_LUA = """
+return {redis.call('GET', KEYS[1]), redis.call('EXISTS', KEYS[2])}
 """
 #: Renew: KEYS: table; ARGV: token, lease ms, table keep ms. 0 if the token is gone.
 _RENEW_LUA = """
@@ -206,8 +211,7 @@ class RedisStore:
         key, res = _key("status", cls.KIND, namespace, name), _key("res", cls.KIND, namespace, name)
 
         def apply_patch(pipe: Any) -> None:
-            _must_exist(pipe, res, cls.KIND, name, namespace)
-            current = pipe.get(key)
+            current = _current_status(pipe, key, res, cls.KIND, name, namespace)
             status = merge_patch(json.loads(current) if current else {}, patch)
             pipe.multi()
             pipe.set(key, json.dumps(status))
@@ -224,8 +228,7 @@ class RedisStore:
         key, res = _key("status", cls.KIND, namespace, name), _key("res", cls.KIND, namespace, name)
 
         def apply_patch(pipe: Any) -> None:
-            _must_exist(pipe, res, cls.KIND, name, namespace)
-            current = pipe.get(key)
+            current = _current_status(pipe, key, res, cls.KIND, name, namespace)
             status = json.loads(current) if current else {}
             if not status_matches(status, expect):
                 result.append(None)
@@ -403,11 +406,15 @@ class RedisStore:
             raise StorageError(f"state store (Redis) is unreachable: {e}") from e
 
 
-def _must_exist(pipe: Any, key: str, kind: str, name: str, namespace: str) -> None:
-    """``NotFound`` unless ``key`` (watched) exists: a deleted object's status is not
+def _current_status(pipe: Any, key: str, res: str, kind: str, name: str,
+                    namespace: str) -> bytes | None:
+    """The stored status (watched ``key``), read in one round trip with the check that the
+    object (``res``) exists: ``NotFound`` if not, so that a deleted object's status is not
     written back, as the API server answers 404 (a running step learns it was deleted)."""
-    if not pipe.exists(key):
+    status, exists = pipe.eval(_STATUS_IF_EXISTS_LUA, 2, key, res)
+    if not exists:
         raise NotFound(f'{kind} "{name}" not found in namespace "{namespace}"')
+    return cast(bytes | None, status)
 
 
 def _invoked_by(body: bytes, kind: str, name: str) -> bool:
