@@ -158,6 +158,10 @@ class MemoryStore:
     def create_many(self, resources: list[Resource]) -> list[bool]:
         return [self.create(r) for r in resources]
 
+    def feed(self, cls: type[Resource], namespace: str | None) -> Feed:
+        """Redis' feed, as Redis' store hands it out (``run`` picks the one measured)."""
+        return ChangeLogFeed(self, namespace, cls)
+
     def generation(self, cls: type[Resource]) -> int:
         return self.generations.get(cls.KIND, 0)
 
