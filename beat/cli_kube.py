@@ -86,7 +86,8 @@ def delete(kind: str, names: tuple[str, ...], cascade: str, namespace: str | Non
     """Delete resources of KIND by name, as kubectl delete.
 
     KIND as kubectl takes it: BackupConfiguration, backupconfigurations or bc. A
-    session running when it is deleted stops at its next step.
+    session running when it is deleted is stopped by its worker at its next status
+    write.
     """
     env = Env(namespace)
     cls = kind_named(kind)
