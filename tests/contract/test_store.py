@@ -346,3 +346,27 @@ def test_generation_moves_with_objects_not_status_or_is_unknown(store: ResourceS
     assert created != before and store.generation(BackupSession) == created
     store.delete(BackupSession, "g-1", "default")
     assert store.generation(BackupSession) != created
+
+
+def test_a_session_created_while_redis_collects_a_configuration_goes_too(
+        redis_url: str) -> None:
+    """The sessions' index is watched while they are read: one a beat adds meanwhile
+    makes the delete read again, and it goes with the rest."""
+    from beat.dispatch import new_backup_session
+
+    class Racing(RedisStore):
+        raced = False
+
+        def _dependants(self, *args: Any) -> Any:
+            found = super()._dependants(*args)
+            if not self.raced:  # another beat creates a session between read and delete
+                self.raced = True
+                other = RedisStore.from_url(redis_url)
+                owner = other.get(BackupConfiguration, "nightly", "default")
+                assert new_backup_session(other, "nightly", "default", 300, owner=owner)
+            return found
+
+    store = Racing.from_url(redis_url)
+    sessions_of(store, "nightly")
+    store.delete(BackupConfiguration, "nightly", "default")
+    assert store.raced and store.list(BackupSession, "default") == []

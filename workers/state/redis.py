@@ -21,8 +21,10 @@ reconnects by itself on the next call.
 the status of a deleted object is not written back (``NotFound``, as the API's 404).
 ``delete`` of a BackupConfiguration deletes the BackupSessions it invoked in the same
 transaction (``DEPENDANTS``; ``orphan=True`` keeps them), as Kubernetes' garbage
-collector follows ownerReferences. A session created in the very instant of that
-delete can outlive it; its worker then fails it, naming the missing configuration.
+collector follows ownerReferences; the sessions' index is watched meanwhile, so a
+session indexed while they are read is read too. One whose create is half done then
+(stored, not yet indexed: ``create`` takes two steps) can outlive the configuration; its
+worker fails it, naming the missing configuration.
 Secrets are stored like any resource (as etcd stores them on Kubernetes): protect the
 Redis instance accordingly.
 """
@@ -247,21 +249,26 @@ class RedisStore:
                orphan: bool = False) -> None:
         """Remove the object and, unless ``orphan``, the objects it owns (a
         BackupConfiguration's BackupSessions, found by their ``spec.invoker``), in one
-        transaction: what Kubernetes' garbage collector does for owner references."""
-        doomed: KindNames = [(cls.KIND, name)]
-        if not orphan:
-            doomed += self._dependants(cls.KIND, name, namespace)
-        with self._redis.pipeline() as pipe:
+        transaction: what Kubernetes' garbage collector does for owner references. The
+        dependants' indexes are watched: one added while they are read, read again."""
+        kinds = () if orphan else DEPENDANTS.get(cls.KIND, ())
+
+        def remove(pipe: Any) -> None:
+            doomed: KindNames = [(cls.KIND, name)]
+            doomed += self._dependants(cls.KIND, name, namespace, kinds)
+            pipe.multi()
             for kind, n in doomed:
                 pipe.delete(_key("res", kind, namespace, n), _key("status", kind, namespace, n))
                 pipe.srem(_index(kind), f"{namespace}/{n}")
                 _changed(pipe, kind, [f"{namespace}/{n}"])
-            pipe.execute()
 
-    def _dependants(self, kind: str, name: str, namespace: str) -> KindNames:
-        """(kind, name) of each object of ``namespace`` that the object owns."""
+        self._redis.transaction(remove, *(_index(k.KIND) for k in kinds))
+
+    def _dependants(self, kind: str, name: str, namespace: str,
+                    kinds: Sequence[type[Resource]]) -> KindNames:
+        """(kind, name) of each object of ``kinds`` in ``namespace`` the object owns."""
         owned: KindNames = []
-        for dependant in DEPENDANTS.get(kind, ()):
+        for dependant in kinds:
             owned += [(dependant.KIND, obj.name) for obj in self.list_raw(dependant, namespace)
                       if _invoked_by(obj.body, kind, name)]
         return owned
