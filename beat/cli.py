@@ -433,7 +433,7 @@ def run_beat(namespace: str | None, starting_deadline_s: float | None, clock_ori
                           orphan_after_s=env.settings.heartbeat_timeout_s,
                           sweeper=StaleSweeper(env.app, env.store, env.settings,
                                                namespace=namespace,
-                                               reads_queues=env.settings.store != "kubernetes",
+                                               reads_queues=env.queues_sessions,
                                                ).maybe_sweep,
                           archive=lambda ref, slot: env.app.send_task(
                               ARCHIVE_TASK, args=(ref, slot)),

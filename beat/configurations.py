@@ -1,12 +1,12 @@
 """The scheduler's view of the BackupConfigurations: raw bytes in, entries out.
 
-A feed (``feeds.py``) hands over the configurations that changed, as bytes: all of them
-at the first tick, then only those applied, created or deleted since (a change log, a
-watch), so a tick over 10,000 unchanged configurations reads and compares next to
-nothing. An entry is parsed again only when its bytes change. A new or changed entry
-starts where nothing is replayed: an unchanged schedule goes on where it was, one seen
-first goes on from where its status says beat got to (so a restart counts what it
-missed), a changed one starts now.
+A feed (``workers/state/feeds.py``) hands over the configurations that changed, as
+bytes: all of them at the first tick, then only those applied, created or deleted since
+(a change log, a watch), so a tick over 10,000 unchanged configurations reads and
+compares next to nothing. An entry is parsed again only when its bytes change. A new
+or changed entry starts where nothing is replayed: an unchanged schedule goes on where
+it was, one seen first goes on from where its status says beat got to (so a restart
+counts what it missed), a changed one starts now.
 
 A configuration that does not parse, names a time zone this machine lacks or a cron
 that never fires becomes an entry with an ``error``: reported once in its status
@@ -20,8 +20,7 @@ import math
 from dataclasses import dataclass
 from typing import Any
 
-from beat.feeds import Batch, Feed, feed_for
-from workers.state.base import RawObject, ResourceStore
+from workers.state.base import Batch, Feed, RawObject, ResourceStore
 from workflows.errors import InvalidResource
 from workflows.manifests import load_json
 from workflows.parsing import parse_resource
@@ -61,7 +60,7 @@ class Configurations:
     def __init__(self, store: ResourceStore, namespace: str | None = None,
                  feed: Feed | None = None) -> None:
         self.store, self.namespace = store, namespace
-        self.feed = feed or feed_for(store, namespace)
+        self.feed = feed or store.feed(BackupConfiguration, namespace)
         self.entries: dict[ConfigKey, Entry] = {}
         #: Cron objects shared by configurations with the same schedule and zone.
         self._crons: dict[tuple[str, str], Cron] = {}

@@ -36,6 +36,12 @@ class Env:
         self.namespace = namespace or self.settings.namespace
         self.store = open_store(self.settings)
 
+    @property
+    def queues_sessions(self) -> bool:
+        """Do commands and beat queue the sessions they create? Not where a watcher
+        queues every new one (Kubernetes: one path, claimed once)."""
+        return self.store.session_watch() is None
+
     @functools.cached_property
     def app(self) -> Any:
         from workers.app import create_app
@@ -46,7 +52,7 @@ class Env:
         """Why a session still Pending may never start: nothing queued it, or no worker
         consumes the queues (Celery's workers say which they consume); None if neither."""
         if not (status.get("queuedAt") or status.get("taskId")):
-            if self.settings.store != "kubernetes":
+            if self.queues_sessions:
                 return None
             return ("no watcher has queued it: run `stashq watch` (STASHQ_STORE=kubernetes; "
                     "the chart's watcher Deployment)")
@@ -62,7 +68,7 @@ class Env:
     def queue(self, ref: SessionRef) -> None:
         """Queue a session just created. On Kubernetes the watcher queues every new
         session (one path, claimed once), so commands and beat only create it there."""
-        if self.settings.store != "kubernetes":
+        if self.queues_sessions:
             from beat.dispatch import dispatch
 
             dispatch(self.app, self.store, self.settings, ref)

@@ -39,17 +39,17 @@ import platform
 import threading
 import time
 import uuid
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, Literal, Protocol
+from typing import Any, Literal
 
 from beat.dispatch import queue_or_fail
 from workers.context import SESSION_KINDS, SessionRef
 from workers.state.base import (
     INITIAL_PHASE_ANNOTATION,
-    ResourceStore,
     ResourceVersionExpired,
+    WatchStore,
 )
 from workers.steps.session import now_iso
 from workflows.errors import InvalidResource, NotFound, TransientStorageError
@@ -63,25 +63,6 @@ RawDict = dict[str, Any]
 WATCHED = ("BackupConfiguration", "BackupSession", "RestoreSession")
 EVENT_TYPES = frozenset({"ADDED", "MODIFIED", "DELETED"})
 SessionState = Literal["new", "claimed", "stale", "done"]
-
-
-class WatchStore(ResourceStore, Protocol):
-    """A store that can also list with a version, watch, and write conditionally."""
-
-    def get_raw(self, kind: str, name: str, namespace: str) -> RawDict:
-        """The object as the API returns it; ``NotFound`` if it is gone."""
-
-    def list_versioned(self, kind: str, namespace: str | None) -> tuple[list[RawDict], str]:
-        """Every object of a kind (``namespace`` None: all) and the list's version."""
-
-    def watch(self, kind: str, namespace: str | None, resource_version: str,
-              timeout_s: int) -> Iterator[RawDict]:
-        """Events after ``resource_version`` until the server ends the watch;
-        ``ResourceVersionExpired`` (410) or ``TransientStorageError`` (dropped)."""
-
-    def patch_status_if(self, kind: str, name: str, namespace: str, resource_version: str,
-                        patch: dict[str, Any]) -> bool:
-        """Merge ``patch`` into the status if the object is still at that version."""
 
 
 @dataclass(frozen=True)

@@ -41,11 +41,11 @@ from typing import Any
 import redis
 
 from beat.configurations import Configurations
-from beat.feeds import ChangeLogFeed, Feed, ListFeed
 from beat.scheduler import Scheduler
 from workers.context import SessionRef
-from workers.state.base import RawObject
-from workers.state.redis import RedisStore, Ref, Refs, merge_patch
+from workers.state.base import Feed, RawObject, Ref, Refs
+from workers.state.feeds import ChangeLogFeed, ListFeed
+from workers.state.redis import RedisStore, merge_patch
 from workflows.parsing import parse_resource
 from workflows.resources import BackupSession, Resource
 from workflows.schedule import slot_of_session
@@ -157,6 +157,10 @@ class MemoryStore:
 
     def create_many(self, resources: list[Resource]) -> list[bool]:
         return [self.create(r) for r in resources]
+
+    def feed(self, cls: type[Resource], namespace: str | None) -> Feed:
+        """Redis' feed, as Redis' store hands it out (``run`` picks the one measured)."""
+        return ChangeLogFeed(self, namespace, cls)
 
     def generation(self, cls: type[Resource]) -> int:
         return self.generations.get(cls.KIND, 0)

@@ -31,9 +31,9 @@ import platform
 import secrets
 import threading
 import time
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Protocol, runtime_checkable
+from typing import Any
 
 from workers.state.base import Leases
 from workflows.errors import StashQError, Transient
@@ -52,22 +52,6 @@ class RepositoryLocked(StashQError, Transient):
     """The repository is locked by someone else, or our lease was lost."""
 
     exit_code = 5
-
-
-@dataclass(frozen=True)
-class LockHold:
-    """A lock as its lease table shows it now (for the metrics)."""
-
-    holders: int  #: live holders
-    held_s: float  #: seconds the oldest live holder has held it, by the store's clock; 0 if free
-
-
-@runtime_checkable
-class LeaseTables(Protocol):
-    """A store whose lease tables can be read (for the metrics); see ``Leases``."""
-
-    def lease_holds(self, locks: Sequence[str]) -> list[LockHold]:
-        """Each lock's live holders, in one round trip; lapsed holders are not counted."""
 
 
 def lock_name(repository: Repository) -> str:

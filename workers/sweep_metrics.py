@@ -17,7 +17,7 @@ from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 from workers.broker import queue_depths
-from workers.locks import LeaseTables, lock_name
+from workers.locks import lock_name
 from workers.state.base import ResourceStore
 from workers.steps.session import CONTROL_QUEUE, DATA_QUEUE
 from workflows.phases import Phase
@@ -40,13 +40,13 @@ def every_phase(kinds: list[str], counted: PhaseCounts) -> dict[tuple[str, str],
 
 
 def lock_facts(store: ResourceStore, namespace: str | None) -> list[metrics.LockFacts]:
-    """Each Repository's lock; none if the store holds no locks."""
+    """Each Repository's lock; none if the store does not report its leases."""
     from workers import metrics
 
-    if not isinstance(store, LeaseTables):
-        return []
     repositories = store.list(Repository, namespace)
     holds = store.lease_holds([lock_name(r) for r in repositories])
+    if holds is None:
+        return []
     return [metrics.LockFacts(r.namespace, r.name, hold.holders, hold.held_s)
             for r, hold in zip(repositories, holds, strict=True)]
 

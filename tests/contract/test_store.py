@@ -100,6 +100,62 @@ def test_list_by_namespace_and_delete(store: ResourceStore) -> None:
         store.get(BackupSession, "a-1", "default")
 
 
+def configuration(name: str) -> BackupConfiguration:
+    resource = parse_resource({"apiVersion": "stashq.io/v1alpha1", "kind": "BackupConfiguration",
+                               "metadata": {"name": name},
+                               "spec": {"schedule": "0 * * * *", "repository": {"name": "repo"},
+                                        "target": {"ref": {"name": "db"}}}})
+    assert isinstance(resource, BackupConfiguration)
+    return resource
+
+
+def sessions_of(store: ResourceStore, *configs: str) -> None:
+    """Sessions as beat and the CLI create them: owned by their configuration."""
+    from beat.dispatch import new_backup_session
+
+    for config in configs:
+        store.apply(configuration(config))
+        owner = store.get(BackupConfiguration, config, "default")
+        for slot in (100, 200):
+            assert new_backup_session(store, config, "default", slot, owner=owner) is not None
+
+
+def test_deleting_a_configuration_deletes_its_sessions(store: ResourceStore) -> None:
+    sessions_of(store, "nightly", "weekly")
+    store.create(session("other-1"))  # invoked by "nightly", but not owned (kubectl create)
+    store.delete(BackupConfiguration, "nightly", "default")
+    left = [s.name for s in store.list(BackupSession, "default")]
+    # Redis has no owner references: it owns by spec.invoker, so "other-1" goes there too
+    assert left == (["weekly-100", "weekly-200"] if isinstance(store, RedisStore)
+                    else ["other-1", "weekly-100", "weekly-200"])
+
+
+def test_an_orphaning_delete_leaves_the_sessions_readable_and_owned_by_nothing(
+        store: ResourceStore) -> None:
+    sessions_of(store, "nightly")
+    store.delete(BackupConfiguration, "nightly", "default", orphan=True)
+    with pytest.raises(NotFound):
+        store.get(BackupConfiguration, "nightly", "default")
+    left = store.list(BackupSession, "default")
+    assert [(s.name, s.spec.invoker.name, s.status["phase"]) for s in left] == [
+        ("nightly-100", "nightly", "Pending"), ("nightly-200", "nightly", "Pending")]
+    assert all("ownerReferences" not in (s.metadata.model_extra or {}) for s in left)
+    store.apply(configuration("nightly"))  # a configuration of the same name owns nothing
+    store.delete(BackupConfiguration, "nightly", "default")
+    assert len(store.list(BackupSession, "default")) == (0 if isinstance(store, RedisStore)
+                                                         else 2)
+
+
+def test_the_status_of_a_deleted_object_is_not_written_back(store: ResourceStore) -> None:
+    store.create(session("gone-1"))
+    store.delete(BackupSession, "gone-1", "default")
+    with pytest.raises(NotFound):
+        store.patch_status(BackupSession, "gone-1", "default", {"phase": "Running"})
+    with pytest.raises(NotFound):
+        store.patch_status_where(BackupSession, "gone-1", "default", {}, {"phase": "Running"})
+    assert store.list(BackupSession, "default") == []
+
+
 def test_a_conditional_patch_applies_only_while_the_fields_hold(store: ResourceStore) -> None:
     store.create(session("c-1"))
     store.patch_status(BackupSession, "c-1", "default", {"phase": "Pending", "queueToken": "t1"})
@@ -290,3 +346,27 @@ def test_generation_moves_with_objects_not_status_or_is_unknown(store: ResourceS
     assert created != before and store.generation(BackupSession) == created
     store.delete(BackupSession, "g-1", "default")
     assert store.generation(BackupSession) != created
+
+
+def test_a_session_created_while_redis_collects_a_configuration_goes_too(
+        redis_url: str) -> None:
+    """The sessions' index is watched while they are read: one a beat adds meanwhile
+    makes the delete read again, and it goes with the rest."""
+    from beat.dispatch import new_backup_session
+
+    class Racing(RedisStore):
+        raced = False
+
+        def _dependants(self, *args: Any) -> Any:
+            found = super()._dependants(*args)
+            if not self.raced:  # another beat creates a session between read and delete
+                self.raced = True
+                other = RedisStore.from_url(redis_url)
+                owner = other.get(BackupConfiguration, "nightly", "default")
+                assert new_backup_session(other, "nightly", "default", 300, owner=owner)
+            return found
+
+    store = Racing.from_url(redis_url)
+    sessions_of(store, "nightly")
+    store.delete(BackupConfiguration, "nightly", "default")
+    assert store.raced and store.list(BackupSession, "default") == []

@@ -261,9 +261,9 @@ def test_changes_are_seen_within_one_tick_and_a_new_schedule_starts_now(beat: Be
     assert set(beat.sessions("nightly")) == names("nightly", *(T0 + 600 * i for i in range(1, 7)))
     assert set(beat.sessions("hourly")) == names("hourly", T0 + 3600)
     assert "missedSlots" not in beat.status("nightly")
-    beat.store.delete(BackupConfiguration, "nightly", NS)
+    beat.store.delete(BackupConfiguration, "nightly", NS)  # its sessions go with it
     beat.run_until(T0 + 7200 + 10)
-    assert len(beat.sessions("nightly")) == 6 and len(beat.sessions("hourly")) == 2
+    assert len(beat.sessions("nightly")) == 0 and len(beat.sessions("hourly")) == 2
 
 
 def raw_config(store: RedisStore, name: str, body: object, namespace: str = NS) -> None:

@@ -41,7 +41,7 @@ from workers.state.redis import RedisStore
 from workers.steps.session import DATA_QUEUE
 from workers.sweeper import StaleSweeper
 from workflows.phases import FINAL_PHASES
-from workflows.resources import BackupConfiguration, BackupSession
+from workflows.resources import BackupSession
 from workflows.settings import Settings
 
 T = TypeVar("T")
@@ -294,22 +294,50 @@ def test_stashq_beat_sweeps_for_stale_sessions_too(
     assert [json.loads(m)["headers"]["task"] for m in queued] == ["stashq.precheck"]
 
 
-def test_a_configuration_deleted_mid_backup_ends_its_session_failed_saying_so(
+def test_deleting_the_configuration_mid_backup_deletes_the_session_and_the_worker_stops(
         deploy: Deploy, namespace: str, database: str, bucket: str, tmp_path: Path) -> None:
-    """Without Kubernetes nothing collects the session: its next step finds the
-    configuration gone and ends it Failed, naming it (it is not left Running)."""
+    """As Kubernetes' garbage collector does: ``stashq delete bc`` takes the sessions the
+    configuration invoked with it, and the running one's worker stops its chain at its
+    next status write, writing nothing back (it is not left Running)."""
     d = deploy()
     fill(d.mariadb, database)
     apply(d, namespace, tmp_path, bucket, database)
     d.start_worker(STASHQ_PAUSE_AT="before_manifest:3")
     name = trigger(d, namespace)
     eventually(lambda: "test pause at before_manifest" in d.logs(), "the pause", d)
-    d.store().delete(BackupConfiguration, "nightly", namespace)
+    deleted = d.cli("delete", "bc", "nightly", namespace=namespace, check=True)
+    assert deleted.stdout == "BackupConfiguration/nightly deleted\n"
+    assert d.store().list(BackupSession, namespace) == []  # collected with it
+    eventually(lambda: f"BackupSession/{namespace}/{name} was deleted while it ran"
+               in d.logs(), "the worker to stop the chain", d)
+    log = d.logs()
+    assert "Traceback" not in log
+    assert "chain stopped" in log and "step stashq.update_status done" not in log
+    assert d.store().list(BackupSession, namespace) == []  # nothing wrote the session back
+    # the step was past its upload: its snapshot stays, as any snapshot, for retention
+    assert [k.rsplit("/", 1)[1] for k in manifests(d.s3, bucket)] == [f"{name}.json"]
+    assert open_uploads(d.s3, bucket) == []
+    assert name not in d.cli("sessions", namespace=namespace, check=True).stdout
+
+
+def test_an_orphaning_delete_mid_backup_keeps_the_session_which_fails_naming_why(
+        deploy: Deploy, namespace: str, database: str, bucket: str, tmp_path: Path) -> None:
+    """``--cascade=orphan`` keeps the sessions: the running one's next step finds the
+    configuration gone and ends it Failed, naming it; ``stashq sessions`` still shows it."""
+    d = deploy()
+    fill(d.mariadb, database)
+    apply(d, namespace, tmp_path, bucket, database)
+    d.start_worker(STASHQ_PAUSE_AT="before_manifest:3")
+    name = trigger(d, namespace)
+    eventually(lambda: "test pause at before_manifest" in d.logs(), "the pause", d)
+    d.cli("delete", "backupconfigurations", "nightly", "--cascade=orphan", namespace=namespace,
+          check=True)
     final = final_status(d, namespace, name)
-    assert final["phase"] == "Failed", final
-    assert final["reason"] == (f'BackupConfiguration "nightly" (named by BackupSession '
-                               f'"{name}" spec.invoker.name) not found in namespace '
-                               f'"{namespace}"')
+    reason = (f'BackupConfiguration "nightly" (named by BackupSession "{name}" '
+              f'spec.invoker.name) not found in namespace "{namespace}"')
+    assert final["phase"] == "Failed" and final["reason"] == reason, final
+    listed = d.cli("sessions", namespace=namespace, check=True).stdout
+    assert name in listed and "Failed" in listed
 
 
 # --- S3 --------------------------------------------------------------------------------

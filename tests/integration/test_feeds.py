@@ -13,8 +13,9 @@ from typing import Any
 import pytest
 import redis
 
-from beat.feeds import RELIST_EVERY_S, Batch, ChangeLogFeed, WatchFeed, feed_for
 from workers.state import redis as redis_state
+from workers.state.base import Batch
+from workers.state.feeds import RELIST_EVERY_S, ChangeLogFeed, WatchFeed
 from workers.state.kube import KubeStore
 from workers.state.redis import RedisStore
 from workflows.parsing import parse_resource
@@ -63,7 +64,7 @@ def test_redis_everything_first_then_only_what_changed(store: CountingStore) -> 
     for i in range(50):
         store.apply(config(f"c{i}"))
     store.apply(config("elsewhere", namespace="other"))
-    feed = feed_for(store, NS)
+    feed = store.feed(BackupConfiguration, NS)
     assert isinstance(feed, ChangeLogFeed)
     first = feed.read(0.0)
     assert first.complete and len(first.objects) == 50
@@ -84,7 +85,7 @@ def test_redis_writers_that_bypass_the_store_are_seen_within_the_relist_time(
         store: CountingStore) -> None:
     for i in range(30):
         store.apply(config(f"c{i}"))
-    feed = feed_for(store, NS)
+    feed = store.feed(BackupConfiguration, NS)
     feed.read(0.0)
     client: redis.Redis = store._redis
     client.set(f"stashq:res:BackupConfiguration:{NS}:c3", b'{"edited": "by hand"}')
@@ -108,7 +109,7 @@ def test_redis_writers_that_bypass_the_store_are_seen_within_the_relist_time(
 def test_redis_a_log_trimmed_past_the_cursor_lists_everything_again(
         store: CountingStore, monkeypatch: pytest.MonkeyPatch) -> None:
     store.apply(config("a"))
-    feed = feed_for(store, NS)
+    feed = store.feed(BackupConfiguration, NS)
     feed.read(0.0)
     monkeypatch.setattr(redis_state, "CHANGES_KEPT", 1)
     for i in range(300):  # approximate trimming keeps whole nodes: write well past them
@@ -128,7 +129,7 @@ def kube_store(kubeconfig: Path) -> KubeStore:
 
 @pytest.fixture
 def watch_feed(kube_store: KubeStore) -> Iterator[WatchFeed]:
-    feed = feed_for(kube_store, NS)
+    feed = kube_store.feed(BackupConfiguration, NS)
     assert isinstance(feed, WatchFeed)
     yield feed
     feed.stop()

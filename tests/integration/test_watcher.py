@@ -507,6 +507,41 @@ def test_watch_refuses_the_redis_store(tmp_path: Path) -> None:
     assert "the watcher needs the Kubernetes store: set STASHQ_STORE=kubernetes" in result.stderr
 
 
+def test_stashq_delete_cascades_to_the_sessions_and_orphans_stay_listed(
+        store: KubeStore, kube_api: FakeKubeAPI, kubeconfig: Path, mariadb_server: MariaDBServer,
+        tmp_path: Path) -> None:
+    """kubectl delete bc (Background) takes the sessions with it; --cascade=orphan leaves
+    them, owned by nothing, and ``stashq sessions`` still reads them."""
+    import json
+
+    docs = local_setup(mariadb_server, "shop", tmp_path / "repo", NS)
+    for doc in docs:
+        store.apply(parse_resource(doc))
+    env = kube_env(kubeconfig, "redis://127.0.0.1:1/0", tmp_path)
+
+    def stashq(*args: str) -> str:
+        result = subprocess.run([STASHQ, *args], env=env, capture_output=True, text=True,
+                                timeout=60)
+        assert result.returncode == 0, result.stderr
+        return result.stdout.strip()
+
+    kept = stashq("trigger", "nightly").split("BackupSession/")[1].split()[0]
+    assert stashq("delete", "bc", "nightly", "--cascade=orphan") == \
+        "BackupConfiguration/nightly deleted"
+    listed = stashq("sessions")
+    assert kept in listed and "Pending" in listed
+    [shown] = json.loads(stashq("sessions", "-o", "json"))
+    assert shown["metadata"]["name"] == kept and "ownerReferences" not in shown["metadata"]
+    assert shown["spec"]["invoker"]["name"] == "nightly"
+
+    store.apply(parse_resource(next(d for d in docs if d["kind"] == "BackupConfiguration")))
+    collected = stashq("trigger", "nightly").split("BackupSession/")[1].split()[0]
+    assert stashq("delete", "backupconfiguration", "nightly") == \
+        "BackupConfiguration/nightly deleted"
+    assert [s.name for s in store.list(BackupSession, NS)] == [kept]  # the orphan stays
+    assert collected not in stashq("sessions")
+
+
 def test_pause_and_resume_flip_spec_paused(store: KubeStore, kube_api: FakeKubeAPI,
                                            kubeconfig: Path, mariadb_server: MariaDBServer,
                                            tmp_path: Path) -> None:

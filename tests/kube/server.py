@@ -16,8 +16,11 @@ the official ``kubernetes`` client talks to it unchanged:
   ``Conflict`` if the object moved on; a patch that changes nothing is not a write; a
   ``DELETE`` body's ``preconditions`` (``resourceVersion``, ``uid``) likewise;
 - deleting an object deletes the objects whose ``metadata.ownerReferences`` name its
-  uid (unless ``propagationPolicy: Orphan``), as the garbage collector does in the
-  background — here at once, each with its own DELETED event;
+  uid, as the garbage collector does — here at once, each with its own DELETED event:
+  after the owner for ``propagationPolicy: Background`` (the default), before it for
+  ``Foreground``; ``Orphan`` (or ``orphanDependents: true``) instead removes that
+  ownerReference from each dependant (a MODIFIED event each) and then the owner; an
+  unknown policy, or both fields, is 422 ``Invalid``;
 - every write is validated as the API server validates these fields: names are RFC
   1123 subdomains, annotations hold at most 256 KiB, a ``coordination.k8s.io/v1``
   Lease's ``leaseDurationSeconds`` is a positive integer and its times are MicroTime
@@ -78,6 +81,8 @@ MAX_ANNOTATIONS_BYTES = 256 * 1024
 MICRO_TIME = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{6}(Z|[+-]\d\d:\d\d)")
 #: The first resourceVersion handed out; any opaque increasing string would do.
 FIRST_VERSION = 1000
+#: What a DELETE may do to the objects the deleted one owns.
+PROPAGATION_POLICIES = ("Orphan", "Background", "Foreground")
 #: Seconds a watch lasts when the client names no timeoutSeconds (kube: 30-60 minutes).
 DEFAULT_WATCH_S = 1800.0
 #: Seconds an idle keep-alive connection is kept open.
@@ -252,7 +257,10 @@ class Cluster:
             return self._update(kind, namespace, name, current, obj)
 
     def delete(self, kind: Kind, namespace: str, name: str, options: Raw) -> Raw:
-        """``options``: a DeleteOptions body, whose ``preconditions`` must hold."""
+        """``options``: a DeleteOptions body, whose ``preconditions`` must hold and whose
+        ``propagationPolicy`` (or legacy ``orphanDependents``) says what becomes of the
+        objects this one owns (``propagation``)."""
+        policy = propagation(options)
         with self.changed:
             current = self._current(kind, namespace, name, {})
             wanted = options.get("preconditions") or {}
@@ -262,10 +270,30 @@ class Cluster:
                                    f'{kind.label} "{name}": Precondition failed: {ours} in '
                                    f"precondition: {wanted[field]}, {ours} in object meta: "
                                    f"{current['metadata'][field]}")
+            uid = current["metadata"]["uid"]
+            if policy == "Orphan":
+                self._orphan(namespace, uid)
+            elif policy == "Foreground":
+                self._collect(namespace, uid)
             gone = self._remove(kind, namespace, name)
-            if options.get("propagationPolicy") != "Orphan":
-                self._collect(namespace, current["metadata"]["uid"])
+            if policy == "Background":
+                self._collect(namespace, uid)
             return gone
+
+    def _orphan(self, namespace: str, owner_uid: str) -> None:
+        """What the garbage collector does for ``Orphan`` before the owner goes: every
+        dependant loses its ownerReference to it (a write, with its MODIFIED event)."""
+        for (kind, ns, name), obj in list(self.objects.items()):
+            refs = obj["metadata"].get("ownerReferences") or []
+            kept = [ref for ref in refs if ref.get("uid") != owner_uid]
+            if ns != namespace or len(kept) == len(refs):
+                continue
+            changed = copy.deepcopy(obj)
+            if kept:
+                changed["metadata"]["ownerReferences"] = kept
+            else:
+                del changed["metadata"]["ownerReferences"]
+            self._update(kind, namespace, name, obj, changed)
 
     def _remove(self, kind: Kind, namespace: str, name: str) -> Raw:
         current = self.objects.pop((kind, namespace, name))
@@ -277,8 +305,9 @@ class Cluster:
         return gone
 
     def _collect(self, namespace: str, owner_uid: str) -> None:
-        """The garbage collector's background deletion, done at once: every object of
-        the namespace owned by ``owner_uid`` goes, and what those own in turn."""
+        """The garbage collector's cascading deletion, done at once: every object of
+        the namespace owned by ``owner_uid`` goes, and what those own in turn (after
+        the owner for Background, before it for Foreground)."""
         owned = [key for key, obj in self.objects.items() if key[1] == namespace and any(
             ref.get("uid") == owner_uid
             for ref in obj["metadata"].get("ownerReferences") or [])]
@@ -350,6 +379,24 @@ class Cluster:
             mine = [{"type": e.type, "object": copy.deepcopy(e.object)} for e in fresh
                     if e.kind == kind and namespace in (None, e.namespace)]
             return mine, (fresh[-1].version if fresh else after)
+
+
+def propagation(options: Raw) -> str:
+    """The DeleteOptions' policy: ``propagationPolicy``, else ``orphanDependents``, else
+    Background (the default for custom resources); 422 as the API server answers a
+    policy it does not know or both fields at once."""
+    policy, orphan = options.get("propagationPolicy"), options.get("orphanDependents")
+    if policy is not None and orphan is not None:
+        raise ApiError(422, "Invalid", f'DeleteOptions.meta.k8s.io "" is invalid: '
+                       f'propagationPolicy: Invalid value: "{policy}": orphanDependents and '
+                       "deletionPropagation cannot be both set")
+    if policy is None:
+        return "Orphan" if orphan else "Background"
+    if policy not in PROPAGATION_POLICIES:
+        raise ApiError(422, "Invalid", f'DeleteOptions.meta.k8s.io "" is invalid: '
+                       f'propagationPolicy: Unsupported value: "{policy}": supported values: '
+                       '"Foreground", "Background", "Orphan"')
+    return str(policy)
 
 
 def validate(kind: Kind, name: str, obj: Raw) -> None:
@@ -483,8 +530,18 @@ class _Handler(BaseHTTPRequestHandler):
                                "only application/merge-patch+json is implemented")
             return 200, cluster.patch(kind, namespace, name, body, status=bool(m["sub"]))
         if method == "DELETE" and name:
-            return 200, cluster.delete(kind, namespace, name, body)
+            return 200, cluster.delete(kind, namespace, name, {**self._delete_query(), **body})
         raise ApiError(405, "MethodNotAllowed", f"{method} is not supported on {self.path}")
+
+    def _delete_query(self) -> Raw:
+        """DeleteOptions fields given as query parameters (the body's win)."""
+        query = {k: v[-1] for k, v in parse_qs(urlsplit(self.path).query).items()}
+        options: Raw = {}
+        if "propagationPolicy" in query:
+            options["propagationPolicy"] = query["propagationPolicy"]
+        if "orphanDependents" in query:
+            options["orphanDependents"] = query["orphanDependents"] == "true"
+        return options
 
     def _labels(self) -> dict[str, str]:
         """``?labelSelector=a=b,c=d`` (equality only) as a mapping."""

@@ -230,3 +230,83 @@ def test_an_update_is_validated_too(kube_api: FakeKubeAPI) -> None:
     code, answer = call(kube_api, "PUT", f"{LEASES}/lock-a",
                         lease("lock-a", leaseDurationSeconds=-5))
     assert code == 422 and "must be greater than 0" in answer["message"]
+
+
+# --- deletion: what becomes of the objects the deleted one owns -------------------------
+
+CONFIGS = "/apis/stashq.io/v1alpha1/namespaces/demo/backupconfigurations"
+
+
+def owned_sessions(api: FakeKubeAPI) -> tuple[str, int]:
+    """Configuration "nightly" owning s-1 and s-2 (s-2 also owned by something else);
+    s-3 owned by nobody. Its uid, and the cluster's version after."""
+    _, owner = call(api, "POST", CONFIGS, {
+        "apiVersion": "stashq.io/v1alpha1", "kind": "BackupConfiguration",
+        "metadata": {"name": "nightly"}, "spec": {"schedule": "0 3 * * *"}})
+    uid = owner["metadata"]["uid"]
+    ref = {"apiVersion": "stashq.io/v1alpha1", "kind": "BackupConfiguration",
+           "name": "nightly", "uid": uid, "controller": True}
+    other = {"apiVersion": "v1", "kind": "ConfigMap", "name": "x", "uid": "other-uid"}
+    for name, refs in (("s-1", [ref]), ("s-2", [other, ref]), ("s-3", [])):
+        body = session(name)
+        body["metadata"] |= {"ownerReferences": refs} if refs else {}
+        call(api, "POST", SESSIONS, body)
+    return uid, api.cluster.version
+
+
+def events_since(api: FakeKubeAPI, version: int) -> list[tuple[str, str]]:
+    return [(e.type, e.object["metadata"]["name"]) for e in api.cluster.events
+            if e.version > version]
+
+
+def names(api: FakeKubeAPI) -> list[str]:
+    return [s["metadata"]["name"] for s in call(api, "GET", SESSIONS)[1]["items"]]
+
+
+def test_a_background_delete_collects_the_dependants_after_the_owner(
+        kube_api: FakeKubeAPI) -> None:
+    _, version = owned_sessions(kube_api)
+    code, _ = call(kube_api, "DELETE", f"{CONFIGS}/nightly",
+                   {"kind": "DeleteOptions", "propagationPolicy": "Background"})
+    assert code == 200 and names(kube_api) == ["s-3"]
+    assert events_since(kube_api, version) == [
+        ("DELETED", "nightly"), ("DELETED", "s-1"), ("DELETED", "s-2")]
+    _, version = owned_sessions(kube_api)
+    call(kube_api, "DELETE", f"{CONFIGS}/nightly")  # no options: Background too
+    assert names(kube_api) == ["s-3"]
+
+
+def test_a_foreground_delete_collects_the_dependants_before_the_owner(
+        kube_api: FakeKubeAPI) -> None:
+    _, version = owned_sessions(kube_api)
+    code, _ = call(kube_api, "DELETE", f"{CONFIGS}/nightly?propagationPolicy=Foreground")
+    assert code == 200 and names(kube_api) == ["s-3"]
+    assert events_since(kube_api, version) == [
+        ("DELETED", "s-1"), ("DELETED", "s-2"), ("DELETED", "nightly")]
+
+
+@pytest.mark.parametrize("options", [{"propagationPolicy": "Orphan"},
+                                     {"orphanDependents": True}])
+def test_an_orphan_delete_strips_the_owner_reference_and_keeps_the_dependants(
+        kube_api: FakeKubeAPI, options: dict[str, Any]) -> None:
+    _, version = owned_sessions(kube_api)
+    code, _ = call(kube_api, "DELETE", f"{CONFIGS}/nightly", {"kind": "DeleteOptions", **options})
+    assert code == 200 and names(kube_api) == ["s-1", "s-2", "s-3"]
+    assert events_since(kube_api, version) == [
+        ("MODIFIED", "s-1"), ("MODIFIED", "s-2"), ("DELETED", "nightly")]
+    sessions = {s["metadata"]["name"]: s["metadata"] for s in call(kube_api, "GET", SESSIONS)[1]
+                ["items"]}
+    assert "ownerReferences" not in sessions["s-1"]
+    assert [r["uid"] for r in sessions["s-2"]["ownerReferences"]] == ["other-uid"]
+    assert sessions["s-1"]["generation"] == 1  # metadata only: the spec did not change
+
+
+@pytest.mark.parametrize("options", [{"propagationPolicy": "orphan"},
+                                     {"propagationPolicy": "Orphan", "orphanDependents": True}])
+def test_delete_options_the_api_server_refuses_are_refused(
+        kube_api: FakeKubeAPI, options: dict[str, Any]) -> None:
+    owned_sessions(kube_api)
+    code, answer = call(kube_api, "DELETE", f"{CONFIGS}/nightly", options)
+    assert (code, answer["reason"]) == (422, "Invalid")
+    assert names(kube_api) == ["s-1", "s-2", "s-3"]
+    assert call(kube_api, "GET", f"{CONFIGS}/nightly")[0] == 200

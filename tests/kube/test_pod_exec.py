@@ -21,6 +21,7 @@ from workers.hooks.command import run_command
 from workers.state import open_store
 from workers.state.kube import KubeStore
 from workers.state.kube_exec import pick_pod
+from workers.state.redis import RedisStore
 from workflows.errors import HookFailed
 from workflows.resources.hooks import HookAction, PodSelector
 from workflows.settings import Settings
@@ -64,7 +65,8 @@ def test_an_exec_in_a_pod_without_the_kubernetes_store_fails_saying_why() -> Non
                                         "pod": {"name": "db-0"}})
     call = HookCall("s", "shop", "BackupSession", "preBackup", "Running")
     with pytest.raises(HookFailed, match="exec in a pod needs the Kubernetes store"):
-        run_command(object(), action, call, 5)
+        # the Redis store refuses before it would talk to its server: none is needed
+        run_command(RedisStore.from_url("redis://127.0.0.1:1/0"), action, call, 5)
 
 
 CALL = HookCall("nightly-1", "shop", "BackupSession", "preBackup", "Running")

@@ -3,9 +3,8 @@
 On the host the command runs in a session of its own with a small environment (no
 worker setting, so no broker or store URL with a password in it) plus the session's
 name and phase; at its timeout the whole process group is killed, so a shell's
-children go too. In a pod it runs through the Kubernetes API, which only the
-Kubernetes store speaks (``PodExec``); with another store a hook that names a pod
-fails saying so.
+children go too. In a pod it runs through the store (``PodExec``): the
+Kubernetes API; the Redis store refuses, saying so.
 """
 
 from __future__ import annotations
@@ -14,11 +13,11 @@ import os
 import signal
 import subprocess
 from collections.abc import Sequence
-from typing import Protocol, runtime_checkable
 
 from workers.hooks.call import HookCall
+from workers.state.base import PodExec
 from workflows.errors import HookFailed
-from workflows.resources.hooks import HookAction, PodSelector
+from workflows.resources.hooks import HookAction
 
 #: Characters of a command's output kept (its end: where errors are).
 OUTPUT_CHARS = 8192
@@ -26,25 +25,13 @@ OUTPUT_CHARS = 8192
 PASSED_ENV = ("PATH", "HOME", "LANG", "LC_ALL", "TZ", "TMPDIR")
 
 
-@runtime_checkable
-class PodExec(Protocol):
-    def exec_in_pod(self, namespace: str, pod: PodSelector, container: str | None,
-                    command: Sequence[str], timeout_s: float) -> tuple[int, str]:
-        """Run ``command`` in the pod (by name, or the first running one matching the
-        labels); its exit code and output. ``HookFailed`` if no pod matches or the API
-        refuses; the command is stopped at ``timeout_s`` seconds (``HookFailed``)."""
-
-
-def run_command(store: object, action: HookAction, call: HookCall, timeout_s: float) -> str:
+def run_command(store: PodExec, action: HookAction, call: HookCall, timeout_s: float) -> str:
     """Run the exec action where it says; its output. ``HookFailed`` on a non-zero exit."""
     assert action.exec is not None
     command = action.exec.command
     if action.pod is not None or action.container_name:
         if action.pod is None:
             raise HookFailed("containerName names no pod: add pod.name or pod.matchLabels")
-        if not isinstance(store, PodExec):
-            raise HookFailed("exec in a pod needs the Kubernetes store (STASHQ_STORE="
-                             "kubernetes); without it, leave out pod to run on the worker")
         code, output = store.exec_in_pod(action.pod.namespace or call.namespace, action.pod,
                                          action.container_name, command, timeout_s)
     else:

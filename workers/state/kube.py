@@ -51,11 +51,14 @@ from kubernetes.watch.watch import iter_resp_lines
 import workers.state.lease_table as lease_table
 from workers.state.base import (
     INITIAL_PHASE_ANNOTATION,
+    Feed,
     LeaseAnswer,
     RawObject,
     ResourceVersionExpired,
+    raw_object,
     status_matches,
 )
+from workers.state.feeds import WatchFeed
 from workers.state.kube_events import EventRecorder
 from workers.state.kube_exec import exec_in_pod
 from workers.state.lease_table import Holders
@@ -94,9 +97,6 @@ POOL_CONNECTIONS = 16
 #: Metadata a write sends; the server owns the rest (uid, resourceVersion, managedFields).
 WRITTEN_METADATA = ("name", "namespace", "labels", "annotations", "ownerReferences",
                     "finalizers")
-#: Metadata that changes on every write, left out of ``list_raw`` bodies so that their
-#: bytes change only when spec or labels do.
-VOLATILE_METADATA = ("resourceVersion", "managedFields", "generation")
 #: Seconds this machine's clock may differ from the API server's (its ``Date`` header,
 #: whole seconds) before the store warns: lease expiry compares workers' clocks.
 CLOCK_SKEW_WARN_S = 5.0
@@ -297,15 +297,20 @@ class KubeStore:
         raise TransientStorageError(f'status of {cls.KIND} "{name}" kept changing; gave up '
                                     f"after {CONFLICT_ATTEMPTS} tries")
 
-    def delete(self, cls: type[Resource], name: str, namespace: str) -> None:
+    def delete(self, cls: type[Resource], name: str, namespace: str, *,
+               orphan: bool = False) -> None:
+        """Delete with ``propagationPolicy`` Background (the garbage collector deletes
+        what the object owns) or Orphan (it strips their ownerReferences instead)."""
         r = api_resource(cls.KIND)
+        options = client.V1DeleteOptions(propagation_policy="Orphan" if orphan else "Background")
         try:
             with api_errors(cls.KIND, name, namespace):
                 if r is SECRETS:
-                    self._core.delete_namespaced_secret(name, namespace, _preload_content=False)
+                    self._core.delete_namespaced_secret(name, namespace, body=options,
+                                                        _preload_content=False)
                 else:
-                    self._custom.delete_namespaced_custom_object(r.group, r.version, namespace,
-                                                                 r.plural, name)
+                    self._custom.delete_namespaced_custom_object(
+                        r.group, r.version, namespace, r.plural, name, body=options)
         except NotFound:
             pass
 
@@ -438,6 +443,18 @@ class KubeStore:
         ``resourceVersion`` moves with every status patch of any object), so the
         scheduler lists every tick. A watch would do better; ``stashq watch`` has one."""
         return None
+
+    def feed(self, cls: type[Resource], namespace: str | None) -> Feed:
+        """A list, then a watch in a thread of its own (``workers/state/feeds.py``)."""
+        return WatchFeed(self, namespace, cls)
+
+    def lease_holds(self, locks: Sequence[str]) -> None:
+        """None: a Lease read per lock is too dear for every sweep; no lock metrics."""
+        return None
+
+    def session_watch(self) -> KubeStore:
+        """Itself: sessions created with kubectl reach the queue only through the watcher."""
+        return self
 
     def create_many(self, resources: Sequence[Resource]) -> Created:
         """``create`` of each, a request each (the API has no batch create): one that
@@ -588,13 +605,3 @@ def _body(resource: Resource) -> RawDict:
     data["metadata"] = {key: metadata[key] for key in WRITTEN_METADATA if metadata.get(key)}
     data["metadata"]["namespace"] = resource.namespace
     return data
-
-
-def raw_object(item: RawDict) -> RawObject:
-    metadata = dict(item.get("metadata") or {})
-    status = item.get("status")
-    body = {k: v for k, v in item.items() if k != "status"}
-    body["metadata"] = {k: v for k, v in metadata.items() if k not in VOLATILE_METADATA}
-    return RawObject(str(metadata.get("namespace") or ""), str(metadata.get("name") or ""),
-                     json.dumps(body, sort_keys=True).encode(),
-                     json.dumps(status, sort_keys=True).encode() if status else None)

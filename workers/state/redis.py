@@ -17,7 +17,14 @@ naming the server, so a step retries instead of failing its session; redis-py
 reconnects by itself on the next call.
 
 ``create`` uses ``SET NX`` so that two schedulers, or a retry, create a session once.
-``patch_status`` is a WATCH/MULTI transaction: concurrent patches never lose fields.
+``patch_status`` is a WATCH/MULTI transaction: concurrent patches never lose fields;
+the status of a deleted object is not written back (``NotFound``, as the API's 404).
+``delete`` of a BackupConfiguration deletes the BackupSessions it invoked in the same
+transaction (``DEPENDANTS``; ``orphan=True`` keeps them), as Kubernetes' garbage
+collector follows ownerReferences; the sessions' index is watched meanwhile, so a
+session indexed while they are read is read too. One whose create is half done then
+(stored, not yet indexed: ``create`` takes two steps) can outlive the configuration; its
+worker fails it, naming the missing configuration.
 Secrets are stored like any resource (as etcd stores them on Kubernetes): protect the
 Redis instance accordingly.
 """
@@ -27,16 +34,26 @@ from __future__ import annotations
 import functools
 import json
 from collections.abc import Callable, Mapping, Sequence
-from typing import Any, Concatenate, ParamSpec, TypeVar
+from typing import Any, Concatenate, ParamSpec, TypeVar, cast
 
 import redis
 
-from workers.locks import LockHold
-from workers.state.base import STORE_SOURCE, LeaseAnswer, RawObject, status_matches
-from workflows.errors import NotFound, StorageError, TransientStorageError
+from workers.state.base import (
+    STORE_SOURCE,
+    Feed,
+    LeaseAnswer,
+    LockHold,
+    RawObject,
+    Ref,
+    Refs,
+    status_matches,
+)
+from workers.state.feeds import ChangeLogFeed
+from workflows.errors import HookFailed, NotFound, StorageError, TransientStorageError
 from workflows.manifests import load_json
 from workflows.parsing import parse_as
-from workflows.resources import Resource
+from workflows.resources import BackupSession, Resource
+from workflows.resources.hooks import PodSelector
 
 R = TypeVar("R", bound=Resource)
 KEY_PREFIX = "stashq"
@@ -77,6 +94,11 @@ redis.call('HSET', KEYS[1], ARGV[1], cjson.encode(me))
 redis.call('PEXPIRE', KEYS[1], tonumber(ARGV[5]))
 return {1, conflicts, expired}
 """
+#: A status and whether its object exists, in one round trip (inside a WATCH).
+#: KEYS: status, resource. A missing status is false in Lua, None here.
+_STATUS_IF_EXISTS_LUA = """
+return {redis.call('GET', KEYS[1]), redis.call('EXISTS', KEYS[2])}
+"""
 #: Renew: KEYS: table; ARGV: token, lease ms, table keep ms. 0 if the token is gone.
 _RENEW_LUA = """
 local v = redis.call('HGET', KEYS[1], ARGV[1])
@@ -91,8 +113,10 @@ return 1
 
 
 RawObjects = list[RawObject]
-Ref = tuple[str, str]  #: (namespace, name)
-Refs = list[Ref]
+KindNames = list[tuple[str, str]]  #: (kind, name)
+#: What deleting an object of a kind deletes with it (unless orphaned): the kinds whose
+#: ``spec.invoker`` names it, as beat's sessions carry ownerReferences on Kubernetes.
+DEPENDANTS: dict[str, tuple[type[Resource], ...]] = {"BackupConfiguration": (BackupSession,)}
 MaybeRawObjects = list[RawObject | None]
 Created = list[bool]
 LockHolds = list[LockHold]
@@ -186,27 +210,27 @@ class RedisStore:
     @_reachable
     def patch_status(self, cls: type[Resource], name: str, namespace: str,
                      patch: dict[str, Any]) -> dict[str, Any]:
-        key = _key("status", cls.KIND, namespace, name)
+        key, res = _key("status", cls.KIND, namespace, name), _key("res", cls.KIND, namespace, name)
 
         def apply_patch(pipe: Any) -> None:
-            current = pipe.get(key)
+            current = _current_status(pipe, key, res, cls.KIND, name, namespace)
             status = merge_patch(json.loads(current) if current else {}, patch)
             pipe.multi()
             pipe.set(key, json.dumps(status))
             result.append(status)
 
         result: list[dict[str, Any]] = []
-        self._redis.transaction(apply_patch, key)
+        self._redis.transaction(apply_patch, key, res)
         return result[-1]
 
     @_reachable
     def patch_status_where(self, cls: type[Resource], name: str, namespace: str,
                            expect: Mapping[str, Any],
                            patch: dict[str, Any]) -> dict[str, Any] | None:
-        key = _key("status", cls.KIND, namespace, name)
+        key, res = _key("status", cls.KIND, namespace, name), _key("res", cls.KIND, namespace, name)
 
         def apply_patch(pipe: Any) -> None:
-            current = pipe.get(key)
+            current = _current_status(pipe, key, res, cls.KIND, name, namespace)
             status = json.loads(current) if current else {}
             if not status_matches(status, expect):
                 result.append(None)
@@ -217,17 +241,37 @@ class RedisStore:
             result.append(status)
 
         result: list[dict[str, Any] | None] = []
-        self._redis.transaction(apply_patch, key)
+        self._redis.transaction(apply_patch, key, res)
         return result[-1]
 
     @_reachable
-    def delete(self, cls: type[Resource], name: str, namespace: str) -> None:
-        with self._redis.pipeline() as pipe:
-            pipe.delete(_key("res", cls.KIND, namespace, name),
-                        _key("status", cls.KIND, namespace, name))
-            pipe.srem(_index(cls.KIND), f"{namespace}/{name}")
-            _changed(pipe, cls.KIND, [f"{namespace}/{name}"])
-            pipe.execute()
+    def delete(self, cls: type[Resource], name: str, namespace: str, *,
+               orphan: bool = False) -> None:
+        """Remove the object and, unless ``orphan``, the objects it owns (a
+        BackupConfiguration's BackupSessions, found by their ``spec.invoker``), in one
+        transaction: what Kubernetes' garbage collector does for owner references. The
+        dependants' indexes are watched: one added while they are read, read again."""
+        kinds = () if orphan else DEPENDANTS.get(cls.KIND, ())
+
+        def remove(pipe: Any) -> None:
+            doomed: KindNames = [(cls.KIND, name)]
+            doomed += self._dependants(cls.KIND, name, namespace, kinds)
+            pipe.multi()
+            for kind, n in doomed:
+                pipe.delete(_key("res", kind, namespace, n), _key("status", kind, namespace, n))
+                pipe.srem(_index(kind), f"{namespace}/{n}")
+                _changed(pipe, kind, [f"{namespace}/{n}"])
+
+        self._redis.transaction(remove, *(_index(k.KIND) for k in kinds))
+
+    def _dependants(self, kind: str, name: str, namespace: str,
+                    kinds: Sequence[type[Resource]]) -> KindNames:
+        """(kind, name) of each object of ``kinds`` in ``namespace`` the object owns."""
+        owned: KindNames = []
+        for dependant in kinds:
+            owned += [(dependant.KIND, obj.name) for obj in self.list_raw(dependant, namespace)
+                      if _invoked_by(obj.body, kind, name)]
+        return owned
 
     @_reachable
     def list_raw(self, cls: type[Resource], namespace: str | None = None) -> RawObjects:
@@ -310,6 +354,10 @@ class RedisStore:
             pipe.execute()
         return created
 
+    def feed(self, cls: type[Resource], namespace: str | None) -> Feed:
+        """The change log, read from a cursor (``workers/state/feeds.py``)."""
+        return ChangeLogFeed(self, namespace, cls)
+
     @_reachable
     def generation(self, cls: type[Resource]) -> int:
         """A number that changes whenever an object of the kind is applied, created or
@@ -338,8 +386,8 @@ class RedisStore:
 
     @_reachable
     def lease_holds(self, locks: Sequence[str]) -> LockHolds:
-        """See ``workers.locks.LeaseTables``; timed by the Redis server's clock, as the
-        leases are."""
+        """See ``Leases.lease_holds``; timed by the Redis server's clock, as the leases
+        are."""
         with self._redis.pipeline(transaction=False) as pipe:
             pipe.time()
             for lock in locks:
@@ -348,11 +396,42 @@ class RedisStore:
         now_ms = seconds * 1000 + micros // 1000
         return [_hold([_holder(raw) for raw in table], now_ms) for table in tables]
 
+    def exec_in_pod(self, namespace: str, pod: PodSelector, container: str | None,
+                    command: Sequence[str], timeout_s: float) -> tuple[int, str]:
+        """Refused: without Kubernetes there is no pod to run in."""
+        raise HookFailed("exec in a pod needs the Kubernetes store (STASHQ_STORE=kubernetes); "
+                         "without it, leave out pod to run on the worker")
+
+    def session_watch(self) -> None:
+        """None: the CLI and beat queue each session they create; nothing to watch."""
+        return None
+
     def ping(self) -> None:
         try:
             self._redis.ping()
         except redis.RedisError as e:
             raise StorageError(f"state store (Redis) is unreachable: {e}") from e
+
+
+def _current_status(pipe: Any, key: str, res: str, kind: str, name: str,
+                    namespace: str) -> bytes | None:
+    """The stored status (watched ``key``), read in one round trip with the check that the
+    object (``res``) exists: ``NotFound`` if not, so that a deleted object's status is not
+    written back, as the API server answers 404 (a running step learns it was deleted)."""
+    status, exists = pipe.eval(_STATUS_IF_EXISTS_LUA, 2, key, res)
+    if not exists:
+        raise NotFound(f'{kind} "{name}" not found in namespace "{namespace}"')
+    return cast(bytes | None, status)
+
+
+def _invoked_by(body: bytes, kind: str, name: str) -> bool:
+    """Does the stored object name ``kind``/``name`` as its ``spec.invoker``?"""
+    try:
+        invoker = json.loads(body).get("spec", {}).get("invoker") or {}
+    except (ValueError, AttributeError):
+        return False  # not ours to judge: the parser reports it where it is read
+    return isinstance(invoker, dict) and invoker.get("name") == name \
+        and invoker.get("kind", kind) == kind
 
 
 def _key(space: str, kind: str, namespace: str, name: str) -> str:

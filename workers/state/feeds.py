@@ -3,7 +3,7 @@ with the changes, not with the configurations.
 
 Each tick asks its feed for a ``Batch``: the objects that are new or may have changed,
 and the ones deleted; ``complete`` when the batch is everything there is (a listing).
-One feed per kind of store, chosen by ``feed_for``:
+Each store hands out the cheapest feed it can (``ResourceStore.feed``):
 
 - ``ChangeLogFeed`` (Redis): the store logs every apply, create and delete in a
   stream; a tick reads the entries since its cursor and fetches those objects (two
@@ -15,8 +15,11 @@ One feed per kind of store, chosen by ``feed_for``:
 - ``WatchFeed`` (Kubernetes): kopf's list, then watch from the list's
   ``resourceVersion`` in a thread; a tick takes what the watch brought. ``410 Gone``
   lists again; other failures back off and resume.
-- ``ListFeed`` (any other store, and the benchmark's baseline): list everything when
-  the store's generation moved, and every ``RELIST_EVERY_S``.
+- ``ListFeed`` (the benchmark's baseline, and any store without the two above): list
+  everything when the store's generation moved, and every ``RELIST_EVERY_S``.
+
+The feeds know their stores only by the small protocols below, so that neither store
+module imports the other's feed.
 """
 
 from __future__ import annotations
@@ -25,11 +28,16 @@ import logging
 import math
 import threading
 from collections.abc import Iterator
-from dataclasses import dataclass, field
-from typing import Any, Protocol, runtime_checkable
+from typing import Any, Protocol
 
-from workers.state.base import RawObject, ResourceVersionExpired
-from workers.state.redis import MaybeRawObjects, Ref, Refs
+from workers.state.base import (
+    Batch,
+    RawObject,
+    Ref,
+    Refs,
+    ResourceVersionExpired,
+    raw_object,
+)
 from workflows.resources import BackupConfiguration, Resource
 
 log = logging.getLogger(__name__)
@@ -41,38 +49,19 @@ RELIST_EVERY_S = 300.0
 WATCH_TIMEOUT_S = 300
 #: Longest pause, seconds, between attempts after the watch failed.
 WATCH_BACKOFF_MAX_S = 30.0
+#: The kind a feed follows unless told otherwise: the scheduler's.
 KIND = BackupConfiguration
-
-
-@dataclass
-class Batch:
-    """What changed since the last read."""
-
-    objects: list[RawObject] = field(default_factory=list)  #: new or possibly changed
-    deleted: set[Ref] = field(default_factory=set)
-    complete: bool = False  #: ``objects`` is every object: any other is gone
-
-
-class Feed(Protocol):
-    def read(self, now: float) -> Batch:
-        """What changed since the last read (everything, the first time)."""
-
-    def stop(self) -> None:
-        """Let go of any thread or connection."""
 
 
 class Lister(Protocol):
     def list_raw(self, cls: type[Resource], namespace: str | None = None) -> list[RawObject]:
         """Every object of a kind as bytes."""
 
-
-@runtime_checkable
-class Versioned(Protocol):
-    def generation(self, cls: type[Resource]) -> int:
-        """Changes whenever an object of the kind is applied, created or deleted."""
+    def generation(self, cls: type[Resource]) -> int | None:
+        """Changes whenever an object of the kind is applied, created or deleted; None:
+        the store cannot tell."""
 
 
-@runtime_checkable
 class ChangeLog(Protocol):
     """A store that logs its changes (``RedisStore``)."""
 
@@ -82,14 +71,13 @@ class ChangeLog(Protocol):
     def changes(self, cls: type[Resource], after: str) -> tuple[Refs, str] | None:
         """Refs changed since the cursor ``after``, and the next cursor; None: list again."""
 
-    def get_raw_many(self, cls: type[Resource], refs: list[Ref]) -> MaybeRawObjects:
+    def get_raw_many(self, cls: type[Resource], refs: list[Ref]) -> list[RawObject | None]:
         """The objects named, None where one is gone."""
 
     def scan_refs(self, cls: type[Resource], cursor: int, count: int) -> tuple[int, Refs]:
         """One step of a pass over the kind's index; cursor 0 ends the pass."""
 
 
-@runtime_checkable
 class Watchable(Protocol):
     """A store that lists with a version and watches from it (``KubeStore``)."""
 
@@ -101,30 +89,22 @@ class Watchable(Protocol):
         """Events after ``resource_version``; ``ResourceVersionExpired`` on 410."""
 
 
-def feed_for(store: Lister, namespace: str | None) -> Feed:
-    """The cheapest feed the store allows."""
-    if isinstance(store, ChangeLog):
-        return ChangeLogFeed(store, namespace)
-    if isinstance(store, Watchable):
-        return WatchFeed(store, namespace)
-    return ListFeed(store, namespace)
-
-
 class ListFeed:
     """Everything, whenever the store's generation moved (or it has none), and every
     ``RELIST_EVERY_S``."""
 
-    def __init__(self, store: Lister, namespace: str | None) -> None:
-        self.store, self.namespace = store, namespace
+    def __init__(self, store: Lister, namespace: str | None,
+                 kind: type[Resource] = KIND) -> None:
+        self.store, self.namespace, self.kind = store, namespace, kind
         self._generation: int | None = None
         self._next_list = -math.inf
 
     def read(self, now: float) -> Batch:
         store = self.store
-        generation = store.generation(KIND) if isinstance(store, Versioned) else None
+        generation = store.generation(self.kind)
         if generation is not None and generation == self._generation and now < self._next_list:
             return Batch()
-        objects = store.list_raw(KIND, self.namespace)
+        objects = store.list_raw(self.kind, self.namespace)
         self._generation, self._next_list = generation, now + RELIST_EVERY_S
         return Batch(objects, complete=True)
 
@@ -135,15 +115,16 @@ class ListFeed:
 class ChangeLogFeed:
     """The store's change log, plus a rolling re-read of the index (see the module)."""
 
-    def __init__(self, store: ChangeLog, namespace: str | None) -> None:
-        self.store, self.namespace = store, namespace
+    def __init__(self, store: ChangeLog, namespace: str | None,
+                 kind: type[Resource] = KIND) -> None:
+        self.store, self.namespace, self.kind = store, namespace, kind
         self._cursor: str | None = None  #: None: list everything next
         self._known: set[Ref] = set()  #: every ref this feed reported and not deleted
         self._scan, self._scanned = 0, set[Ref]()  #: the pass under way
         self._last_read = 0.0
 
     def read(self, now: float) -> Batch:
-        answer = self.store.changes(KIND, self._cursor) if self._cursor is not None else None
+        answer = self.store.changes(self.kind, self._cursor) if self._cursor is not None else None
         if answer is None:
             return self._list(now)
         changed, self._cursor = answer
@@ -153,7 +134,7 @@ class ChangeLogFeed:
             return Batch()
         ordered = sorted(refs)
         batch = Batch()
-        for ref, obj in zip(ordered, self.store.get_raw_many(KIND, ordered), strict=True):
+        for ref, obj in zip(ordered, self.store.get_raw_many(self.kind, ordered), strict=True):
             if obj is None:
                 batch.deleted.add(ref)
             else:
@@ -167,8 +148,8 @@ class ChangeLogFeed:
 
     def _list(self, now: float) -> Batch:
         """Everything, with the cursor taken first: what changes meanwhile is read again."""
-        answer = self.store.changes(KIND, "")
-        objects = self.store.list_raw(KIND, self.namespace)
+        answer = self.store.changes(self.kind, "")
+        objects = self.store.list_raw(self.kind, self.namespace)
         self._cursor = answer[1] if answer is not None else None
         self._known = {(o.namespace, o.name) for o in objects}
         self._scan, self._scanned, self._last_read = 0, set(), now
@@ -179,7 +160,7 @@ class ChangeLogFeed:
         at the end of a pass, the known refs it did not meet (deleted behind our back)."""
         elapsed = max(0.0, now - self._last_read)
         count = max(1, math.ceil(len(self._known) * elapsed / RELIST_EVERY_S))
-        self._scan, refs = self.store.scan_refs(KIND, self._scan, count)
+        self._scan, refs = self.store.scan_refs(self.kind, self._scan, count)
         slice_ = {r for r in refs if self._ours(r)}
         self._scanned |= slice_
         if self._scan != 0:
@@ -194,8 +175,9 @@ class ChangeLogFeed:
 class WatchFeed:
     """List once in the caller's thread, then watch in a thread of its own."""
 
-    def __init__(self, store: Watchable, namespace: str | None) -> None:
-        self.store, self.namespace = store, namespace
+    def __init__(self, store: Watchable, namespace: str | None,
+                 kind: type[Resource] = KIND) -> None:
+        self.store, self.namespace, self.kind = store, namespace, kind
         self._lock = threading.Lock()
         #: What the watch brought since the last read: objects by ref, deletions, and
         #: whether a listing (everything) started it.
@@ -210,7 +192,7 @@ class WatchFeed:
         if self._thread is None:
             batch = Batch(self._list(), complete=True)
             self._thread = threading.Thread(target=self._watch, daemon=True,
-                                            name="beat-watch-configurations")
+                                            name=f"watch-{self.kind.KIND}")
             self._thread.start()
             return batch
         with self._lock:
@@ -222,9 +204,7 @@ class WatchFeed:
         self._stopped.set()
 
     def _list(self) -> list[RawObject]:
-        from workers.state.kube import raw_object
-
-        items, self._version = self.store.list_versioned(KIND.KIND, self.namespace)
+        items, self._version = self.store.list_versioned(self.kind.KIND, self.namespace)
         return [raw_object(item) for item in items]
 
     def _watch(self, *, _iterations: int | None = None) -> None:
@@ -241,20 +221,18 @@ class WatchFeed:
                 self._follow()
                 failures = 0
             except ResourceVersionExpired:
-                log.warning("watch of BackupConfigurations expired; listing again")
+                log.warning("watch of %ss expired; listing again", self.kind.KIND)
                 self._version = ""
             except Exception as e:  # the beat outlives any one failure
                 failures += 1
                 pause = min(WATCH_BACKOFF_MAX_S, 0.5 * 2 ** (failures - 1))
-                log.warning("watch of BackupConfigurations failed (%s: %s); resuming in %.1fs",
-                            type(e).__name__, e, pause)
+                log.warning("watch of %ss failed (%s: %s); resuming in %.1fs",
+                            self.kind.KIND, type(e).__name__, e, pause)
                 self._stopped.wait(pause)
 
     def _follow(self) -> None:
         """One watch request, from the last version seen."""
-        from workers.state.kube import raw_object
-
-        for event in self.store.watch(KIND.KIND, self.namespace, self._version,
+        for event in self.store.watch(self.kind.KIND, self.namespace, self._version,
                                       WATCH_TIMEOUT_S):
             raw = event.get("object") or {}
             metadata = raw.get("metadata") or {}
