@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from workers.state.base import Batch, Feed, RawObject, ResourceStore
-from workflows.errors import InvalidResource
+from workflows.errors import InvalidResource, NotFound
 from workflows.manifests import load_json
 from workflows.parsing import parse_resource
 from workflows.resources import BackupConfiguration
@@ -68,15 +68,17 @@ class Configurations:
     def refresh(self, now: float) -> None:
         """Take in what the feed says changed since the last refresh."""
         batch = self.feed.read(now)
-        for obj in batch.objects:
-            key = (obj.namespace, obj.name)
-            entry = self.entries.get(key)
-            if entry is not None and entry.body == obj.body:
-                entry.status = obj.status
-                continue
-            self.entries[key] = entry = self._load(obj, entry, now)
-            self.report(key, entry)
-        self._forget(batch)
+        try:
+            for obj in batch.objects:
+                key = (obj.namespace, obj.name)
+                entry = self.entries.get(key)
+                if entry is not None and entry.body == obj.body:
+                    entry.status = obj.status
+                    continue
+                self.entries[key] = entry = self._load(obj, entry, now)
+                self.report(key, entry)
+        finally:  # the feed has moved on: what it said was deleted must go whatever failed
+            self._forget(batch)
 
     def _forget(self, batch: Batch) -> None:
         """Drop the deleted entries (with a listing: every entry it did not show)."""
@@ -145,7 +147,13 @@ class Configurations:
                                      "conditions": {"ValidationPassed": "True"}})
 
     def _patch_config(self, key: ConfigKey, patch: dict[str, Any]) -> None:
-        self.store.patch_status(BackupConfiguration, key[1], key[0], patch)
+        """Best effort: a configuration deleted since the feed read it is skipped (the
+        feed says so next time), so that the rest of the batch is still taken in."""
+        try:
+            self.store.patch_status(BackupConfiguration, key[1], key[0], patch)
+        except NotFound:
+            log.info("BackupConfiguration %s/%s was deleted before its status was written",
+                     *key)
 
 
 def schedule_id(cron: Cron) -> str:

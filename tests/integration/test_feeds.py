@@ -193,3 +193,33 @@ def test_kubernetes_beat_schedules_what_the_watch_brings(kube_store: KubeStore) 
         assert kube_store.list(BackupSession, NS) == []
     finally:
         scheduler.stop()
+
+
+def test_a_configuration_deleted_while_beat_takes_in_its_batch_spoils_nothing(
+        store: CountingStore, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Deleted between the feed's read and its status write (``Ready``): the rest of the
+    batch is still taken in, and the next read drops it."""
+    from beat.configurations import Configurations
+
+    namespace = f"gone-{time.time_ns()}"
+    for name in ("a", "b", "c"):
+        store.apply(config(name, namespace=namespace))
+    configs = Configurations(store, namespace)
+    read = configs.feed.read
+    deleted: list[str] = []
+
+    def read_then_delete(now: float) -> Batch:
+        batch = read(now)
+        deleted.append(batch.objects[0].name)  # the first one whose status beat writes
+        store.delete(BackupConfiguration, deleted[0], namespace)
+        return batch
+
+    monkeypatch.setattr(configs.feed, "read", read_then_delete)
+    configs.refresh(0.0)
+    assert {name for _, name in configs.entries} == {"a", "b", "c"}
+    monkeypatch.setattr(configs.feed, "read", read)
+    configs.refresh(1.0)
+    kept = {"a", "b", "c"} - set(deleted)
+    assert {name for _, name in configs.entries} == kept
+    assert {store.get(BackupConfiguration, name, namespace).status["phase"]
+            for name in kept} == {"Ready"}
