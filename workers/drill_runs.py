@@ -10,8 +10,9 @@ Runs of one drill never overlap: a run claims ``status.running`` (its start) and
 ``status.runningTask`` (its Celery task id) with a compare-and-set, and a run that finds
 another one's claim is skipped (the next slot drills). Two runs would drop each other's
 scratch databases. A claim outlives its run only if the worker died: the same message
-redelivered takes it over, and any run does once it is older than the drill's
-``timeoutSeconds`` plus ``CLAIM_GRACE_S``.
+given back by the broker sooner than its visibility timeout takes it over, and any run
+does once it is older than the drill's ``timeoutSeconds`` plus ``CLAIM_GRACE_S``. A run
+records its verdict and clears the claim only while the claim is still its own.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import datetime
 
 from workers.context import connection_of, secret_of
@@ -88,55 +90,81 @@ def drill_one(store: ResourceStore, repo: RepositoryObject, snapshot: Snapshot,
 def run_restore_drill(settings: Settings, store: ResourceStore, namespace: str,
                       name: str, task_id: str | None = None) -> list[DrillReport]:
     """Drill the snapshots the RestoreDrill's spec and status select; record the verdict.
-    Nothing (no report) if another run of the drill holds it (``claim``). Whatever
-    happens, ``status.running`` is cleared: a drill that could not run at all ends
+    Nothing (no report) if another run of the drill holds it (``Claim``). Whatever
+    happens, this run's claim is given back: a drill that could not run at all ends
     Failed with the reason (a generic one for a bug; the log has the traceback)."""
     drill = store.get(RestoreDrill, name, namespace)
-    if not claim(store, drill, task_id):
+    held = Claim.take(store, drill, task_id, settings.visibility_timeout_s)
+    if held is None:
         return []
     try:
         reports = drill_all(settings, store, drill)
     except StashQError as e:
         log.error("RestoreDrill %s/%s could not run: %s", namespace, name, e.reason)
-        record_not_run(store, drill, e.reason)
+        held.release({"phase": "Failed", "reason": e.reason,
+                      "lastDrillTime": iso_ms(time.time())})
         raise
     except Exception as e:
         log.exception("RestoreDrill %s/%s failed unexpectedly", namespace, name)
-        record_not_run(store, drill, f"unexpected {type(e).__name__}; the worker log has "
-                                     "the details")
+        held.release({"phase": "Failed", "lastDrillTime": iso_ms(time.time()),
+                      "reason": f"unexpected {type(e).__name__}; the worker log has the "
+                                "details"})
         raise
     now = time.time()
-    patch = drill_status(reports, drill.status, now=now, now_iso=iso_ms(now))
-    store.patch_status(RestoreDrill, name, namespace, patch | NOT_RUNNING)
+    held.release(drill_status(reports, drill.status, now=now, now_iso=iso_ms(now)))
     push_drill_metrics(settings, namespace, name, reports)
     return reports
 
 
-NOT_RUNNING = {"running": None, "runningTask": None}
+@dataclass(frozen=True)
+class Claim:
+    """This run's hold on ``status.running`` (its start) and ``status.runningTask``."""
 
+    store: ResourceStore
+    drill: RestoreDrill
+    running: str
+    task_id: str | None
 
-def claim(store: ResourceStore, drill: RestoreDrill, task_id: str | None) -> bool:
-    """Mark the drill running for this run (``task_id``: its message's, None by hand);
-    False, logged, if a live run of it holds it or took it first."""
-    status, now = drill.status, time.time()
-    held, holder = status.get("running"), status.get("runningTask")
-    if held is not None and not (task_id is not None and holder == task_id):
-        age = now - _unix(held)
-        limit = drill.spec.timeout_seconds + CLAIM_GRACE_S
-        if age <= limit:
-            log.warning("RestoreDrill %s/%s is running since %s (task %s); this run is "
-                        "skipped", drill.namespace, drill.name, held, holder)
-            return False
-        log.warning("RestoreDrill %s/%s: the run of %s (task %s) is %.0f s old, past its "
-                    "timeout: taken as dead, this run takes over", drill.namespace,
-                    drill.name, held, holder, age)
-    taken = store.patch_status_where(RestoreDrill, drill.name, drill.namespace,
-                                     {"running": held, "runningTask": holder},
-                                     {"running": iso_ms(now), "runningTask": task_id})
-    if taken is None:
-        log.warning("RestoreDrill %s/%s: another run started first; this one is skipped",
-                    drill.namespace, drill.name)
-    return taken is not None
+    @classmethod
+    def take(cls, store: ResourceStore, drill: RestoreDrill, task_id: str | None,
+             redelivery_s: float) -> Claim | None:
+        """Claim the drill for this run (``task_id``: its message's, None by hand); None,
+        logged, if a live run of it holds it or took it first. The same message again
+        within ``redelivery_s`` (the broker's visibility timeout) can only be one the
+        broker gave back because its worker died: it takes over at once."""
+        status, now = drill.status, time.time()
+        held, holder = status.get("running"), status.get("runningTask")
+        if held is not None:
+            age = now - _unix(held)
+            redelivered = task_id is not None and holder == task_id and age < redelivery_s
+            if not redelivered and age <= drill.spec.timeout_seconds + CLAIM_GRACE_S:
+                log.warning("RestoreDrill %s/%s is running since %s (task %s); this run is "
+                            "skipped", drill.namespace, drill.name, held, holder)
+                return None
+            log.warning("RestoreDrill %s/%s: the run of %s (task %s) is taken as dead (%s); "
+                        "this run takes over", drill.namespace, drill.name, held, holder,
+                        "its message came back" if redelivered else f"{age:.0f} s old")
+        mine = iso_ms(now)
+        taken = store.patch_status_where(RestoreDrill, drill.name, drill.namespace,
+                                         {"running": held, "runningTask": holder},
+                                         {"running": mine, "runningTask": task_id})
+        if taken is None:
+            log.warning("RestoreDrill %s/%s: another run started first; this one is skipped",
+                        drill.namespace, drill.name)
+            return None
+        return cls(store, drill, mine, task_id)
+
+    def release(self, verdict: dict[str, object]) -> None:
+        """Record ``verdict`` and give the claim back, unless another run took it over
+        (it then records its own; this one's is only logged)."""
+        d = self.drill
+        done = self.store.patch_status_where(
+            RestoreDrill, d.name, d.namespace,
+            {"running": self.running, "runningTask": self.task_id},
+            {**verdict, "running": None, "runningTask": None})
+        if done is None:
+            log.warning("RestoreDrill %s/%s: another run took this one's claim over; its "
+                        "verdict is not recorded: %s", d.namespace, d.name, verdict.get("phase"))
 
 
 def _unix(text: object) -> float:
@@ -165,13 +193,6 @@ def drill_all(settings: Settings, store: ResourceStore, drill: RestoreDrill) -> 
                 reports.append(drill_one(store, repo, snapshot, scratch, spec.assertions,
                                          configuration, namespace, dog))
     return reports
-
-
-def record_not_run(store: ResourceStore, drill: RestoreDrill, reason: str) -> None:
-    """The status of a drill that could not run: Failed, the reason, not running."""
-    store.patch_status(RestoreDrill, drill.name, drill.namespace, {
-        "phase": "Failed", "reason": reason, **NOT_RUNNING,
-        "lastDrillTime": iso_ms(time.time())})
 
 
 def push_drill_metrics(settings: Settings, namespace: str, name: str,

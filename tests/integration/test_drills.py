@@ -9,7 +9,7 @@ import json
 import subprocess
 import time
 import urllib.request
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -264,3 +264,30 @@ def test_runs_of_one_drill_never_overlap_and_a_dead_runs_claim_is_taken_over(
     reports = run_restore_drill(settings, store, namespace, "weekly", task_id="third")
     assert [r.passed for r in reports] == [True]
     assert "taken as dead" in caplog.text
+
+
+def test_a_run_whose_claim_was_taken_over_leaves_the_new_claim_and_verdict_alone(
+        stack: Stack, namespace: str, database: str, bucket: str, tmp_path: Path) -> None:
+    from workers.drill_runs import Claim
+
+    backed_up(stack, namespace, database, bucket, tmp_path, customers=10)
+    path = tmp_path / "drill.yaml"
+    path.write_text(drill_yaml(database, expected="10"))
+    stack.cli("apply", "-f", str(path), namespace=namespace, check=True)
+    store = RedisStore.from_url(stack.redis_url)
+    slow = Claim.take(store, store.get(RestoreDrill, "weekly", namespace), "slow", 3600)
+    assert slow is not None
+    # the slow run outlived timeoutSeconds + grace: another run took over
+    taken_over = (datetime.now(UTC) - timedelta(seconds=10)).isoformat(
+        timespec="milliseconds").replace("+00:00", "Z")
+    store.patch_status(RestoreDrill, "weekly", namespace,
+                       {"running": taken_over, "runningTask": "next"})
+    slow.release({"phase": "Failed", "reason": "late"})
+    status = store.get(RestoreDrill, "weekly", namespace).status
+    assert (status["running"], status["runningTask"]) == (taken_over, "next")
+    assert status.get("reason") != "late"
+    # the same message again, 10 s on: within a visibility timeout of 60 s only a dead
+    # worker's message comes back; past one of 5 s it may be a live run's, and waits
+    drill = store.get(RestoreDrill, "weekly", namespace)
+    assert Claim.take(store, drill, "next", 5) is None
+    assert Claim.take(store, drill, "next", 60) is not None
