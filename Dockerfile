@@ -29,7 +29,8 @@ RUN /opt/stashq/bin/pip install --no-compile . \
 FROM ${PYTHON_IMAGE}
 # mariadb-client: mariadb-dump, mariadb, mysqldump, mysql (logical backup and restore).
 # mariadb-backup: mariadb-backup and mbstream (physical Galera backups); galera-arbitrator-4:
-# garbd (joins a Galera cluster to receive a State Snapshot Transfer).
+# garbd (joins a Galera cluster to receive a State Snapshot Transfer); mariadb-server-core:
+# mariadbd, the throw-away server a physical snapshot's restore drill starts (no service).
 # tini: PID 1 that forwards SIGTERM to stashq and reaps orphaned dump clients.
 # Versions are not pinned (DL3008): bookworm's point releases carry the security fixes.
 # hadolint ignore=DL3008
@@ -39,6 +40,7 @@ RUN apt-get update \
       galera-arbitrator-4 \
       mariadb-backup \
       mariadb-client \
+      mariadb-server-core \
       tini \
  && rm -rf /var/lib/apt/lists/* \
  && groupadd --system --gid 10001 stashq \

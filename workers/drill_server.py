@@ -37,8 +37,10 @@ from workflows.resources import Engine
 
 log = logging.getLogger(__name__)
 
-#: The server programs, by the names the packages give them.
-SERVER_NAMES = ("mariadbd", "mysqld")
+#: The server programs of each flavor, by the names the packages give them: a snapshot
+#: opens only in its own flavor's server (MariaDB's data is not MySQL 8's).
+SERVER_NAMES = {Engine.MARIADB: ("mariadbd", "mysqld"), Engine.MYSQL: ("mysqld",),
+                Engine.PERCONA_XTRADB: ("mysqld",)}
 #: Seconds the server may take to accept a login (InnoDB recovery of a large data
 #: directory included); the drill's own timeout still bounds it.
 READY_TIMEOUT_S = 300.0
@@ -71,10 +73,30 @@ def layout_options(data_dir: Path) -> list[str]:
     return options
 
 
-def server_args(binary: str, data_dir: Path, work_dir: Path) -> list[str]:
+def server_binary(engine: Engine) -> str:
+    """The flavor's server on this host; ``PrecheckFailed`` if there is none, or only the
+    other flavor's under the shared name ``mysqld`` (MariaDB installs one)."""
+    binary = which(SERVER_NAMES[engine], "database server", engine)
+    if engine is not Engine.MARIADB:
+        version = subprocess.run([binary, "--version"], capture_output=True, text=True,
+                                 timeout=30, check=False).stdout
+        if "mariadb" in version.lower():
+            raise PrecheckFailed(f"{engine.value}: {binary} is MariaDB's server, which cannot "
+                                 f"open a {engine.value} snapshot; install the flavor's own "
+                                 "mysqld on the worker")
+    return binary
+
+
+def server_args(binary: str, data_dir: Path, work_dir: Path,
+                engine: Engine = Engine.MARIADB) -> list[str]:
+    # --user only as root (mariadbd refuses root without it); any other uid runs as
+    # itself, whether /etc/passwd knows it or not (OpenShift's random uids).
+    user = [f"--user={pwd.getpwuid(0).pw_name}"] if os.geteuid() == 0 else []
+    # MySQL 8's X Plugin would open a socket of its own outside the private directory.
+    mysqlx = [] if engine is Engine.MARIADB else ["--mysqlx=OFF"]
     return [binary, "--no-defaults", f"--datadir={data_dir}",
             f"--socket={work_dir / 'mariadbd.sock'}", "--skip-networking",
-            "--skip-grant-tables", f"--user={pwd.getpwuid(os.geteuid()).pw_name}",
+            "--skip-grant-tables", *user, *mysqlx,
             f"--pid-file={work_dir / 'mariadbd.pid'}",
             f"--log-error={work_dir / 'mariadbd.err'}", f"--tmpdir={work_dir}",
             "--skip-log-bin", "--skip-slave-start", "--event-scheduler=DISABLED",
@@ -90,7 +112,7 @@ def throwaway_server(engine: Engine, data_dir: Path, work_dir: Path,
     if len(os.fsencode(socket)) > SOCKET_PATH_MAX_BYTES:
         raise PrecheckFailed(f"the drill's work directory {work_dir} is too deep for a unix "
                              "socket; set TMPDIR to a shorter path")
-    argv = server_args(which(SERVER_NAMES, "database server", engine), data_dir, work_dir)
+    argv = server_args(server_binary(engine), data_dir, work_dir, engine)
     server = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
                               stderr=subprocess.DEVNULL, start_new_session=True)
     log.info("throw-away %s (pid %d) starting on %s", os.path.basename(argv[0]), server.pid,

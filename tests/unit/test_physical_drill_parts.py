@@ -5,16 +5,19 @@ prepare that hangs stopped at the drill's timeout."""
 
 from __future__ import annotations
 
+import os
 import time
 from pathlib import Path
 
 import pytest
 
 from workers.drill_checks import _plain, check_problem
-from workers.drill_server import layout_options, server_args
+from workers.drill_server import layout_options, server_args, server_binary
 from workers.engines.physical import prepare
 from workers.watchdog import TimedOut, Watchdog
 from workflows.drills import DrillReport
+from workflows.errors import PrecheckFailed
+from workflows.resources import Engine
 
 T = "shop.orders"
 
@@ -79,3 +82,24 @@ def test_a_prepare_that_hangs_is_killed_at_the_drills_timeout(tmp_path: Path) ->
         prepare(str(tool), tmp_path, [], dog.watching)
     assert time.monotonic() - started < 10
     assert str(raised.value) == 'RestoreDrill "weekly" timed out after 1 s and was stopped'
+
+
+def test_a_mysql_flavored_server_keeps_its_x_plugin_socket_closed(tmp_path: Path) -> None:
+    mysql = server_args("/usr/sbin/mysqld", tmp_path / "data", tmp_path, Engine.MYSQL)
+    mariadb = server_args("/usr/sbin/mariadbd", tmp_path / "data", tmp_path, Engine.MARIADB)
+    assert "--mysqlx=OFF" in mysql and "--mysqlx=OFF" not in mariadb
+    as_root = os.geteuid() == 0  # mariadbd refuses root without --user; others run as is
+    assert ("--user=root" in mariadb) is as_root
+
+
+def test_a_percona_snapshot_is_not_opened_with_mariadbs_server(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    fake = tmp_path / "mysqld"  # MariaDB's packages install a mysqld too
+    fake.write_text("#!/bin/sh\necho 'mysqld  Ver 10.11.19-MariaDB-0+deb12u1 for debian'\n")
+    fake.chmod(0o755)
+    monkeypatch.setenv("PATH", str(tmp_path))
+    monkeypatch.setattr("workers.engines.physical.SBIN_DIRS", ())
+    with pytest.raises(PrecheckFailed, match="is MariaDB's server, which cannot open a "
+                                             "perconaxtradb snapshot"):
+        server_binary(Engine.PERCONA_XTRADB)
+    assert server_binary(Engine.MARIADB) == str(fake)  # MariaDB's own, under that name

@@ -122,13 +122,18 @@ def prepare(tool: str, data_dir: Path, extra: Sequence[str],
     argv = [tool, "--no-defaults", "--prepare", f"--target-dir={data_dir}", *extra]
     tool_process = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
                                     stderr=subprocess.PIPE)
-    with watch(tool_process.kill):
-        _, stderr = tool_process.communicate()
-        lines = stderr.decode("utf-8", "replace").splitlines()
-        code = tool_process.returncode
-        if code != 0 or not any(COMPLETION_LINE in line for line in lines[-3:]):
-            raise DumpFailed(f"{os.path.basename(tool)} --prepare of {data_dir} "
-                             f"{_how(code)}: {problem(lines)}")
+    try:  # whatever ends this (the watch's check, an interrupt), the tool ends with it
+        with watch(tool_process.kill):
+            _, stderr = tool_process.communicate()
+    finally:
+        if tool_process.poll() is None:
+            tool_process.kill()
+            tool_process.communicate()
+    lines = stderr.decode("utf-8", "replace").splitlines()
+    code = tool_process.returncode
+    if code != 0 or not any(COMPLETION_LINE in line for line in lines[-3:]):
+        raise DumpFailed(f"{os.path.basename(tool)} --prepare of {data_dir} "
+                         f"{_how(code)}: {problem(lines)}")
     match = next((m for line in lines if (m := WSREP_POSITION.search(line))), None)
     return (match[1], int(match[2])) if match else None
 
