@@ -6,6 +6,7 @@ dangling reference) is marked Failed with the reason instead of being queued.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import time
 from collections.abc import Callable
@@ -16,7 +17,7 @@ from celery import Celery
 from workers.context import SessionRef, StepContext
 from workers.queueing import queue_chain
 from workers.state.base import ResourceStore
-from workflows.errors import StashQError
+from workflows.errors import NotFound, StashQError
 from workflows.phases import Phase, failed, pending
 from workflows.resources import BackupConfiguration, BackupSession, RestoreSession
 from workflows.resources.backup import Invoker
@@ -66,8 +67,9 @@ def queue_or_fail(queue: Callable[[SessionRef], object], store: ResourceStore,
         log.error("%s not queued: %s", ref, e.reason)
     except Exception as e:
         log.exception("%s could not be queued", ref)
-        store.patch_status(ref.cls, ref.name, ref.namespace, failed(
-            f"could not be queued: {type(e).__name__}: {e}", now=time.time()))
+        with contextlib.suppress(NotFound):  # deleted meanwhile: nothing left to fail
+            store.patch_status(ref.cls, ref.name, ref.namespace, failed(
+                f"could not be queued: {type(e).__name__}: {e}", now=time.time()))
     return False
 
 

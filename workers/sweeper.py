@@ -46,7 +46,7 @@ from workers.state import open_store
 from workers.state.base import STORE_SOURCE, ResourceStore
 from workers.steps.session import CONTROL_QUEUE, DATA_QUEUE, now_iso, send_post_hooks
 from workers.sweep_metrics import every_phase, push_sweep_metrics
-from workflows.errors import InvalidResource, StashQError
+from workflows.errors import InvalidResource, NotFound, StashQError
 from workflows.manifests import load_json
 from workflows.phases import Phase, failed
 from workflows.settings import Settings
@@ -106,6 +106,9 @@ class StaleSweeper:
             with session_context(ref.name):
                 try:
                     verdict = self.handle(ref, queued)
+                except NotFound:  # deleted since it was listed (with its configuration)
+                    log.info("%s: deleted while being swept", ref)
+                    continue
                 except Exception:  # this session's trouble must not spare the others
                     log.exception("%s: stale, but could not be handled", ref)
                     continue
