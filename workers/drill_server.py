@@ -22,6 +22,7 @@ import logging
 import os
 import pwd
 import re
+import shutil
 import subprocess
 import time
 from collections.abc import Iterator
@@ -73,6 +74,14 @@ def layout_options(data_dir: Path) -> list[str]:
     return options
 
 
+def dies_with_parent() -> list[str]:
+    """A prefix that makes the server die with the worker process that started it
+    (util-linux's ``setpriv --pdeathsig``; it execs, the pid stays): a worker killed
+    with -9 must not leave a server running on its data. Nothing where it is missing."""
+    setpriv = shutil.which("setpriv")
+    return [setpriv, "--pdeathsig", "KILL", "--"] if setpriv else []
+
+
 def server_binary(engine: Engine) -> str:
     """The flavor's server on this host; ``PrecheckFailed`` if there is none, or only the
     other flavor's under the shared name ``mysqld`` (MariaDB installs one)."""
@@ -113,8 +122,9 @@ def throwaway_server(engine: Engine, data_dir: Path, work_dir: Path,
         raise PrecheckFailed(f"the drill's work directory {work_dir} is too deep for a unix "
                              "socket; set TMPDIR to a shorter path")
     argv = server_args(server_binary(engine), data_dir, work_dir, engine)
-    server = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-                              stderr=subprocess.DEVNULL, start_new_session=True)
+    server = subprocess.Popen([*dies_with_parent(), *argv], stdin=subprocess.DEVNULL,
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                              start_new_session=True)
     log.info("throw-away %s (pid %d) starting on %s", os.path.basename(argv[0]), server.pid,
              data_dir)
     connection = ConnectionInfo(host="localhost", port=0, user="root", password="",

@@ -16,6 +16,7 @@ drill's ``Watchdog`` stops the unpack, the prepare and the server at its timeout
 from __future__ import annotations
 
 import logging
+import os
 import shutil
 import tempfile
 from collections.abc import Sequence
@@ -35,6 +36,9 @@ from workflows.snapshots import Snapshot
 
 log = logging.getLogger(__name__)
 
+#: A drill's work directory in TMPDIR, and the file naming the worker process it is of.
+WORK_PREFIX = "stashq-drill-"
+OWNER_FILE = "owner.pid"
 #: The note of a drill that counted rows it could not compare.
 NOT_COMPARED = ("rows counted, not compared: a physical backup records no row counts "
                 "or digests")
@@ -49,7 +53,9 @@ def drill_physical(repo: Repository, snapshot: Snapshot, assertions: Sequence[As
         raise IntegrityError(f'snapshot "{snapshot.id}" has no {DATA_STREAM} stream')
     engine = engine_of(snapshot)
     tools = physical_tools(engine)
-    work = Path(tempfile.mkdtemp(prefix="stashq-drill-"))  # 0700: the server's socket is here
+    remove_dead_drills(Path(tempfile.gettempdir()))
+    work = Path(tempfile.mkdtemp(prefix=WORK_PREFIX))  # 0700: the server's socket is here
+    (work / OWNER_FILE).write_text(str(os.getpid()))
     try:
         data = work / "data"
         data.mkdir()
@@ -61,6 +67,33 @@ def drill_physical(repo: Repository, snapshot: Snapshot, assertions: Sequence[As
     finally:
         shutil.rmtree(work, ignore_errors=True)
         log.info("drill directory %s removed", work)
+
+
+def remove_dead_drills(tmp: Path) -> list[Path]:
+    """Remove the directories of drills whose worker process is gone (killed before its
+    ``finally``: a whole prepared data directory each); return them."""
+    removed = []
+    for work in tmp.glob(f"{WORK_PREFIX}*"):
+        try:
+            owner = int((work / OWNER_FILE).read_text())
+        except (OSError, ValueError):
+            continue  # not ours, or still being created
+        if owner == os.getpid() or _alive(owner):
+            continue
+        shutil.rmtree(work, ignore_errors=True)
+        log.warning("removed %s, left by a drill whose worker (pid %d) died", work, owner)
+        removed.append(work)
+    return removed
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 def check_server(server: Server, assertions: Sequence[Assertion], report: DrillReport,

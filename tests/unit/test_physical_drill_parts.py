@@ -6,6 +6,8 @@ prepare that hangs stopped at the drill's timeout."""
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -103,3 +105,53 @@ def test_a_percona_snapshot_is_not_opened_with_mariadbs_server(
                                              "perconaxtradb snapshot"):
         server_binary(Engine.PERCONA_XTRADB)
     assert server_binary(Engine.MARIADB) == str(fake)  # MariaDB's own, under that name
+
+
+def test_a_drill_directory_of_a_dead_worker_is_removed_by_the_next_drill(
+        tmp_path: Path) -> None:
+    from workers.physical_drills import OWNER_FILE, WORK_PREFIX, remove_dead_drills
+
+    gone = subprocess.Popen(["true"])
+    gone.wait()
+    living = subprocess.Popen(["sleep", "60"])
+    try:
+        for name, pid in (("dead", gone.pid), ("live", living.pid), ("mine", os.getpid())):
+            work = tmp_path / f"{WORK_PREFIX}{name}"
+            (work / "data").mkdir(parents=True)
+            (work / OWNER_FILE).write_text(str(pid))
+        (tmp_path / f"{WORK_PREFIX}unowned").mkdir()  # being created: no owner file yet
+        assert remove_dead_drills(tmp_path) == [tmp_path / f"{WORK_PREFIX}dead"]
+        assert sorted(p.name for p in tmp_path.iterdir()) == [
+            f"{WORK_PREFIX}{n}" for n in ("live", "mine", "unowned")]
+    finally:
+        living.kill()
+        living.wait()
+
+
+def test_the_throwaway_server_dies_with_a_worker_killed_with_9(tmp_path: Path) -> None:
+    from workers.drill_server import dies_with_parent
+
+    prefix = dies_with_parent()
+    if not prefix:
+        pytest.skip("no setpriv on this host")
+    marker = f"{time.time_ns() % 10**9}.25"  # seconds to sleep: findable in ps
+    worker = subprocess.Popen(  # stands in for the worker: starts the "server", waits
+        [sys.executable, "-c", "import subprocess, sys, time; "
+         f"subprocess.Popen({[*prefix, 'sleep', marker]!r}, start_new_session=True); "
+         "time.sleep(600)"])
+    try:
+        deadline = time.monotonic() + 10
+        while marker not in running_commands():
+            assert time.monotonic() < deadline, "the server did not start"
+            time.sleep(0.05)
+    finally:
+        worker.kill()  # SIGKILL: no finally of the worker's runs
+        worker.wait()
+    deadline = time.monotonic() + 10
+    while marker in running_commands():
+        assert time.monotonic() < deadline, "the server outlived its worker"
+        time.sleep(0.05)
+
+
+def running_commands() -> str:
+    return subprocess.run(["ps", "-eo", "args"], capture_output=True, text=True).stdout
