@@ -152,7 +152,7 @@ def test_a_physical_drill_that_hangs_is_stopped_and_its_server_removed(
     path.write_text(physical_drill_yaml(database, timeout_s=8, assertions=[
         {"name": "slow", "query": "SELECT SLEEP(600)", "expected": "0"}]))
     stack.cli("apply", "-f", str(path), namespace=namespace, check=True)
-    started = time.monotonic()
+    started, logged = time.monotonic(), len(stack.worker.log())
     status = run_drill(stack, namespace)
     assert time.monotonic() - started < 60
     assert status["phase"] == "Failed" and status.get("running") is None
@@ -160,4 +160,5 @@ def test_a_physical_drill_that_hangs_is_stopped_and_its_server_removed(
     assert last["snapshot"] == snapshot
     assert last["failures"] == ['RestoreDrill "weekly" timed out after 8 s and was stopped']
     assert 8 <= last["durationSeconds"] < 30
+    assert "throw-away mariadbd (pid" in stack.worker.log()[logged:]  # stopped while it ran
     assert leftovers(stack) == []
