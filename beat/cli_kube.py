@@ -9,6 +9,7 @@ one path from a new session to the queue (the CLI and beat only create sessions 
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import signal
 from typing import TYPE_CHECKING
@@ -16,7 +17,7 @@ from typing import TYPE_CHECKING
 import click
 
 from beat.env import Env, namespace_option, reports_errors
-from workflows.errors import StashQError
+from workflows.errors import InvalidResource, StashQError
 
 if TYPE_CHECKING:
     from workflows.resources import Resource
@@ -86,13 +87,15 @@ def delete(kind: str, names: tuple[str, ...], cascade: str, namespace: str | Non
     """Delete resources of KIND by name, as kubectl delete.
 
     KIND as kubectl takes it: BackupConfiguration, backupconfigurations or bc. A
-    session running when it is deleted is stopped by its worker at its next status
-    write.
+    session running when it is deleted is stopped by its worker when its running step
+    ends. An object that no longer parses can be deleted too.
     """
     env = Env(namespace)
     cls = kind_named(kind)
     for name in names:
-        env.store.get(cls, name, env.namespace)  # NotFound names it, as kubectl's error
+        # NotFound names it, as kubectl's error; a broken object is there, to delete
+        with contextlib.suppress(InvalidResource):
+            env.store.get(cls, name, env.namespace)
         env.store.delete(cls, name, env.namespace, orphan=cascade == "orphan")
         click.echo(f"{cls.KIND}/{name} deleted")
 

@@ -542,6 +542,22 @@ def test_stashq_delete_cascades_to_the_sessions_and_orphans_stay_listed(
     assert collected not in stashq("sessions")
 
 
+def test_stashq_delete_deletes_an_object_that_no_longer_parses(
+        kube_api: FakeKubeAPI, kubeconfig: Path, tmp_path: Path) -> None:
+    kube_api.create({"apiVersion": "stashq.io/v1alpha1", "kind": "BackupConfiguration",
+                     "metadata": {"name": "bad-cron", "namespace": NS},
+                     "spec": {"schedule": "61 * * * *", "repository": {"name": "r"},
+                              "target": {"ref": {"name": "db"}}}})
+    env = kube_env(kubeconfig, "redis://127.0.0.1:1/0", tmp_path)
+    result = subprocess.run([STASHQ, "delete", "bc", "bad-cron", "bad-cron"], env=env,
+                            capture_output=True, text=True, timeout=60)
+    assert result.returncode != 0  # the second time: gone, and said so
+    assert result.stdout.strip() == "BackupConfiguration/bad-cron deleted"
+    assert 'BackupConfiguration "bad-cron"' in result.stderr and "not found" in result.stderr
+    with pytest.raises(Exception, match="404|not found|NotFound"):
+        kube_api.get("stashq.io/v1alpha1", "BackupConfiguration", "bad-cron", NS)
+
+
 def test_pause_and_resume_flip_spec_paused(store: KubeStore, kube_api: FakeKubeAPI,
                                            kubeconfig: Path, mariadb_server: MariaDBServer,
                                            tmp_path: Path) -> None:
