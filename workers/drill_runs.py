@@ -21,7 +21,6 @@ import logging
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import datetime
 
 from workers.context import connection_of, secret_of
 from workers.drills import Scratch, drill_snapshot
@@ -36,6 +35,7 @@ from workflows.resources import AppBinding, Repository, RestoreDrill
 from workflows.resources.drill import Assertion
 from workflows.settings import Settings
 from workflows.snapshots import Snapshot
+from workflows.staleness import unix_time
 
 log = logging.getLogger(__name__)
 
@@ -135,7 +135,7 @@ class Claim:
         status, now = drill.status, time.time()
         held, holder = status.get("running"), status.get("runningTask")
         if held is not None:
-            age = now - _unix(held)
+            age = now - (unix_time(held) or 0.0)  # unreadable: as old as can be
             redelivered = task_id is not None and holder == task_id and age < redelivery_s
             if not redelivered and age <= drill.spec.timeout_seconds + CLAIM_GRACE_S:
                 log.warning("RestoreDrill %s/%s is running since %s (task %s); this run is "
@@ -165,14 +165,6 @@ class Claim:
         if done is None:
             log.warning("RestoreDrill %s/%s: another run took this one's claim over; its "
                         "verdict is not recorded: %s", d.namespace, d.name, verdict.get("phase"))
-
-
-def _unix(text: object) -> float:
-    """An ``iso_ms`` time → Unix seconds (0 for anything else: a claim that old is stale)."""
-    try:
-        return datetime.fromisoformat(str(text).replace("Z", "+00:00")).timestamp()
-    except ValueError:
-        return 0.0
 
 
 def drill_all(settings: Settings, store: ResourceStore, drill: RestoreDrill) -> list[DrillReport]:
