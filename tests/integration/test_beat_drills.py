@@ -14,7 +14,12 @@ from pathlib import Path
 
 from devstack.stack import STASHQ, Stack
 from tests.integration.test_beat import BeatProcess
-from tests.integration.test_drills import backed_up, drill_yaml, scratch_databases
+from tests.integration.test_drills import (
+    apply_drill,
+    backed_up,
+    drill_yaml,
+    scratch_databases,
+)
 from workers.state.redis import RedisStore
 from workflows.resources import RestoreDrill
 
@@ -61,9 +66,8 @@ def pushed(stack: Stack, namespace: str) -> dict[str, float]:
 def test_a_drill_is_scheduled_by_beat_run_by_the_worker_and_its_metrics_pushed(
         stack: Stack, namespace: str, database: str, bucket: str, tmp_path: Path) -> None:
     snapshot = backed_up(stack, namespace, database, bucket, tmp_path, customers=40)
-    path = tmp_path / "drill.yaml"
-    path.write_text(drill_yaml(database, expected="40", schedule="0 * * * *"))
-    stack.cli("apply", "-f", str(path), namespace=namespace, check=True)
+    apply_drill(stack, namespace, tmp_path,
+                drill_yaml(database, expected="40", schedule="0 * * * *"))
     store = RedisStore.from_url(stack.redis_url)
     started = time.time()
     with hourly_beats(stack, namespace, tmp_path) as beats:

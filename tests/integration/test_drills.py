@@ -9,7 +9,7 @@ import json
 import subprocess
 import time
 import urllib.request
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -25,6 +25,7 @@ from workers.repository import Repository
 from workers.state.redis import RedisStore
 from workers.steps.restore_drill import DRILL_TASK
 from workers.storage.local import LocalStorage
+from workflows.phases import iso_ms
 from workflows.resources import RestoreDrill
 from workflows.row_digests import RowDigester, digest_text
 from workflows.settings import Settings
@@ -128,6 +129,22 @@ def drill_yaml(database: str, *, scratch: str = "db", expected: str = "50",
                       "expectedRows": [["0"]]}]} | spec}, sort_keys=False)
 
 
+def apply_drill(stack: Stack, namespace: str, tmp_path: Path, drill: str) -> None:
+    """``stashq apply`` of a RestoreDrill's YAML (``drill_yaml``), as a user would."""
+    path = tmp_path / "drill.yaml"
+    path.write_text(drill)
+    stack.cli("apply", "-f", str(path), namespace=namespace, check=True)
+
+
+def timed_out(status: dict[str, object], snapshot: str) -> None:
+    """The status of a drill of ``snapshot`` stopped at its 8 s ``timeoutSeconds``."""
+    assert status["phase"] == "Failed" and status.get("running") is None
+    last = status["configurations"]["nightly"]["last"]  # type: ignore[index]
+    assert last["snapshot"] == snapshot
+    assert last["failures"] == ['RestoreDrill "weekly" timed out after 8 s and was stopped']
+    assert 8 <= last["durationSeconds"] < 30
+
+
 def run_drill(stack: Stack, namespace: str) -> dict[str, object]:
     """Send the drill as beat does at a slot; its status once the worker recorded it."""
     store, deadline = RedisStore.from_url(stack.redis_url), time.monotonic() + 120
@@ -145,9 +162,8 @@ def run_drill(stack: Stack, namespace: str) -> dict[str, object]:
 def test_a_scheduled_drill_records_its_verdict_and_metrics(
         stack: Stack, namespace: str, database: str, bucket: str, tmp_path: Path) -> None:
     snapshot = backed_up(stack, namespace, database, bucket, tmp_path, customers=50)
-    path = tmp_path / "drill.yaml"  # "nightly" names its database: a scratch beside it is safe
-    path.write_text(drill_yaml(database, expected="49"))
-    stack.cli("apply", "-f", str(path), namespace=namespace, check=True)
+    # "nightly" names its database: a scratch beside it is safe
+    apply_drill(stack, namespace, tmp_path, drill_yaml(database, expected="49"))
     status = run_drill(stack, namespace)
     assert status["phase"] == "Failed"
     last = status["configurations"]["nightly"]["last"]  # type: ignore[index]
@@ -155,8 +171,7 @@ def test_a_scheduled_drill_records_its_verdict_and_metrics(
     assert last["failures"] == ['assertion "customers": expected "49", got "50"']
     assert "lastPassed" not in status["configurations"]["nightly"]  # type: ignore[index]
 
-    path.write_text(drill_yaml(database))
-    stack.cli("apply", "-f", str(path), namespace=namespace, check=True)
+    apply_drill(stack, namespace, tmp_path, drill_yaml(database))
     status = run_drill(stack, namespace)
     assert status["phase"] == "Passed", status
     entry = status["configurations"]["nightly"]  # type: ignore[index]
@@ -196,18 +211,12 @@ def test_a_drill_that_hangs_is_stopped_at_its_timeout_and_says_so(
         stack: Stack, namespace: str, database: str, bucket: str, tmp_path: Path) -> None:
     snapshot = backed_up(stack, namespace, database, bucket, tmp_path, customers=20)
     marker = f"{time.time_ns() % 10**9}.5"  # seconds to sleep: unique, so findable
-    path = tmp_path / "drill.yaml"
-    path.write_text(drill_yaml(database, timeoutSeconds=8, assertions=[
+    apply_drill(stack, namespace, tmp_path, drill_yaml(database, timeoutSeconds=8, assertions=[
         {"name": "slow", "query": f"SELECT SLEEP({marker})", "expected": "0"}]))
-    stack.cli("apply", "-f", str(path), namespace=namespace, check=True)
     started = time.monotonic()
     status = run_drill(stack, namespace)
     assert time.monotonic() - started < 60
-    assert status["phase"] == "Failed" and status.get("running") is None
-    last = status["configurations"]["nightly"]["last"]  # type: ignore[index]
-    assert last["snapshot"] == snapshot
-    assert last["failures"] == ['RestoreDrill "weekly" timed out after 8 s and was stopped']
-    assert 8 <= last["durationSeconds"] < 30
+    timed_out(status, snapshot)
     assert scratch_databases(stack, f"drill_{database}") == []  # dropped all the same
     with stack.mariadb.connect() as conn, conn.cursor() as cur:
         cur.execute("SELECT COUNT(*) FROM information_schema.PROCESSLIST "
@@ -219,9 +228,7 @@ def test_a_drill_that_hangs_is_stopped_at_its_timeout_and_says_so(
 def test_a_drill_that_breaks_unexpectedly_is_failed_and_no_longer_running(
         stack: Stack, namespace: str, database: str, bucket: str, tmp_path: Path) -> None:
     backed_up(stack, namespace, database, bucket, tmp_path, customers=5)
-    path = tmp_path / "drill.yaml"
-    path.write_text(drill_yaml(database, expected="5"))
-    stack.cli("apply", "-f", str(path), namespace=namespace, check=True)
+    apply_drill(stack, namespace, tmp_path, drill_yaml(database, expected="5"))
     store = RedisStore.from_url(stack.redis_url)  # a status mangled by hand: not a mapping
     store.patch_status(RestoreDrill, "weekly", namespace, {"configurations": ["mangled"]})
     status = run_drill(stack, namespace)
@@ -236,16 +243,14 @@ def test_runs_of_one_drill_never_overlap_and_a_dead_runs_claim_is_taken_over(
     from workers.drill_runs import run_restore_drill
 
     backed_up(stack, namespace, database, bucket, tmp_path, customers=50)
-    path = tmp_path / "drill.yaml"
-    path.write_text(drill_yaml(database))
-    stack.cli("apply", "-f", str(path), namespace=namespace, check=True)
+    apply_drill(stack, namespace, tmp_path, drill_yaml(database))
     store, settings = RedisStore.from_url(stack.redis_url), Settings.from_env(stack.env)
 
     def held_by(task: str, since: str) -> None:
         store.patch_status(RestoreDrill, "weekly", namespace,
                            {"running": since, "runningTask": task})
 
-    live = datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    live = iso_ms(time.time())
     held_by("first", live)  # a run on another worker, under way
     assert run_restore_drill(settings, store, namespace, "weekly", task_id="second") == []
     status = store.get(RestoreDrill, "weekly", namespace).status
@@ -271,15 +276,12 @@ def test_a_run_whose_claim_was_taken_over_leaves_the_new_claim_and_verdict_alone
     from workers.drill_runs import Claim
 
     backed_up(stack, namespace, database, bucket, tmp_path, customers=10)
-    path = tmp_path / "drill.yaml"
-    path.write_text(drill_yaml(database, expected="10"))
-    stack.cli("apply", "-f", str(path), namespace=namespace, check=True)
+    apply_drill(stack, namespace, tmp_path, drill_yaml(database, expected="10"))
     store = RedisStore.from_url(stack.redis_url)
     slow = Claim.take(store, store.get(RestoreDrill, "weekly", namespace), "slow", 3600)
     assert slow is not None
     # the slow run outlived timeoutSeconds + grace: another run took over
-    taken_over = (datetime.now(UTC) - timedelta(seconds=10)).isoformat(
-        timespec="milliseconds").replace("+00:00", "Z")
+    taken_over = iso_ms(time.time() - 10)
     store.patch_status(RestoreDrill, "weekly", namespace,
                        {"running": taken_over, "runningTask": "next"})
     slow.release({"phase": "Failed", "reason": "late"})

@@ -18,7 +18,7 @@ import yaml
 from benchmarks.common import client_options
 from devstack.sample import create_sample
 from devstack.stack import Stack, created
-from tests.integration.test_drills import run_drill
+from tests.integration.test_drills import apply_drill, run_drill, timed_out
 from tests.integration.test_physical import physical_setup
 from workers.engines.physical import DATA_STREAM
 from workers.repository import Repository
@@ -68,11 +68,9 @@ def test_a_good_physical_snapshot_passes_its_drill_on_a_throwaway_server(
     with stack.mariadb.connect() as conn, conn.cursor() as cur:
         cur.execute(f"SELECT COUNT(*) FROM `{database}`.customers")
         customers = cur.fetchone()[0]
-    path = tmp_path / "drill.yaml"
-    path.write_text(physical_drill_yaml(database, assertions=[
+    apply_drill(stack, namespace, tmp_path, physical_drill_yaml(database, assertions=[
         {"name": "customers", "query": f"SELECT COUNT(*) FROM `{database}`.customers",
-         "expected": str(customers)}]))
-    stack.cli("apply", "-f", str(path), namespace=namespace, check=True)  # not refused
+         "expected": str(customers)}]))  # not refused
     started = time.monotonic()
     status = run_drill(stack, namespace)
     print(f"\nphysical drill: {time.monotonic() - started:.1f} s as seen by the test")
@@ -148,17 +146,11 @@ def test_a_physical_snapshot_with_a_damaged_table_fails_naming_it_and_the_assert
 def test_a_physical_drill_that_hangs_is_stopped_and_its_server_removed(
         stack: Stack, namespace: str, database: str, bucket: str, tmp_path: Path) -> None:
     snapshot = physical_backup(stack, namespace, database, bucket, tmp_path, customers=10)
-    path = tmp_path / "drill.yaml"
-    path.write_text(physical_drill_yaml(database, timeout_s=8, assertions=[
+    apply_drill(stack, namespace, tmp_path, physical_drill_yaml(database, timeout_s=8, assertions=[
         {"name": "slow", "query": "SELECT SLEEP(600)", "expected": "0"}]))
-    stack.cli("apply", "-f", str(path), namespace=namespace, check=True)
     started, logged = time.monotonic(), len(stack.worker.log())
     status = run_drill(stack, namespace)
     assert time.monotonic() - started < 60
-    assert status["phase"] == "Failed" and status.get("running") is None
-    last = status["configurations"]["nightly"]["last"]  # type: ignore[index]
-    assert last["snapshot"] == snapshot
-    assert last["failures"] == ['RestoreDrill "weekly" timed out after 8 s and was stopped']
-    assert 8 <= last["durationSeconds"] < 30
+    timed_out(status, snapshot)
     assert "throw-away mariadbd (pid" in stack.worker.log()[logged:]  # stopped while it ran
     assert leftovers(stack) == []

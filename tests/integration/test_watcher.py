@@ -319,6 +319,14 @@ def dispatcher(store: KubeStore, env: dict[str, str],
     return real_dispatch
 
 
+def trigger_nightly(env: dict[str, str]) -> str:
+    """``stashq trigger nightly``: the BackupSession it created."""
+    triggered = subprocess.run([STASHQ, "trigger", "nightly"], env=env,
+                               capture_output=True, text=True, timeout=60)
+    assert triggered.returncode == 0, triggered.stderr
+    return triggered.stdout.split("BackupSession/")[1].split()[0]
+
+
 def test_a_session_created_through_the_api_is_run_by_a_real_worker(
         store: KubeStore, kube_api: FakeKubeAPI, kubeconfig: Path, redis_url: str,
         mariadb_server: MariaDBServer, database: str, tmp_path: Path) -> None:
@@ -329,10 +337,7 @@ def test_a_session_created_through_the_api_is_run_by_a_real_worker(
     worker.start()
     try:
         with running(Watcher(store, real_dispatch, settings=FAST), kube_api):
-            triggered = subprocess.run([STASHQ, "trigger", "nightly"], env=env,
-                                       capture_output=True, text=True, timeout=60)
-            assert triggered.returncode == 0, triggered.stderr
-            name = triggered.stdout.split("BackupSession/")[1].split()[0]
+            name = trigger_nightly(env)
             owners = store.get(BackupSession, name, NS).metadata.model_extra or {}
             assert [o["name"] for o in owners["ownerReferences"]] == ["nightly"]
             eventually(lambda: status(store, name).get("phase") in ("Succeeded", "Failed"),
@@ -376,10 +381,7 @@ def test_deleting_the_configuration_mid_backup_deletes_the_session_and_the_worke
     worker.start()
     try:
         with running(Watcher(store, dispatcher(store, env, []), settings=FAST), kube_api):
-            triggered = subprocess.run([STASHQ, "trigger", "nightly"], env=env,
-                                       capture_output=True, text=True, timeout=60)
-            assert triggered.returncode == 0, triggered.stderr
-            name = triggered.stdout.split("BackupSession/")[1].split()[0]
+            name = trigger_nightly(env)
             eventually(lambda: "test pause at before_manifest" in worker.log(),
                        "the dump to reach its pause", timeout_s=120)
             store.delete(BackupConfiguration, "nightly", NS)  # kubectl delete bc nightly
@@ -421,10 +423,7 @@ def test_exec_hooks_of_a_backup_run_in_the_pod_through_the_api_from_a_real_worke
     worker.start()
     try:
         with running(Watcher(store, dispatcher(store, env, []), settings=FAST), kube_api):
-            triggered = subprocess.run([STASHQ, "trigger", "nightly"], env=env,
-                                       capture_output=True, text=True, timeout=60)
-            assert triggered.returncode == 0, triggered.stderr
-            name = triggered.stdout.split("BackupSession/")[1].split()[0]
+            name = trigger_nightly(env)
             eventually(lambda: status(store, name).get("phase") in ("Succeeded", "Failed"),
                        "the backup to finish", timeout_s=120)
             eventually(lambda: bool((status(store, name).get("hooks") or {})
