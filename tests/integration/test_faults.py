@@ -294,17 +294,25 @@ def test_stashq_beat_sweeps_for_stale_sessions_too(
     assert [json.loads(m)["headers"]["task"] for m in queued] == ["stashq.precheck"]
 
 
-def test_deleting_the_configuration_mid_backup_deletes_the_session_and_the_worker_stops(
-        deploy: Deploy, namespace: str, database: str, bucket: str, tmp_path: Path) -> None:
-    """As Kubernetes' garbage collector does: ``stashq delete bc`` takes the sessions the
-    configuration invoked with it, and the running one's worker stops its chain at its
-    next status write, writing nothing back (it is not left Running)."""
+def paused_before_manifest(deploy: Deploy, namespace: str, database: str, bucket: str,
+                           tmp_path: Path) -> tuple[Deployment, str]:
+    """A deployment whose backup of "nightly" has uploaded its dump and is paused before
+    its manifest; and that session's name."""
     d = deploy()
     fill(d.mariadb, database)
     apply(d, namespace, tmp_path, bucket, database)
     d.start_worker(STASHQ_PAUSE_AT="before_manifest:3")
     name = trigger(d, namespace)
     eventually(lambda: "test pause at before_manifest" in d.logs(), "the pause", d)
+    return d, name
+
+
+def test_deleting_the_configuration_mid_backup_deletes_the_session_and_the_worker_stops(
+        deploy: Deploy, namespace: str, database: str, bucket: str, tmp_path: Path) -> None:
+    """As Kubernetes' garbage collector does: ``stashq delete bc`` takes the sessions the
+    configuration invoked with it, and the running one's worker stops its chain when its
+    running step ends, writing nothing back (it is not left Running)."""
+    d, name = paused_before_manifest(deploy, namespace, database, bucket, tmp_path)
     deleted = d.cli("delete", "bc", "nightly", namespace=namespace, check=True)
     assert deleted.stdout == "BackupConfiguration/nightly deleted\n"
     assert d.store().list(BackupSession, namespace) == []  # collected with it
@@ -324,12 +332,7 @@ def test_an_orphaning_delete_mid_backup_keeps_the_session_which_fails_naming_why
         deploy: Deploy, namespace: str, database: str, bucket: str, tmp_path: Path) -> None:
     """``--cascade=orphan`` keeps the sessions: the running one's next step finds the
     configuration gone and ends it Failed, naming it; ``stashq sessions`` still shows it."""
-    d = deploy()
-    fill(d.mariadb, database)
-    apply(d, namespace, tmp_path, bucket, database)
-    d.start_worker(STASHQ_PAUSE_AT="before_manifest:3")
-    name = trigger(d, namespace)
-    eventually(lambda: "test pause at before_manifest" in d.logs(), "the pause", d)
+    d, name = paused_before_manifest(deploy, namespace, database, bucket, tmp_path)
     d.cli("delete", "backupconfigurations", "nightly", "--cascade=orphan", namespace=namespace,
           check=True)
     final = final_status(d, namespace, name)
