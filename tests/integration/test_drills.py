@@ -18,7 +18,7 @@ import yaml
 from benchmarks.common import client_options
 from devstack.resources import standard_setup
 from devstack.sample import create_sample
-from devstack.stack import Stack, created
+from devstack.stack import Deployment, Stack, created
 from workers.app import create_app
 from workers.engines.mysql import CONSISTENT_DUMP_OPTIONS
 from workers.repository import Repository
@@ -145,17 +145,19 @@ def timed_out(status: dict[str, object], snapshot: str) -> None:
     assert 8 <= last["durationSeconds"] < 30
 
 
-def run_drill(stack: Stack, namespace: str) -> dict[str, object]:
-    """Send the drill as beat does at a slot; its status once the worker recorded it."""
-    store, deadline = RedisStore.from_url(stack.redis_url), time.monotonic() + 120
+def run_drill(runner: Stack | Deployment, namespace: str) -> dict[str, object]:
+    """Send RestoreDrill "weekly" as beat does at a slot; its status once the worker
+    recorded it."""
+    store, deadline = RedisStore.from_url(runner.redis_url), time.monotonic() + 120
     before = store.get(RestoreDrill, "weekly", namespace).status.get("lastDrillTime")
-    create_app(Settings.from_env(stack.env)).signature(
+    create_app(Settings.from_env(runner.env)).signature(
         DRILL_TASK, args=(namespace, "weekly")).apply_async()
     while True:
         status = store.get(RestoreDrill, "weekly", namespace).status
         if status.get("lastDrillTime") != before and not status.get("running"):
             return status
-        assert time.monotonic() < deadline, stack.worker.log()[-3000:]
+        logs = runner.logs() if isinstance(runner, Deployment) else runner.worker.log()
+        assert time.monotonic() < deadline, logs[-3000:]
         time.sleep(0.3)
 
 

@@ -21,11 +21,8 @@ from devstack.resources import standard_setup
 from devstack.servers import MariaDBServer, Pushgateway
 from devstack.stack import Deploy, Deployment
 from tests.chart.helm import Helm
+from tests.integration.test_drills import run_drill
 from tests.support.promql import chart_metric_names
-from workers.app import create_app
-from workers.steps.restore_drill import DRILL_TASK
-from workflows.resources import RestoreDrill
-from workflows.settings import Settings
 
 #: Seconds the sweep after the backup gets to push (it runs every 0.5 s here).
 SWEEP_WAIT_S = 30.0
@@ -61,8 +58,7 @@ def swept_after(pushgateway: Pushgateway, namespace: str) -> str:
 
 
 def drilled(deployment: Deployment, namespace: str, tmp_path: Path) -> dict[str, object]:
-    """Apply RestoreDrill "weekly" of "nightly" and send it as beat does at a slot; its
-    status once the worker recorded it."""
+    """Apply RestoreDrill "weekly" of "nightly" and run it (``run_drill``)."""
     path = tmp_path / "drill.yaml"
     path.write_text(yaml.safe_dump({
         "apiVersion": "stashq.io/v1alpha1", "kind": "RestoreDrill",
@@ -71,15 +67,7 @@ def drilled(deployment: Deployment, namespace: str, tmp_path: Path) -> dict[str,
                  "configurations": ["nightly"],
                  "scratch": {"ref": {"name": "db"}, "databasePrefix": "drill_"}}}))
     deployment.cli("apply", "-f", str(path), namespace=namespace, check=True)
-    create_app(Settings.from_env(deployment.env)).signature(
-        DRILL_TASK, args=(namespace, "weekly")).apply_async()
-    store, deadline = deployment.store(), time.monotonic() + 120
-    while True:
-        status = store.get(RestoreDrill, "weekly", namespace).status
-        if status.get("lastDrillTime") and not status.get("running"):
-            return status
-        assert time.monotonic() < deadline, deployment.logs()[-3000:]
-        time.sleep(0.3)
+    return run_drill(deployment, namespace)
 
 
 def test_every_metric_the_chart_reads_is_one_a_real_worker_pushes(
